@@ -1,0 +1,1078 @@
+/* granc.c -- configuration and the master process.
+ *
+ * One table, opts[], describes every option of Granian's command line: its
+ * flag, its GRANIAN_* variable, its type and range, its default, where it
+ * lands in `config`, and whether granc implements it yet.  argv, the
+ * environment, --help and the "not supported yet" check all walk that
+ * table, so adding or enabling an option is a one-row change.
+ *
+ * The master then binds every listener, forks the workers and supervises
+ * them from a sigsuspend() loop, as nginx does: signals stay blocked except
+ * while sleeping, handlers only set flags, all work happens in the loop.
+ * The master never starts Python.
+ */
+#include "granc.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* ===================================================================
+ * The option table
+ * =================================================================== */
+
+enum kind {
+    K_BOOL,     /* int; --x / --no-x; 1/0 true/false yes/no on/off t/f y/n */
+    K_INT,      /* int in [lo, hi] */
+    K_SIZE,     /* size_t in [lo, hi], bytes */
+    K_I64,      /* int64_t in [lo, hi], bytes */
+    K_DUR,      /* int seconds in [lo, hi]: "90" or NdNhNmNs ("1h30m") */
+    K_FLOAT,    /* double >= lo */
+    K_OCTAL,    /* int file mode: a leading 0 means base 8 */
+    K_ENUM,     /* int: the index of the word in `choices` */
+    K_LEVEL,    /* int: enum log_level, via levels[] */
+    K_WORD,     /* const char *: one of `choices`, lower-cased */
+    K_STR,      /* const char * */
+    K_LIST,     /* strlist, repeatable; the variable splits on whitespace */
+    K_PATHS     /* strlist, repeatable; the variable splits on ':' */
+};
+
+/* What granc does with an option.  FT_OK: implemented.  FT_NOOP: accepted,
+ * documented, no effect in granc.  Any other value names a missing feature:
+ * a non-default value of such an option is refused at start-up.  When the
+ * feature lands, flip its rows to FT_OK. */
+enum feat { FT_OK, FT_NOOP, FT_TLS, FT_HTTP2, FT_STATIC, FT_METRICS, FT_RELOAD,
+            FT_RESPAWN, FT_LIFETIME, FT_RSS, FT_LOGCONFIG, FT_ENVFILES, FT_PNAME };
+
+static const char *const feat_name[] = {
+    [FT_TLS] = "TLS", [FT_HTTP2] = "HTTP/2", [FT_STATIC] = "serving static files",
+    [FT_METRICS] = "the metrics exporter", [FT_RELOAD] = "auto reload",
+    [FT_RESPAWN] = "respawning failed workers", [FT_LIFETIME] = "the worker lifetime",
+    [FT_RSS] = "the worker RSS limit", [FT_LOGCONFIG] = "a logging config file",
+    [FT_ENVFILES] = "loading env files", [FT_PNAME] = "setting process names",
+};
+
+#define NOMAX LLONG_MAX             /* no bound but the field's type */
+
+typedef struct opt {
+    const char *name;               /* flag without the leading "--" */
+    const char *env;                /* "GRANIAN_" + Granian's parameter name */
+    unsigned char kind, feat;
+    long long lo, hi;               /* range of numbers, in the option's unit */
+    const char *choices;            /* "a|b|c" for K_ENUM, K_LEVEL, K_WORD */
+    const char *def;                /* default; one in "(...)" is shown, not parsed */
+    size_t off;                     /* offsetof(config, field) */
+    const char *help;
+} opt;
+
+/* Row shapes: numbers carry a range, choices their words, the rest neither.
+ * `env` is Granian's parameter name; the variable is GRANIAN_<env>. */
+#define ROW(k, name, env, ft, lo, hi, words, def, f, help) \
+    { name, "GRANIAN_" env, k, ft, lo, hi, words, def, offsetof(config, f), help }
+#define NUM(k, name, env, ft, lo, hi, def, f, help) \
+    ROW(k, name, env, ft, lo, hi, NULL, def, f, help)
+#define INT(name, env, ft, lo, hi, def, f, help) \
+    ROW(K_INT, name, env, ft, lo, hi, NULL, def, f, help)
+#define ONE(k, name, env, ft, words, def, f, help) \
+    ROW(k, name, env, ft, 0, 0, words, def, f, help)
+#define BOOL(name, env, ft, def, f, help) ROW(K_BOOL, name, env, ft, 0, 0, NULL, def, f, help)
+#define STR(name, env, ft, def, f, help) ROW(K_STR, name, env, ft, 0, 0, NULL, def, f, help)
+#define LIST(k, name, env, ft, def, f, help) ROW(k, name, env, ft, 0, 0, NULL, def, f, help)
+
+/* Choice words are in enum order (enum iface, enum http_mode, levels[]):
+ * the index is the value. */
+static const opt opts[] = {
+    STR("host", "HOST", FT_OK, "127.0.0.1", host, "IP address or host name to bind"),
+    INT("port", "PORT", FT_OK, 0, 65535, "8000", port, "Port to bind (0: any free port)"),
+    STR("uds", "UDS", FT_OK, NULL, uds, "Unix socket to bind instead of TCP"),
+    NUM(K_OCTAL, "uds-permissions", "UDS_PERMISSIONS", FT_OK, 0, 07777, "(umask)",
+        uds_permissions, "Mode of the socket file"),
+    ONE(K_ENUM, "interface", "INTERFACE", FT_OK, "rsgi|asgi|asginl|wsgi", "rsgi", iface,
+        "Application interface (only wsgi so far)"),
+    ONE(K_ENUM, "http", "HTTP", FT_OK, "auto|1|2", "auto", http, "HTTP versions accepted"),
+    BOOL("ws", "WEBSOCKETS", FT_NOOP, "on", ws, "Websockets (ignored on WSGI)"),
+    INT("workers", "WORKERS", FT_OK, 1, NOMAX, "1", workers, "Worker processes"),
+    INT("blocking-threads", "BLOCKING_THREADS", FT_OK, 1, NOMAX,
+        "(wsgi: backpressure/2, else 1)", blocking_threads, "Python threads per worker"),
+    NUM(K_DUR, "blocking-threads-idle-timeout", "BLOCKING_THREADS_IDLE_TIMEOUT", FT_OK,
+        5, 600, "30", blocking_threads_idle_timeout_s, "Idle time before a thread exits"),
+    INT("runtime-threads", "RUNTIME_THREADS", FT_NOOP, 1, NOMAX, "1", runtime_threads,
+        "Rust runtime I/O threads"),
+    INT("runtime-blocking-threads", "RUNTIME_BLOCKING_THREADS", FT_NOOP, 1, NOMAX, "512",
+        runtime_blocking_threads, "Rust runtime blocking threads"),
+    ONE(K_WORD, "runtime-mode", "RUNTIME_MODE", FT_NOOP, "auto|mt|st", "auto",
+        runtime_mode, "Rust runtime mode"),
+    ONE(K_WORD, "loop", "LOOP", FT_NOOP, "auto|asyncio|rloop|uvloop|winloop", "auto",
+        loop, "Event loop of async interfaces"),
+    ONE(K_WORD, "task-impl", "TASK_IMPL", FT_NOOP, "asyncio|rust", "asyncio", task_impl,
+        "Async task implementation"),
+    INT("backlog", "BACKLOG", FT_OK, 128, NOMAX, "1024", backlog, "listen() backlog"),
+    INT("backpressure", "BACKPRESSURE", FT_OK, 1, NOMAX, "(backlog/workers)", backpressure,
+        "Connections per worker"),
+    NUM(K_SIZE, "http1-buffer-size", "HTTP1_BUFFER_SIZE", FT_OK, 8192, NOMAX, "417792",
+        http1_buffer_size, "Max bytes of a request head"),
+    INT("http1-header-read-timeout", "HTTP1_HEADER_READ_TIMEOUT", FT_OK, 1, 60000, "30000",
+        http1_header_read_timeout_ms, "Time to read a request head (ms)"),
+    BOOL("http1-keep-alive", "HTTP1_KEEP_ALIVE", FT_OK, "on", http1_keep_alive,
+         "HTTP/1 keep-alive"),
+    BOOL("http1-pipeline-flush", "HTTP1_PIPELINE_FLUSH", FT_NOOP, "off",
+         http1_pipeline_flush, "Aggregate pipelined flushes"),
+    NUM(K_I64, "http1-max-body-size", "HTTP1_MAX_BODY_SIZE", FT_OK, 0, NOMAX, "0",
+        http1_max_body_size, "granc: max body bytes, 0 = no limit (over: 413)"),
+    BOOL("http2-adaptive-window", "HTTP2_ADAPTIVE_WINDOW", FT_HTTP2, "off",
+         http2_adaptive_window, "HTTP/2 adaptive flow control"),
+    INT("http2-initial-connection-window-size", "HTTP2_INITIAL_CONNECTION_WINDOW_SIZE",
+        FT_HTTP2, 1024, NOMAX, "1048576", http2_initial_connection_window_size,
+        "HTTP/2 connection window"),
+    INT("http2-initial-stream-window-size", "HTTP2_INITIAL_STREAM_WINDOW_SIZE", FT_HTTP2,
+        1024, NOMAX, "1048576", http2_initial_stream_window_size, "HTTP/2 stream window"),
+    INT("http2-keep-alive-interval", "HTTP2_KEEP_ALIVE_INTERVAL", FT_HTTP2, 1, 60000, NULL,
+        http2_keep_alive_interval_ms, "HTTP/2 PING interval (ms)"),
+    NUM(K_DUR, "http2-keep-alive-timeout", "HTTP2_KEEP_ALIVE_TIMEOUT", FT_HTTP2, 1, NOMAX,
+        "20", http2_keep_alive_timeout_s, "HTTP/2 PING ack timeout"),
+    INT("http2-max-concurrent-streams", "HTTP2_MAX_CONCURRENT_STREAMS", FT_HTTP2, 10, NOMAX,
+        "200", http2_max_concurrent_streams, "HTTP/2 concurrent streams"),
+    INT("http2-max-frame-size", "HTTP2_MAX_FRAME_SIZE", FT_HTTP2, 1024, NOMAX, "16384",
+        http2_max_frame_size, "HTTP/2 max frame size"),
+    INT("http2-max-headers-size", "HTTP2_MAX_HEADERS_SIZE", FT_HTTP2, 1, NOMAX, "16777216",
+        http2_max_headers_size, "HTTP/2 max header list size"),
+    INT("http2-max-send-buffer-size", "HTTP2_MAX_SEND_BUFFER_SIZE", FT_HTTP2, 1024, NOMAX,
+        "409600", http2_max_send_buffer_size, "HTTP/2 write buffer per stream"),
+    BOOL("log", "LOG_ENABLED", FT_OK, "on", log, "Server log"),
+    ONE(K_LEVEL, "log-level", "LOG_LEVEL", FT_OK,
+        "critical|error|warning|warn|info|debug|notset", "info", log_level, "Log level"),
+    STR("log-config", "LOG_CONFIG", FT_LOGCONFIG, NULL, log_config, "Logging config (JSON)"),
+    BOOL("access-log", "LOG_ACCESS_ENABLED", FT_OK, "off", access_log, "Access log"),
+    STR("access-log-fmt", "LOG_ACCESS_FMT", FT_OK,
+        "[%(time)s] %(addr)s - \"%(method)s %(path)s %(protocol)s\" %(status)d %(dt_ms).3f",
+        access_log_fmt, "Access log format"),
+    STR("ssl-certificate", "SSL_CERTIFICATE", FT_TLS, NULL, ssl_certificate,
+        "TLS certificate chain (PEM)"),
+    STR("ssl-keyfile", "SSL_KEYFILE", FT_TLS, NULL, ssl_keyfile, "TLS private key (PEM)"),
+    STR("ssl-keyfile-password", "SSL_KEYFILE_PASSWORD", FT_TLS, NULL, ssl_keyfile_password,
+        "Password of an encrypted key"),
+    ONE(K_WORD, "ssl-protocol-min", "SSL_PROTOCOL_MIN", FT_TLS, "tls1.2|tls1.3", "tls1.3",
+        ssl_protocol_min, "Minimum TLS version"),
+    STR("ssl-ca", "SSL_CA", FT_TLS, NULL, ssl_ca, "CA bundle for client certificates"),
+    LIST(K_PATHS, "ssl-crl", "SSL_CRL", FT_TLS, NULL, ssl_crl, "Revocation lists (PEM)"),
+    BOOL("ssl-client-verify", "SSL_CLIENT_VERIFY", FT_TLS, "off", ssl_client_verify,
+         "Require a client certificate"),
+    STR("url-path-prefix", "URL_PATH_PREFIX", FT_OK, NULL, url_path_prefix,
+        "URL prefix of the app (SCRIPT_NAME)"),
+    BOOL("respawn-failed-workers", "RESPAWN_FAILED_WORKERS", FT_RESPAWN, "off",
+         respawn_failed_workers, "Respawn crashed workers"),
+    NUM(K_FLOAT, "respawn-interval", "RESPAWN_INTERVAL", FT_OK, 0, NOMAX, "3.5",
+        respawn_interval_s, "Seconds from a new worker's spawn to the old one's stop"),
+    NUM(K_DUR, "rss-sample-interval", "RSS_SAMPLE_INTERVAL", FT_RSS, 1, 300, "30",
+        rss_sample_interval_s, "RSS sampling period"),
+    INT("rss-samples", "RSS_SAMPLES", FT_RSS, 1, NOMAX, "1", rss_samples,
+        "Samples over the limit before a respawn"),
+    NUM(K_DUR, "workers-lifetime", "WORKERS_LIFETIME", FT_LIFETIME, 60, NOMAX, NULL,
+        workers_lifetime_s, "Respawn workers older than this"),
+    INT("workers-max-rss", "WORKERS_MAX_RSS", FT_RSS, 1, NOMAX, NULL, workers_max_rss_mib,
+        "Respawn workers above this RSS (MiB)"),
+    NUM(K_DUR, "workers-kill-timeout", "WORKERS_KILL_TIMEOUT", FT_OK, 1, 1800,
+        "(wait forever)", workers_kill_timeout_s, "SIGKILL workers slower to stop"),
+    BOOL("factory", "FACTORY", FT_OK, "off", factory, "Call the target to get the app"),
+    STR("working-dir", "WORKING_DIR", FT_OK, NULL, working_dir, "Put first on sys.path"),
+    LIST(K_PATHS, "env-files", "ENV_FILES", FT_ENVFILES, NULL, env_files, "dotenv files"),
+    LIST(K_LIST, "static-path-route", "STATIC_PATH_ROUTE", FT_STATIC, "/static",
+         static_path_route, "URL prefixes of static files"),
+    LIST(K_PATHS, "static-path-mount", "STATIC_PATH_MOUNT", FT_STATIC, NULL,
+         static_path_mount, "Directories of static files"),
+    STR("static-path-dir-to-file", "STATIC_PATH_DIR_TO_FILE", FT_STATIC, NULL,
+        static_path_dir_to_file, "Index file of directories"),
+    NUM(K_DUR, "static-path-expires", "STATIC_PATH_EXPIRES", FT_STATIC, 0, NOMAX, "86400",
+        static_path_expires_s, "Static files max-age"),
+    BOOL("metrics", "METRICS_ENABLED", FT_METRICS, "off", metrics, "Metrics exporter"),
+    NUM(K_DUR, "metrics-scrape-interval", "METRICS_SCRAPE_INTERVAL", FT_METRICS, 1, 60,
+        "15", metrics_scrape_interval_s, "Metrics collection period"),
+    STR("metrics-address", "METRICS_ADDRESS", FT_METRICS, "127.0.0.1", metrics_address,
+        "Metrics exporter address"),
+    INT("metrics-port", "METRICS_PORT", FT_METRICS, 0, 65535, "9090", metrics_port,
+        "Metrics exporter port"),
+    BOOL("reload", "RELOAD", FT_RELOAD, "off", reload, "Restart on file changes"),
+    LIST(K_PATHS, "reload-paths", "RELOAD_PATHS", FT_RELOAD, "(working directory)",
+         reload_paths, "Paths to watch"),
+    LIST(K_LIST, "reload-ignore-dirs", "RELOAD_IGNORE_DIRS", FT_RELOAD, NULL,
+         reload_ignore_dirs, "Directory names to ignore"),
+    LIST(K_LIST, "reload-ignore-patterns", "RELOAD_IGNORE_PATTERNS", FT_RELOAD, NULL,
+         reload_ignore_patterns, "Name patterns (regex) to ignore"),
+    LIST(K_PATHS, "reload-ignore-paths", "RELOAD_IGNORE_PATHS", FT_RELOAD, NULL,
+         reload_ignore_paths, "Paths to ignore"),
+    INT("reload-tick", "RELOAD_TICK", FT_RELOAD, 50, 5000, "50", reload_tick_ms,
+        "Watch period (ms)"),
+    BOOL("reload-ignore-worker-failure", "RELOAD_IGNORE_WORKER_FAILURE", FT_RELOAD, "off",
+         reload_ignore_worker_failure, "Survive worker crashes on reload"),
+    STR("process-name", "PROCESS_NAME", FT_PNAME, NULL, process_name, "Process title"),
+    STR("pid-file", "PID_FILE", FT_OK, NULL, pid_file, "File to write the master PID to"),
+};
+#define NOPTS ((int)(sizeof opts / sizeof opts[0]))
+
+static const int levels[] = { LL_CRITICAL, LL_ERROR, LL_WARNING, LL_WARNING,
+                              LL_INFO, LL_DEBUG, LL_NOTSET };
+
+/* Where each value came from: messages name the flag or the variable, and
+ * the "not supported yet" check skips defaults. */
+enum { SRC_DEFAULT, SRC_ENV, SRC_ARGV };
+static unsigned char src[NOPTS];
+
+static config cfg;                  /* the configuration being built */
+static config dflt;                 /* the defaults alone, for comparisons */
+
+/* ===================================================================
+ * Values
+ * =================================================================== */
+
+static pid_t master_pid;            /* 0 until the master owns files to clean */
+static void cleanup(void);
+
+/* Every start-up error: one line on stderr, exit 1. */
+static void fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void fatal(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("granc: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    cleanup();
+    exit(1);
+}
+
+/* The name a message uses: the variable when the value came from it. */
+static const char *label(int i, int from)
+{
+    static char buf[64];
+
+    if (from == SRC_ENV)
+        return opts[i].env;
+    snprintf(buf, sizeof buf, "--%s", opts[i].name);
+    return buf;
+}
+
+static int opt_find(const char *name, size_t len)
+{
+    for (int i = 0; i < NOPTS; i++)
+        if (strlen(opts[i].name) == len && !memcmp(opts[i].name, name, len))
+            return i;
+    return -1;
+}
+#define OPT(name) opt_find(name, sizeof name - 1)
+
+/* Strict integer: optional sign, digits, nothing else. */
+static int parse_ll(const char *s, int base, long long *out)
+{
+    char *end;
+
+    if (!*s || isspace((unsigned char)*s))
+        return -1;
+    errno = 0;
+    *out = strtoll(s, &end, base);
+    return errno || *end ? -1 : 0;
+}
+
+/* Granian's Duration: an integer is seconds; otherwise NdNhNmNs, each part
+ * optional but in that order and at least one ("1h30m", "2d", "90s"). */
+static int parse_duration(const char *s, long long *out)
+{
+    static const char units[] = "dhms";
+    static const long long mult[] = { 86400, 3600, 60, 1 };
+    long long total = 0;
+    int u = 0;
+
+    if (parse_ll(s, 10, out) == 0)
+        return 0;
+    if (!*s)
+        return -1;
+    while (*s) {
+        long long n = 0;
+        if (!isdigit((unsigned char)*s))
+            return -1;
+        for (; isdigit((unsigned char)*s); s++)
+            if ((n = n * 10 + (*s - '0')) > 1000000000LL)
+                return -1;
+        while (u < 4 && units[u] != *s)
+            u++;
+        if (u == 4)
+            return -1;
+        total += n * mult[u++];
+        s++;
+    }
+    *out = total;
+    return 0;
+}
+
+/* File modes as chmod users write them: "0660" (and Python's "0o660") are
+ * octal; without a leading 0 the number is decimal, as Granian reads it. */
+static int parse_octal(const char *s, long long *out)
+{
+    if (s[0] == '0' && (s[1] == 'o' || s[1] == 'O'))
+        return isdigit((unsigned char)s[2]) ? parse_ll(s + 2, 8, out) : -1;
+    return parse_ll(s, s[0] == '0' ? 8 : 10, out);
+}
+
+/* Index of `val` in an "a|b|c" list, ignoring case as click does, or -1. */
+static int choice_index(const char *list, const char *val)
+{
+    size_t n = strlen(val);
+
+    for (int i = 0; *list; i++) {
+        size_t len = strcspn(list, "|");
+        if (len == n && !strncasecmp(list, val, n))
+            return i;
+        list += len + (list[len] == '|');
+    }
+    return -1;
+}
+
+/* click's boolean words, false/true pairs: the index parity is the value. */
+static int parse_bool(const char *s)
+{
+    int k = choice_index("0|1|false|true|f|t|no|yes|n|y|off|on", s);
+
+    return k < 0 ? -1 : k % 2;
+}
+
+static void *oom(void *p)
+{
+    if (!p)
+        fatal("out of memory");
+    return p;
+}
+
+static void list_add(strlist *l, const char *s)
+{
+    l->v = oom(realloc(l->v, (size_t)(l->n + 1) * sizeof *l->v));
+    l->v[l->n++] = s;
+}
+
+static void bad_number(int i, int from, const char *v)
+{
+    const opt *o = &opts[i];
+    char range[64];
+
+    if (o->kind == K_OCTAL)
+        fatal("%s: must be a file mode such as 0660 (got \"%s\")", label(i, from), v);
+    if (o->hi == NOMAX)
+        snprintf(range, sizeof range, ">= %lld", o->lo);
+    else
+        snprintf(range, sizeof range, "in %lld..%lld", o->lo, o->hi);
+    fatal("%s: must be %s %s (got \"%s\")", label(i, from),
+          o->kind == K_DUR ? "a duration (seconds or NdNhNmNs)"
+          : o->kind == K_FLOAT ? "a number" : "an integer", range, v);
+}
+
+/* Parse `v` for option i into *c.  Any bad value is fatal. */
+static void set_value(config *c, int i, const char *v, int from)
+{
+    const opt *o = &opts[i];
+    void *field = (char *)c + o->off;
+    long long n = 0, max = o->kind == K_I64 ? LLONG_MAX : INT_MAX;
+    const char *seps = o->kind == K_PATHS ? ":" : " \t\n";
+    char *end, *copy, *tok;
+    double d;
+    int k;
+
+    switch (o->kind) {
+    case K_BOOL:
+        if ((k = parse_bool(v)) < 0)
+            fatal("%s: must be a boolean: 1/0, true/false, yes/no, on/off (got \"%s\")",
+                  label(i, from), v);
+        *(int *)field = k;
+        break;
+    case K_INT: case K_SIZE: case K_I64: case K_DUR: case K_OCTAL:
+        k = o->kind == K_DUR ? parse_duration(v, &n)
+          : o->kind == K_OCTAL ? parse_octal(v, &n) : parse_ll(v, 10, &n);
+        if (k < 0 || n < o->lo || n > o->hi || n > max)
+            bad_number(i, from, v);
+        if (o->kind == K_SIZE)
+            *(size_t *)field = (size_t)n;
+        else if (o->kind == K_I64)
+            *(int64_t *)field = n;
+        else
+            *(int *)field = (int)n;
+        break;
+    case K_FLOAT:
+        d = strtod(v, &end);
+        if (!*v || *end || !isfinite(d) || d < (double)o->lo)
+            bad_number(i, from, v);
+        *(double *)field = d;
+        break;
+    case K_ENUM: case K_LEVEL: case K_WORD:
+        if ((k = choice_index(o->choices, v)) < 0)
+            fatal("%s: must be one of %s (got \"%s\")", label(i, from), o->choices, v);
+        if (o->kind != K_WORD) {
+            *(int *)field = o->kind == K_LEVEL ? levels[k] : k;
+            break;
+        }
+        for (tok = copy = oom(strdup(v)); *tok; tok++)
+            *tok = (char)tolower((unsigned char)*tok);
+        *(const char **)field = copy;
+        break;
+    case K_STR:
+        *(const char **)field = v;
+        break;
+    case K_LIST: case K_PATHS:
+        if (src[i] != from)     /* the first explicit value replaces the default, */
+            *(strlist *)field = (strlist){ NULL, 0 };   /* whose array dflt keeps */
+        if (from != SRC_ENV) {
+            list_add(field, v);
+            break;
+        }
+        for (tok = strtok(oom(strdup(v)), seps); tok; tok = strtok(NULL, seps))
+            list_add(field, tok);
+        break;
+    }
+    src[i] = (unsigned char)from;
+}
+
+/* Does option i hold the same value in a and b? */
+static int same_value(int i, const config *a, const config *b)
+{
+    const char *pa = (const char *)a + opts[i].off, *pb = (const char *)b + opts[i].off;
+    const strlist *la = (const strlist *)pa, *lb = (const strlist *)pb;
+    const char *sa, *sb;
+
+    switch (opts[i].kind) {
+    case K_SIZE:  return *(const size_t *)pa == *(const size_t *)pb;
+    case K_I64:   return *(const int64_t *)pa == *(const int64_t *)pb;
+    case K_FLOAT: return *(const double *)pa == *(const double *)pb;
+    case K_WORD: case K_STR:
+        sa = *(const char *const *)pa;
+        sb = *(const char *const *)pb;
+        return sa == sb || (sa && sb && !strcmp(sa, sb));
+    case K_LIST: case K_PATHS:
+        for (int j = 0; la->n == lb->n && j < la->n; j++)
+            if (strcmp(la->v[j], lb->v[j]))
+                return 0;
+        return la->n == lb->n;
+    default:      return *(const int *)pa == *(const int *)pb;
+    }
+}
+
+/* ===================================================================
+ * Command line and environment
+ * =================================================================== */
+
+static void usage(void)
+{
+    static const char *const metavar[] = {
+        [K_INT] = "INT", [K_SIZE] = "BYTES", [K_I64] = "BYTES", [K_DUR] = "DURATION",
+        [K_FLOAT] = "SECONDS", [K_OCTAL] = "MODE", [K_STR] = "TEXT",
+        [K_LIST] = "TEXT...", [K_PATHS] = "PATH...",
+    };
+    char left[96];
+
+    printf("usage: granc [OPTIONS] APP\n\n"
+           "Serve APP (module[:attr] or path/to/file.py) with Granian's command line.\n"
+           "Each option may also be set by the GRANIAN_* variable shown; the command\n"
+           "line wins.  DURATION is seconds or NdNhNmNs (1h30m).  See granc(1).\n\n");
+    for (int i = 0; i < NOPTS; i++) {
+        const opt *o = &opts[i];
+        if (o->kind == K_BOOL)
+            snprintf(left, sizeof left, "--%s/--no-%s", o->name, o->name);
+        else
+            snprintf(left, sizeof left, "--%s %s", o->name,
+                     o->choices ? o->choices : metavar[o->kind]);
+        printf("  %-38s %s [%s%s%s]%s\n", left, o->help, o->env,
+               o->def ? "; default " : "", o->def ? o->def : "",
+               o->feat == FT_NOOP ? " (no effect in granc)"
+               : o->feat != FT_OK ? " (not supported yet)" : "");
+    }
+    printf("  %-38s Print the version and exit\n  %-38s Print this help and exit\n",
+           "--version", "--help");
+}
+
+static void set_target(const char *a)
+{
+    if (cfg.target)
+        fatal("unexpected extra argument \"%s\" (one APP only)", a);
+    cfg.target = a;
+}
+
+static void parse_args(int argc, char **argv)
+{
+    int i;
+
+    for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {   /* these win over errors */
+        if (!strcmp(argv[i], "--help")) {
+            usage();
+            exit(0);
+        }
+        if (!strcmp(argv[i], "--version")) {
+            printf("granc %s (granian %s compatible)\n", GRANC_VERSION, GRANIAN_COMPAT);
+            exit(0);
+        }
+    }
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *name = a + 2, *eq, *val;
+        size_t len;
+        int k, neg = 0;
+
+        if (!strcmp(a, "--")) {
+            while (++i < argc)
+                set_target(argv[i]);
+            break;
+        }
+        if (a[0] != '-' || !a[1]) {
+            set_target(a);
+            continue;
+        }
+        if (a[1] != '-')
+            fatal("%s: unknown option (see --help)", a);
+        eq = strchr(name, '=');
+        len = eq ? (size_t)(eq - name) : strlen(name);
+        if ((k = opt_find(name, len)) < 0 && len > 3 && !strncmp(name, "no-", 3)) {
+            k = opt_find(name + 3, len - 3);
+            if (k >= 0 && opts[k].kind != K_BOOL)
+                k = -1;
+            neg = 1;
+        }
+        if (k < 0)
+            fatal("--%.*s: unknown option (see --help)", (int)len, name);
+        if (opts[k].kind == K_BOOL) {
+            if (neg && eq)
+                fatal("--no-%s: takes no value", opts[k].name);
+            val = eq ? eq + 1 : neg ? "false" : "true";
+        } else if (eq) {
+            val = eq + 1;
+        } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) {
+            val = argv[++i];
+        } else {
+            fatal("--%s: missing value", opts[k].name);
+        }
+        set_value(&cfg, k, val, SRC_ARGV);
+    }
+}
+
+/* Variables fill in what argv left alone.  An empty one counts as unset, as
+ * in click. */
+static void parse_env(void)
+{
+    for (int i = 0; i < NOPTS; i++) {
+        const char *v = getenv(opts[i].env);
+        if (src[i] != SRC_ARGV && v && *v)
+            set_value(&cfg, i, v, SRC_ENV);
+    }
+}
+
+/* A misspelt variable would otherwise be ignored without a word. */
+static void warn_unknown_env(void)
+{
+    for (char **e = environ; *e; e++) {
+        size_t len = strcspn(*e, "=");
+        int known = 0;
+        if (strncmp(*e, "GRANIAN_", 8))
+            continue;
+        for (int i = 0; i < NOPTS && !known; i++)
+            known = strlen(opts[i].env) == len && !strncmp(opts[i].env, *e, len);
+        if (!known)
+            log_warn("Unknown environment variable %.*s ignored", (int)len, *e);
+    }
+}
+
+static void set_defaults(void)
+{
+    for (int i = 0; i < NOPTS; i++)
+        if (opts[i].def && opts[i].def[0] != '(')
+            set_value(&dflt, i, opts[i].def, SRC_DEFAULT);
+    dflt.uds_permissions = -1;
+    cfg = dflt;
+}
+
+/* Cross-option checks and computed defaults, once argv and environment are in. */
+static void resolve(void)
+{
+    static const char *const iface_todo[] = {
+        [IF_RSGI] = "RSGI is not supported yet; use --interface wsgi",
+        [IF_ASGI] = "ASGI is not supported yet", [IF_ASGINL] = "ASGI is not supported yet",
+    };
+    int ii = OPT("interface"), ih = OPT("http"), ib = OPT("blocking-threads");
+    int iw = OPT("working-dir");
+    struct stat st;
+
+    if (!cfg.target)
+        fatal("missing APP argument: module[:attr] or file.py (see --help)");
+    if (cfg.iface != IF_WSGI)
+        fatal("%s: %s", label(ii, src[ii]), iface_todo[cfg.iface]);
+    if (cfg.http == HTTPM_2)
+        fatal("%s: HTTP/2 is not supported yet", label(ih, src[ih]));
+    for (int i = 0; i < NOPTS; i++)
+        if (opts[i].feat > FT_NOOP && src[i] != SRC_DEFAULT && !same_value(i, &cfg, &dflt))
+            fatal("%s: %s is not supported yet", label(i, src[i]), feat_name[opts[i].feat]);
+
+    if (!cfg.backpressure)
+        cfg.backpressure = cfg.backlog / cfg.workers > 1 ? cfg.backlog / cfg.workers : 1;
+    if (!cfg.blocking_threads)      /* Granian: wsgi max(1, backpressure/2), else 1 */
+        cfg.blocking_threads = cfg.iface == IF_WSGI && cfg.backpressure / 2 > 1
+                               ? cfg.backpressure / 2 : 1;
+    else if (cfg.iface != IF_WSGI && cfg.blocking_threads > 1)
+        fatal("%s: must be 1 on async interfaces (got %d)", label(ib, src[ib]),
+              cfg.blocking_threads);
+    if (cfg.working_dir && (stat(cfg.working_dir, &st) || !S_ISDIR(st.st_mode)))
+        fatal("%s: %s is not a directory", label(iw, src[iw]), cfg.working_dir);
+}
+
+/* ===================================================================
+ * Master: pid file and listeners
+ * =================================================================== */
+
+static listener ls[MAX_LISTENERS];
+static int nls;
+static int uds_bound;               /* we created the socket file */
+static int pid_written;
+
+static long pidfile_read(void)
+{
+    FILE *f = fopen(cfg.pid_file, "r");
+    long pid = 0;
+
+    if (f) {
+        if (fscanf(f, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return pid;
+}
+
+/* Remove what the master created.  Workers never do: the files are the
+ * master's, and a worker exiting must not unlink the live socket. */
+static void cleanup(void)
+{
+    if (!master_pid || getpid() != master_pid)
+        return;
+    if (pid_written && pidfile_read() == (long)master_pid)
+        unlink(cfg.pid_file);
+    if (uds_bound)
+        unlink(cfg.uds);
+    pid_written = uds_bound = 0;
+}
+
+static void pidfile_write(void)
+{
+    long pid = pidfile_read();
+    FILE *f;
+
+    if (pid > 0 && pid != (long)master_pid && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+        fatal("--pid-file: %s holds the PID of running process %ld", cfg.pid_file, pid);
+    if (!(f = fopen(cfg.pid_file, "w")))
+        fatal("--pid-file: %s: %s", cfg.pid_file, strerror(errno));
+    fprintf(f, "%ld\n", (long)master_pid);
+    if (fclose(f))
+        fatal("--pid-file: %s: %s", cfg.pid_file, strerror(errno));
+    pid_written = 1;
+}
+
+/* Workers accept from an event loop and inherit the socket across fork:
+ * non-blocking, FD_CLOEXEC off. */
+static void listen_ready(int fd, const char *what)
+{
+    if (listen(fd, cfg.backlog) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0
+        || fcntl(fd, F_SETFD, 0) < 0)
+        fatal("%s: listen: %s", what, strerror(errno));
+}
+
+/* The address and port fields of an IPv4 or IPv6 socket address. */
+static void *ip_of(struct sockaddr_storage *sa, uint16_t **port)
+{
+    struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+
+    *port = sa->ss_family == AF_INET ? &s4->sin_port : &s6->sin6_port;
+    return sa->ss_family == AF_INET ? (void *)&s4->sin_addr : (void *)&s6->sin6_addr;
+}
+
+/* Bind every distinct address of the host (localhost may give 127.0.0.1 and
+ * ::1).  One socket per address is shared by all workers, not one
+ * SO_REUSEPORT socket each: queued connections then survive a rolling
+ * restart, and --port 0 yields a single port. */
+static void bind_tcp(void)
+{
+    struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+                              .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    struct addrinfo *res, *ai;
+    char port[16];
+    int err, has4 = 0, one = 1;
+
+    snprintf(port, sizeof port, "%d", cfg.port);
+    if ((err = getaddrinfo(cfg.host, port, &hints, &res)))
+        fatal("--host: %s: %s", cfg.host, gai_strerror(err));
+    for (ai = res; ai; ai = ai->ai_next)
+        has4 |= ai->ai_family == AF_INET;
+    for (ai = res; ai && nls < MAX_LISTENERS; ai = ai->ai_next) {
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        listener *l = &ls[nls];
+        const char *lb = ai->ai_family == AF_INET6 ? "[" : "";
+        const char *rb = ai->ai_family == AF_INET6 ? "]" : "";
+        uint16_t *pp;
+        void *ip;
+        int fd, dup = 0;
+
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
+        ip = ip_of(&sa, &pp);
+        inet_ntop(ai->ai_family, ip, l->addr, sizeof l->addr);
+        for (int j = 0; j < nls; j++)
+            dup |= !strcmp(ls[j].addr, l->addr);
+        if (dup)
+            continue;
+        if (nls > 0 && cfg.port == 0)   /* all addresses on the port we got */
+            *pp = htons((uint16_t)ls[0].port);
+        if ((fd = socket(ai->ai_family, SOCK_STREAM, 0)) < 0)
+            fatal("--host: %s: socket: %s", l->addr, strerror(errno));
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        /* "::" alone stays dual-stack; next to an IPv4 address of the same
+         * name it must leave the IPv4 side to that socket. */
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &has4, sizeof has4);
+        if (bind(fd, (struct sockaddr *)&sa, ai->ai_addrlen) < 0)
+            fatal("--host/--port: cannot bind %s%s%s:%d: %s", lb, l->addr, rb,
+                  ntohs(*pp), strerror(errno));
+        listen_ready(fd, "--host/--port");
+        getsockname(fd, (struct sockaddr *)&sa, &salen);
+        l->fd = fd;
+        l->family = ai->ai_family;
+        l->port = ntohs(*pp);
+        nls++;
+        log_info("Listening at: http://%s%s%s:%d", lb, l->addr, rb, l->port);
+    }
+    freeaddrinfo(res);
+    if (nls == 0)
+        fatal("--host: %s: no IPv4 or IPv6 address", cfg.host);
+}
+
+/* A socket file left by a crashed server refuses connections: replace it.
+ * A live one, or a file that is not a socket, belongs to someone else. */
+static void bind_uds(void)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct stat st;
+    int fd;
+
+    if (strlen(cfg.uds) >= sizeof sa.sun_path)
+        fatal("--uds: path longer than %zu bytes", sizeof sa.sun_path - 1);
+    strcpy(sa.sun_path, cfg.uds);
+    if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+        fatal("--uds: socket: %s", strerror(errno));
+    if (lstat(cfg.uds, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            fatal("--uds: %s exists and is not a socket", cfg.uds);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+            fatal("--uds: %s is in use by a running server", cfg.uds);
+        if (errno != ECONNREFUSED)
+            fatal("--uds: %s: %s", cfg.uds, strerror(errno));
+        unlink(cfg.uds);
+        close(fd);                  /* a failed connect leaves it unusable */
+        if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+            fatal("--uds: socket: %s", strerror(errno));
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+        fatal("--uds: cannot bind %s: %s", cfg.uds, strerror(errno));
+    uds_bound = 1;
+    if (cfg.uds_permissions >= 0 && chmod(cfg.uds, (mode_t)cfg.uds_permissions) < 0)
+        fatal("--uds-permissions: chmod %s: %s", cfg.uds, strerror(errno));
+    listen_ready(fd, "--uds");
+    ls[0] = (listener){ .fd = fd, .family = AF_UNIX, .port = 0 };
+    snprintf(ls[0].addr, sizeof ls[0].addr, "%s", cfg.uds);
+    nls = 1;
+    log_info("Listening at: unix:%s", cfg.uds);
+}
+
+/* ===================================================================
+ * Master: workers and signals
+ * =================================================================== */
+
+/* A worker process.  During a rolling restart a slot briefly has two, the
+ * new one and the retiring one: hence workers + 1 entries. */
+typedef struct kid {
+    pid_t pid;                      /* 0: free entry */
+    int id;                         /* worker number, 1..workers */
+    int asked;                      /* we sent SIGTERM: its exit is expected */
+} kid;
+
+static kid *kids;
+static int nkids;
+static int failed;                  /* a worker exited unasked: stop, exit 1 */
+static sigset_t waitmask;           /* the mask while asleep in sigsuspend */
+static volatile sig_atomic_t got_stop, got_hup;
+
+static const int handled[] = { SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGALRM };
+#define NHANDLED ((int)(sizeof handled / sizeof handled[0]))
+
+/* Record and return.  SIGCHLD and SIGALRM need no flag: each wake-up reaps
+ * and checks the clock anyway. */
+static void on_signal(int sig)
+{
+    int saved = errno;
+
+    if (sig == SIGINT || sig == SIGTERM)
+        got_stop = 1;
+    else if (sig == SIGHUP)
+        got_hup = 1;
+    errno = saved;
+}
+
+/* Block the handled signals for good; they are delivered only inside
+ * sigsuspend(), so no flag can change between a check and the sleep. */
+static void signals_init(void)
+{
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigset_t block;
+
+    sigemptyset(&block);
+    for (int i = 0; i < NHANDLED; i++)
+        sigaddset(&block, handled[i]);
+    sa.sa_mask = block;
+    sigprocmask(SIG_BLOCK, &block, &waitmask);
+    for (int i = 0; i < NHANDLED; i++) {
+        sigaction(handled[i], &sa, NULL);
+        sigdelset(&waitmask, handled[i]);
+    }
+}
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Sleep until a handled signal arrives, or until `until` (monotonic
+ * seconds, 0 = no limit) passes by way of a one-shot SIGALRM. */
+static void wait_signal(double until)
+{
+    struct itimerval it = { { 0, 0 }, { 0, 0 } };
+    long long us;
+
+    if (until > 0) {
+        if (until <= now())
+            return;
+        us = (long long)((until - now()) * 1e6) + 1;   /* never 0: that disarms */
+        it.it_value.tv_sec = (time_t)(us / 1000000);
+        it.it_value.tv_usec = (suseconds_t)(us % 1000000);
+        setitimer(ITIMER_REAL, &it, NULL);
+    }
+    sigsuspend(&waitmask);
+    if (until > 0) {
+        memset(&it, 0, sizeof it);
+        setitimer(ITIMER_REAL, &it, NULL);
+    }
+}
+
+static int spawn(int id)
+{
+    kid *k = NULL;
+    pid_t pid;
+
+    for (int i = 0; i < nkids && !k; i++)
+        if (!kids[i].pid)
+            k = &kids[i];
+    fflush(NULL);                   /* or the child repeats buffered output */
+    if (!k || (pid = fork()) < 0) {
+        log_error("Cannot spawn worker-%d: %s", id, k ? strerror(errno) : "no free slot");
+        return -1;
+    }
+    if (pid == 0) {
+        sigset_t none;
+        for (int i = 0; i < NHANDLED; i++)
+            signal(handled[i], SIG_DFL);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        wk_main(&cfg, ls, nls, id);
+    }
+    *k = (kid){ .pid = pid, .id = id };
+    log_info("Spawning worker-%d with PID: %ld", id, (long)pid);
+    return 0;
+}
+
+/* Collect exited workers.  An exit we did not ask for stops the server: a
+ * worker that could not load the app would only fail again, and respawning
+ * crashed workers is not supported yet. */
+static void reap(void)
+{
+    pid_t pid;
+    int st;
+
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        for (int i = 0; i < nkids; i++) {
+            kid *k = &kids[i];
+            if (k->pid != pid)
+                continue;
+            k->pid = 0;
+            if (k->asked)
+                break;
+            if (WIFEXITED(st) && WEXITSTATUS(st) == WK_EXIT_LOAD) {
+                if (!failed)
+                    log_error("Application could not be loaded (worker-%d), "
+                              "shutting down", k->id);
+            } else if (WIFSIGNALED(st)) {
+                log_error("Unexpected exit from worker-%d (killed by signal %d)",
+                          k->id, WTERMSIG(st));
+            } else {
+                log_error("Unexpected exit from worker-%d (exit status %d)",
+                          k->id, WEXITSTATUS(st));
+            }
+            failed = 1;
+            break;
+        }
+    }
+}
+
+static void stop_worker(kid *k)
+{
+    log_info("Stopping worker-%d", k->id);
+    k->asked = 1;
+    kill(k->pid, SIGTERM);
+}
+
+/* Keep reaping until `secs` have passed (k == NULL) or until worker k has
+ * exited, SIGKILLing it when `secs` run out (0: never).  -1 as soon as a
+ * stop signal or a failure calls the main loop back. */
+static int wait_for(kid *k, double secs)
+{
+    double until = secs > 0 ? now() + secs : 0;
+
+    for (;;) {
+        reap();
+        if (got_stop || failed)
+            return -1;
+        if (k ? !k->pid : now() >= until)
+            return 0;
+        if (k && until > 0 && now() >= until) {
+            log_warn("worker-%d did not stop in %g s, killing it", k->id, secs);
+            kill(k->pid, SIGKILL);
+            until = 0;
+        }
+        wait_signal(until);
+    }
+}
+
+/* SIGHUP: replace the workers one at a time, each new one spawned before
+ * its predecessor is told to stop, so the shared listeners always have a
+ * worker accepting.  A stop signal or a failure cuts it short; the
+ * shutdown that follows stops old and new workers alike. */
+static void rolling_restart(void)
+{
+    log_info("Restarting workers");
+    for (int id = 1; id <= cfg.workers; id++) {
+        kid *old = NULL;
+        for (int i = 0; i < nkids && !old; i++)
+            if (kids[i].pid && kids[i].id == id && !kids[i].asked)
+                old = &kids[i];
+        if (!old)
+            continue;
+        if (spawn(id) < 0 || wait_for(NULL, cfg.respawn_interval_s) < 0)
+            return;
+        stop_worker(old);
+        if (wait_for(old, cfg.workers_kill_timeout_s) < 0)
+            return;
+    }
+}
+
+/* SIGTERM every worker and wait for them all.  After the kill timeout, or
+ * at once on a second INT/TERM, the rest get SIGKILL. */
+static void stop_all(void)
+{
+    double until = cfg.workers_kill_timeout_s ? now() + cfg.workers_kill_timeout_s : 0;
+    int alive, killed = 0;
+
+    log_info("Shutting down granc");
+    got_stop = 0;
+    for (int i = 0; i < nkids; i++)
+        if (kids[i].pid && !kids[i].asked)
+            stop_worker(&kids[i]);
+    for (;;) {
+        reap();
+        alive = 0;
+        for (int i = 0; i < nkids; i++)
+            alive += kids[i].pid != 0;
+        if (!alive)
+            return;
+        if (!killed && (got_stop || (until > 0 && now() >= until))) {
+            log_warn("Killing %d worker(s) that did not stop", alive);
+            for (int i = 0; i < nkids; i++)
+                if (kids[i].pid)
+                    kill(kids[i].pid, SIGKILL);
+            killed = 1;
+        }
+        wait_signal(killed ? 0 : until);
+    }
+}
+
+static int serve(void)
+{
+    nkids = cfg.workers + 1;
+    kids = oom(calloc((size_t)nkids, sizeof *kids));
+    for (int id = 1; id <= cfg.workers && !failed; id++)
+        failed = spawn(id) < 0;
+    for (;;) {
+        reap();
+        if (got_stop || failed)
+            break;
+        if (got_hup) {
+            got_hup = 0;
+            rolling_restart();
+        } else {
+            wait_signal(0);
+        }
+    }
+    stop_all();
+    for (int i = 0; i < nls; i++)
+        close(ls[i].fd);
+    cleanup();
+    return failed;
+}
+
+int main(int argc, char **argv)
+{
+    long cpus;
+    int i;
+
+    set_defaults();
+    parse_args(argc, argv);
+    parse_env();
+    resolve();
+
+    log_init(cfg.log, cfg.log_level, NULL);
+    i = OPT("access-log-fmt");
+    if (cfg.access_log && log_access_init(cfg.access_log_fmt) < 0)
+        fatal("%s: invalid format \"%s\"", label(i, src[i]), cfg.access_log_fmt);
+    warn_unknown_env();
+    if ((cpus = sysconf(_SC_NPROCESSORS_ONLN)) > 0 && cfg.workers > cpus)
+        log_warn("%d workers is more than the %ld online CPUs", cfg.workers, cpus);
+
+    master_pid = getpid();
+    log_info("Starting granc %s (main PID: %ld)", GRANC_VERSION, (long)master_pid);
+    signals_init();                 /* before the first fork: no signal slips by */
+    if (cfg.pid_file)
+        pidfile_write();
+    if (cfg.uds)
+        bind_uds();
+    else
+        bind_tcp();
+    return serve();
+}

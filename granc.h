@@ -1,0 +1,315 @@
+/* granc.h -- shared structs and prototypes, grouped by the file that owns them.
+ *
+ * Read this first: it is the map of the program.  A master process (granc.c)
+ * parses the configuration, binds the listeners and forks workers
+ * (worker.c).  Each worker runs one event loop (ev.c) that accepts
+ * connections and parses HTTP/1.1 (http.c); complete requests go to the
+ * application interface (wsgi.c), whose Python threads answer them.
+ */
+#ifndef GRANC_H
+#define GRANC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#define GRANC_VERSION   "0.1.0"
+#define GRANIAN_COMPAT  "2.8.1"     /* the Granian release whose CLI we follow */
+
+/* Reserved worker exit codes: the master reads them to tell a broken
+ * application (never worth a respawn) from a crash. */
+#define WK_EXIT_OK      0
+#define WK_EXIT_ERROR   1
+#define WK_EXIT_LOAD    3           /* the application could not be loaded */
+
+/* ===================================================================
+ * granc.c -- configuration and the master process
+ * =================================================================== */
+
+enum iface { IF_RSGI, IF_ASGI, IF_ASGINL, IF_WSGI };
+enum http_mode { HTTPM_AUTO, HTTPM_1, HTTPM_2 };
+enum log_level { LL_NOTSET = 0, LL_DEBUG = 10, LL_INFO = 20, LL_WARNING = 30,
+                 LL_ERROR = 40, LL_CRITICAL = 50 };
+
+/* A list option (--static-path-route, --env-files, ...): strings owned by
+ * argv or by a copy of the environment; never freed. */
+typedef struct strlist {
+    const char **v;
+    int n;
+} strlist;
+
+/* Every option of Granian's CLI, after parsing and validation.  Times are
+ * in the unit the field name says; 0 or NULL means "not set" where Granian
+ * has no default. */
+typedef struct config {
+    const char *target;              /* APP argument: module[:attr] or file.py */
+    /* listening */
+    const char *host;                /* IP literal or host name */
+    int port;                        /* 0 = ephemeral */
+    const char *uds;                 /* Unix socket path, or NULL */
+    int uds_permissions;             /* octal mode, -1 = leave to umask */
+    int backlog;
+    /* interface and protocol */
+    int iface;                       /* enum iface */
+    int http;                        /* enum http_mode */
+    int ws;                          /* websockets on */
+    int workers;
+    int blocking_threads;            /* resolved: never 0 after validation */
+    int blocking_threads_idle_timeout_s;
+    int runtime_threads;             /* accepted, no meaning in granc */
+    int runtime_blocking_threads;    /* accepted, no meaning in granc */
+    const char *runtime_mode;        /* accepted, no meaning in granc */
+    const char *loop;                /* auto|asyncio|rloop|uvloop|winloop */
+    const char *task_impl;           /* accepted, no meaning in granc */
+    int backpressure;                /* resolved: requests in flight per worker */
+    /* HTTP/1 */
+    size_t http1_buffer_size;        /* cap of the request head, bytes */
+    int http1_header_read_timeout_ms;
+    int http1_keep_alive;
+    int http1_pipeline_flush;
+    int64_t http1_max_body_size;     /* granc: 0 = unlimited; over it -> 413 */
+    /* HTTP/2 (not supported yet: any explicit value is refused) */
+    int http2_adaptive_window;
+    int http2_initial_connection_window_size;
+    int http2_initial_stream_window_size;
+    int http2_keep_alive_interval_ms;
+    int http2_keep_alive_timeout_s;
+    int http2_max_concurrent_streams;
+    int http2_max_frame_size;
+    int http2_max_headers_size;
+    int http2_max_send_buffer_size;
+    /* logging */
+    int log;                         /* server log enabled */
+    int log_level;                   /* enum log_level */
+    const char *log_config;          /* JSON file */
+    int access_log;
+    const char *access_log_fmt;
+    /* TLS */
+    const char *ssl_certificate, *ssl_keyfile, *ssl_keyfile_password;
+    const char *ssl_protocol_min;
+    const char *ssl_ca;
+    strlist ssl_crl;
+    int ssl_client_verify;
+    /* application */
+    const char *url_path_prefix;
+    int factory;
+    const char *working_dir;
+    strlist env_files;
+    /* worker lifecycle */
+    int respawn_failed_workers;
+    double respawn_interval_s;
+    int rss_sample_interval_s;
+    int rss_samples;
+    int workers_lifetime_s;          /* 0 = unset */
+    int workers_max_rss_mib;         /* 0 = unset */
+    int workers_kill_timeout_s;      /* 0 = wait forever */
+    /* static files */
+    strlist static_path_route, static_path_mount;
+    const char *static_path_dir_to_file;
+    int static_path_expires_s;
+    /* metrics */
+    int metrics;
+    int metrics_scrape_interval_s;
+    const char *metrics_address;
+    int metrics_port;
+    /* reload */
+    int reload;
+    strlist reload_paths, reload_ignore_dirs, reload_ignore_patterns,
+            reload_ignore_paths;
+    int reload_tick_ms;
+    int reload_ignore_worker_failure;
+    /* process */
+    const char *process_name;
+    const char *pid_file;
+} config;
+
+/* One bound listening socket, created by the master, inherited by workers. */
+typedef struct listener {
+    int fd;
+    int family;                      /* AF_INET, AF_INET6 or AF_UNIX */
+    char addr[108];                  /* bound IP as text, or the UDS path */
+    int port;                        /* bound port (0 for UDS) */
+} listener;
+
+#define MAX_LISTENERS 8
+
+/* ===================================================================
+ * ev.c -- the event loop (epoll or kqueue, chosen at compile time)
+ * =================================================================== */
+
+#define EV_NONE  0
+#define EV_READ  1
+#define EV_WRITE 2
+/* ev_add flag for a listening socket shared by the workers: epoll wakes one
+ * process, not all (EPOLLEXCLUSIVE).  Counts on the fd's first ev_add only;
+ * epoll then refuses to change its mask: remove it whole or not at all.
+ * Never part of ev_mask; kqueue ignores it. */
+#define EV_EXCLUSIVE 4
+
+typedef struct ev_loop ev_loop;
+typedef void ev_proc(ev_loop *loop, int fd, void *udata, int mask);
+
+ev_loop *ev_create(int setsize);
+void ev_free(ev_loop *loop);
+int ev_add(ev_loop *loop, int fd, int mask, ev_proc *proc, void *udata);
+void ev_del(ev_loop *loop, int fd, int mask);
+int ev_mask(ev_loop *loop, int fd);
+int ev_poll(ev_loop *loop, int timeout_ms);
+int ev_setsize(ev_loop *loop);
+const char *ev_backend(void);
+
+/* ===================================================================
+ * http.c -- HTTP/1.1 request parser, chunked decoder, response heads
+ * =================================================================== */
+
+#define HTTP_MAX_HEADERS     100     /* hyper's default; more -> 431 */
+#define HTTP_MAX_TARGET      8192    /* request-target bytes; more -> 414 */
+#define HTTP_MAX_CHUNK_EXT   1024    /* chunk extension bytes per chunk */
+#define HTTP_MAX_TRAILER     8192    /* trailer section bytes */
+
+typedef struct slice {
+    const char *p;
+    size_t n;
+} slice;
+
+typedef struct http_header {
+    slice name, value;
+} http_header;
+
+/* A parsed request head.  Slices point into the caller's buffer, which must
+ * not move while they are used. */
+typedef struct http_request {
+    slice method, target;            /* target as sent */
+    slice path, query;               /* target split at '?'; query w/o '?' */
+    int minor;                       /* HTTP/1.<minor>: 0 or 1 */
+    size_t nheaders;
+    http_header headers[HTTP_MAX_HEADERS];
+    /* the framing facts, derived by http_parse_request */
+    int64_t content_length;          /* -1: none */
+    unsigned chunked : 1;            /* Transfer-Encoding: chunked */
+    unsigned keep_alive : 1;         /* per version and Connection */
+    unsigned expect_continue : 1;    /* Expect: 100-continue */
+    unsigned upgrade : 1;            /* Connection: upgrade + Upgrade */
+} http_request;
+
+/* Parse the head in buf[0..len).  last_len is the length at the previous
+ * call (0 the first time) so the end-of-head scan does not restart.
+ * Returns the head length (> 0), HTTP_INCOMPLETE, or HTTP_BAD with
+ * *status set to the answer (400, 414, 431, 501, 505). */
+#define HTTP_INCOMPLETE (-2)
+#define HTTP_BAD        (-1)
+int http_parse_request(const char *buf, size_t len, size_t last_len,
+                       http_request *req, int *status);
+
+/* Chunked body decoder: zero-initialise, then feed raw bytes. */
+typedef struct http_chunked {
+    int state;
+    uint64_t left;                   /* bytes left in the current chunk */
+    size_t count;                    /* bytes of the current size/ext line */
+    size_t trailer;                  /* trailer bytes seen */
+    unsigned ndigits;
+} http_chunked;
+
+/* Decode buf[0..*len) in place.  On return buf[0..*len) holds the decoded
+ * data.  Returns HTTP_INCOMPLETE (all input consumed, more needed),
+ * HTTP_BAD, or, once the last chunk and trailers are consumed, the number
+ * of bytes that follow the body (they start at buf[*len]). */
+ssize_t http_chunked_decode(http_chunked *d, char *buf, size_t *len);
+
+/* Header name compare, ASCII case-insensitive. */
+int http_name_is(slice name, const char *lower);
+const char *http_reason(int status);
+/* The cached "Date: ..." value (29 bytes + NUL), refreshed once a second. */
+const char *http_date(void);
+
+/* ===================================================================
+ * log.c -- server log and access log
+ * =================================================================== */
+
+void log_init(int enabled, int level, const char *prefix);
+void log_msg(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+#define log_debug(...) log_msg(LL_DEBUG, __VA_ARGS__)
+#define log_info(...)  log_msg(LL_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(LL_WARNING, __VA_ARGS__)
+#define log_error(...) log_msg(LL_ERROR, __VA_ARGS__)
+
+/* One finished request, as the access log sees it. */
+typedef struct access_rec {
+    const char *addr;                /* client IP text */
+    double start;                    /* wall clock, seconds */
+    double dt_ms;
+    int status;
+    slice method, path, query;
+    const char *scheme;              /* "http" / "https" */
+    const char *protocol;            /* "HTTP/1.1" ... */
+    const http_header *headers;
+    size_t nheaders;
+} access_rec;
+
+int log_access_init(const char *fmt);   /* -1 on a bad format */
+void log_access(const access_rec *r);
+
+/* ===================================================================
+ * worker.c -- one worker process: the loop, connections, the thread pool
+ * =================================================================== */
+
+/* A connection is owned by exactly one thread at a time: the loop thread
+ * while it reads a request head (CS_HEAD) or lingers before closing
+ * (CS_LINGER), an application thread while the request runs (CS_APP).
+ * Handing it over is the only synchronisation it needs. */
+enum conn_state { CS_HEAD, CS_APP, CS_LINGER };
+
+typedef struct conn {
+    int fd;
+    int state;                       /* enum conn_state */
+    const listener *ls;              /* the listener it came from */
+    char addr[64];                   /* client IP as text ("" on UDS) */
+    int port;                        /* client port */
+    /* the read buffer: [0,len) holds bytes read; the request head is
+     * [0,head), decoded body bytes not yet given to the app are
+     * [dpos,dend), raw bytes not yet decoded are [dend,len) */
+    char *buf;
+    size_t len, cap, scanned, head, dpos, dend;
+    http_request *req;               /* allocated with buf */
+    int64_t body_left;               /* Content-Length bytes still to decode */
+    http_chunked chunk;              /* chunked decoder state */
+    unsigned body_chunked : 1;
+    unsigned body_done : 1;          /* whole body decoded */
+    unsigned continue_sent : 1;      /* "100 Continue" written (or not owed) */
+    unsigned keep : 1;               /* set by the app side: reuse it */
+    unsigned broken : 1;             /* I/O failed: close, never reuse */
+    time_t since;                    /* start of the current wait */
+    double started;                  /* wall clock when the head arrived */
+    struct conn *prev, *next;        /* all connections of the worker */
+    struct conn *qnext;              /* pool queue / done list link */
+} conn;
+
+/* Runs worker number id (1-based) on the inherited listeners; never
+ * returns: exits with one of the WK_EXIT_* codes. */
+void wk_main(const config *cfg, const listener *ls, int nls, int id)
+    __attribute__((noreturn));
+
+/* Blocking I/O for the application threads (call without the GIL).
+ * conn_body makes decoded body bytes available in [dpos,dend) and returns
+ * how many, 0 at the end of the body, -1 when the client failed. */
+ssize_t conn_body(conn *c);
+int conn_send(conn *c, const struct iovec *iov, int n);
+int conn_sendfile(conn *c, int fd, off_t off, size_t n);
+/* Discard what is left of the body; 1 if the connection is reusable. */
+int conn_drain(conn *c);
+int wk_stopping(void);
+
+/* ===================================================================
+ * wsgi.c -- PEP 3333
+ * =================================================================== */
+
+/* Python objects are opaque here so that only wsgi.c needs Python.h. */
+int wsgi_init(const config *cfg, void *app, int workers);
+/* Run the app for c's request, holding the GIL; sets c->keep. */
+void wsgi_handle(conn *c);
+
+#endif

@@ -1,0 +1,15 @@
+#!/bin/sh
+# Install the Debian packages the build and the test suite need, if any is
+# missing.  Runs as root (CI) or through sudo.
+PKGS="build-essential python3-dev python3-pytest python3-httpx python3-django
+      curl libbearssl-dev"
+missing=""
+for p in $PKGS; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing

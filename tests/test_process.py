@@ -1,0 +1,245 @@
+"""Master and workers: targets, sockets, signals, options from argv and env."""
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+from conftest import APPS, BIN, Server, read_response
+
+
+def run(args, env=None, cwd=APPS, timeout=30):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("GRANIAN_")}
+    e.update(env or {})
+    return subprocess.run([BIN] + args, cwd=cwd, env=e, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+# ---- targets ------------------------------------------------------------
+
+@pytest.mark.parametrize("target,extra", [
+    ("wsgi_app:app", []),
+    ("wsgi_app:Holder.inner", []),          # dotted attribute
+    ("wsgi_app:make_app", ["--factory"]),
+    ("wsgi_app.py:app", []),                # a file path
+    ("pkg.mod", []),                        # default attribute "app"
+])
+def test_targets(wsgi_server, target, extra):
+    s = wsgi_server(target, *extra)
+    assert httpx.get(s.url + "/info").status_code in (200, 404)
+
+
+def test_file_path_target_elsewhere(wsgi_server, tmp_path):
+    # a file path works from any working directory, as in Granian
+    s = wsgi_server(os.path.join(APPS, "pkg", "mod.py") + ":app", cwd=str(tmp_path))
+    assert httpx.get(s.url + "/x").text == "pkg.mod"
+
+
+def test_working_dir(wsgi_server, tmp_path):
+    s = wsgi_server("wsgi_app:app", "--working-dir", APPS, cwd=str(tmp_path))
+    e = httpx.get(s.url + "/info").json()
+    assert e["_sys_path0"] == APPS
+
+
+def test_import_failure_exits_1_without_loop():
+    r = run(["--interface", "wsgi", "--port", "0", "--workers", "2", "broken_app:app"])
+    assert r.returncode == 1
+    out = r.stdout + r.stderr
+    assert "ModuleNotFoundError" in out and "no_such_module_here" in out
+    # each worker tries once; nobody respawns them
+    assert len(re.findall(r"Spawning worker", out)) == 2
+
+
+def test_missing_attribute_exits_1():
+    r = run(["--interface", "wsgi", "--port", "0", "wsgi_app:nope"])
+    assert r.returncode == 1
+    assert "AttributeError" in r.stdout + r.stderr
+
+
+# ---- configuration --------------------------------------------------------
+
+def test_version_and_help():
+    r = run(["--version"])
+    assert r.returncode == 0 and r.stdout.startswith("granc ")
+    r = run(["--help"])
+    assert r.returncode == 0 and "--http1-buffer-size" in r.stdout
+    assert "GRANIAN_BLOCKING_THREADS" in r.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--workers", "0"], "--workers"),
+    (["--port", "70000"], "--port"),
+    (["--backlog", "12"], "--backlog"),
+    (["--http1-header-read-timeout", "0"], "--http1-header-read-timeout"),
+    (["--blocking-threads-idle-timeout", "1h"], "--blocking-threads-idle-timeout"),
+    (["--interface", "nope"], "--interface"),
+    (["--bogus"], "--bogus"),
+    (["--http", "2"], "HTTP/2"),
+    (["--ssl-certificate", "/x"], "--ssl-certificate"),
+    (["--interface", "asgi"], "ASGI"),
+])
+def test_config_errors_one_line(args, needle):
+    full = ["--interface", "wsgi"] + args + ["wsgi_app:app"]
+    if "--interface" in args:
+        full = args + ["wsgi_app:app"]
+    r = run(full)
+    assert r.returncode == 1
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, r.stderr
+    assert needle in lines[0]
+    assert "Listening" not in r.stdout
+
+
+def test_default_interface_is_rsgi_and_refused():
+    r = run(["wsgi_app:app"])
+    assert r.returncode == 1 and "RSGI" in r.stderr
+
+
+def test_options_from_environment(wsgi_server):
+    s = wsgi_server("wsgi_app:app", env={
+        "GRANIAN_URL_PATH_PREFIX": "/envpre",
+        "GRANIAN_BLOCKING_THREADS": "3",
+        "GRANIAN_LOG_ACCESS_ENABLED": "yes",
+        "GRANIAN_HTTP1_KEEP_ALIVE": "off",
+        "GRANIAN_SOMETHING_UNKNOWN": "1",
+    })
+    r = httpx.get(s.url + "/envpre/info")
+    e = r.json()
+    assert e["SCRIPT_NAME"] == "/envpre" and e["PATH_INFO"] == "/info"
+    assert e["wsgi.multithread"] is True
+    assert r.headers["connection"] == "close"
+    log = s.log()
+    assert "GRANIAN_SOMETHING_UNKNOWN" in log
+    assert '"GET /envpre/info HTTP/1.1" 200' in log
+
+
+def test_argv_beats_environment(wsgi_server):
+    s = wsgi_server("wsgi_app:app", "--url-path-prefix", "/argv",
+                    env={"GRANIAN_URL_PATH_PREFIX": "/env"})
+    assert httpx.get(s.url + "/argv/info").json()["SCRIPT_NAME"] == "/argv"
+
+
+def test_env_interface_and_bad_env_value():
+    r = run(["--port", "0", "wsgi_app:app"], env={"GRANIAN_WORKERS": "zero",
+                                                  "GRANIAN_INTERFACE": "wsgi"})
+    assert r.returncode == 1 and "GRANIAN_WORKERS" in r.stderr
+
+
+def test_access_log_format(wsgi_server):
+    fmt = '%(addr)s|%(method)s|%(path)s|%(query_string)s|%(status)d|%(protocol)s|%(scheme)s|%({user-agent}i)s|%(dt_ms).1f'
+    s = wsgi_server("wsgi_app:app", "--access-log", "--access-log-fmt", fmt)
+    httpx.get(s.url + "/info?q=1", headers={"User-Agent": 'ua "quoted"'})
+    deadline = time.time() + 5
+    while "|GET|" not in s.log() and time.time() < deadline:
+        time.sleep(0.05)
+    line = [l for l in s.log().splitlines() if "|GET|" in l][0]
+    parts = line.split("|")
+    assert parts[:8] == ["127.0.0.1", "GET", "/info", "q=1", "200", "HTTP/1.1", "http",
+                         'ua \\"quoted\\"']
+    float(parts[8])
+
+
+def test_no_log_and_log_level(wsgi_server):
+    s = wsgi_server("wsgi_app:app", "--log-level", "debug")
+    assert "[INFO] Started worker-1" in s.log()
+    r = run(["--interface", "wsgi", "--no-log", "--port", "0", "broken_app:app"])
+    assert "Spawning" not in r.stdout
+
+
+# ---- sockets --------------------------------------------------------------
+
+def test_uds_permissions_and_unlink(tmp_path):
+    path = str(tmp_path / "g.sock")
+    s = Server("wsgi_app:app", "--uds-permissions", "0660", uds=path).start()
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+        transport = httpx.HTTPTransport(uds=path)
+        with httpx.Client(transport=transport) as c:
+            e = c.get("http://granc/info").json()
+        assert e["PATH_INFO"] == "/info"
+        assert e["SERVER_NAME"] == path
+    finally:
+        assert s.stop() == 0
+    assert not os.path.exists(path)
+
+
+def test_localhost_host_name(wsgi_server):
+    s = wsgi_server("wsgi_app:app", "--host", "localhost")
+    assert httpx.get(s.url + "/info").status_code == 200
+
+
+def test_two_workers(wsgi_server):
+    s = wsgi_server("wsgi_app:app", workers=2)
+    pids = set()
+    for _ in range(60):
+        with httpx.Client() as c:        # new connections spread over workers
+            pids.add(c.get(s.url + "/info").json()["_pid"])
+        if len(pids) == 2:
+            break
+    assert pids <= set(s.worker_pids())
+    assert len(s.worker_pids()) == 2
+
+
+# ---- signals ----------------------------------------------------------------
+
+def test_sigterm_finishes_inflight_request(wsgi_server):
+    s = wsgi_server("wsgi_app:app", "--blocking-threads", "2")
+    result = {}
+
+    def slow():
+        result["r"] = httpx.get(s.url + "/slow?t=1.5", timeout=20)
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.5)
+    idle = s.connect()                    # an idle keep-alive connection
+    s.proc.send_signal(signal.SIGTERM)
+    t.join(20)
+    assert result["r"].status_code == 200 and result["r"].content == b"slow done"
+    assert s.proc.wait(20) == 0
+    assert idle.recv(10) == b""          # closed, not left hanging
+    assert "Shutting down" in s.log()
+
+
+def test_sigint_also_stops(wsgi_server):
+    s = wsgi_server("wsgi_app:app")
+    s.proc.send_signal(signal.SIGINT)
+    assert s.proc.wait(20) == 0
+
+
+def test_sighup_rolling_restart(wsgi_server):
+    s = wsgi_server("wsgi_app:app", "--respawn-interval", "0.2", workers=2)
+    before = set(s.worker_pids())
+    s.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 30
+    while len(s.worker_pids()) < 4 and time.time() < deadline:
+        assert httpx.get(s.url + "/info").status_code == 200
+        time.sleep(0.1)
+    after = set(s.worker_pids()) - before
+    assert len(after) == 2
+    time.sleep(0.5)
+    for _ in range(10):
+        assert httpx.get(s.url + "/info").json()["_pid"] in after
+    assert s.proc.poll() is None
+
+
+def test_worker_death_stops_server(wsgi_server):
+    s = wsgi_server("wsgi_app:app")
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(s.url + "/exit")
+    assert s.proc.wait(20) == 1
+
+
+def test_pid_file(tmp_path, wsgi_server):
+    pf = tmp_path / "granc.pid"
+    s = wsgi_server("wsgi_app:app", "--pid-file", str(pf))
+    assert int(pf.read_text().strip()) == s.proc.pid
+    r = run(["--interface", "wsgi", "--port", "0", "--pid-file", str(pf), "wsgi_app:app"])
+    assert r.returncode == 1 and "pid" in r.stderr.lower()
+    s.stop()
+    assert not pf.exists()

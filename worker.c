@@ -1,0 +1,782 @@
+/* worker.c -- one worker process.
+ *
+ * The worker starts Python, loads the application, and then runs one
+ * event loop in its main thread.  The loop owns every connection while it
+ * reads a request head: it accepts, reads, parses (http.c) and answers bad
+ * input itself.  A complete request is handed to an application thread
+ * from a small pool (or run inline when --blocking-threads is 1); that
+ * thread holds the GIL only while Python runs, does its own blocking I/O
+ * on the socket (the body in, the response out) and hands the connection
+ * back through a self-pipe.  Nothing here buffers a body whole: body bytes
+ * pass through the connection's read buffer, one buffer at a time.
+ *
+ * Timeouts are checked by one sweep a second over all connections.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/sendfile.h>
+#endif
+#include "granc.h"
+
+#define BUF_INIT        16384    /* first read buffer; grows up to --http1-buffer-size */
+#define BODY_ROOM       65536    /* buffer room kept after a head for body reads */
+#define ACCEPT_BATCH    64       /* accepts per readiness event, for fairness */
+#define IO_TIMEOUT_MS   60000    /* an app thread waiting on a silent client */
+#define LINGER_MS       2000     /* reading leftovers before closing after an error */
+#define DRAIN_MAX       (1 << 20)/* unread body discarded to keep a connection */
+#define BUF_IDLE_MS     1000     /* idle connections give their buffer back */
+
+static struct worker {
+    const config *cfg;
+    ev_loop *loop;
+    const listener *ls;
+    int nls, id;
+    int accepting;               /* listeners registered in the loop */
+    int64_t accept_resume;       /* after EMFILE: when to try again (ms) */
+    int wake[2];                 /* self-pipe: signals, finished requests */
+    conn *conns;                 /* every open connection */
+    int nconns;
+    int inflight;                /* requests dispatched and not finished */
+    conn *waitq, *waitq_tail;    /* complete requests over --backpressure */
+    int inline_mode;             /* --blocking-threads 1: run the app here */
+    PyThreadState *main_ts;
+    /* the application thread pool */
+    pthread_mutex_t mu;
+    pthread_cond_t work, gone;
+    conn *qhead, *qtail;         /* requests waiting for a thread */
+    conn *done;                  /* requests finished, for the loop */
+    int nthreads, idle, pool_stop;
+} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
+        .gone = PTHREAD_COND_INITIALIZER };
+
+static volatile sig_atomic_t stop_flag;
+static atomic_int stopping;      /* read by app threads when writing heads */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int wk_stopping(void) { return atomic_load(&stopping); }
+
+/* ---------------------------------------------------------------------
+ * Python start-up and application loading
+ * ------------------------------------------------------------------- */
+
+/* Granian's target resolution (granian/_internal.py), in Python because
+ * it is Python's import machinery that it drives. */
+static const char loader_src[] =
+"import importlib, os, sys\n"
+"def load(target, factory, wd):\n"
+"    sys.path.insert(0, wd if wd else '')\n"
+"    mod, attr = target, ''\n"
+"    for i, ch in enumerate(target):\n"
+"        if ch == ':' and target[i + 1:i + 2] not in ('/', '\\\\'):\n"
+"            mod, attr = target[:i], target[i + 1:]\n"
+"            break\n"
+"    if mod.endswith('.py') or os.sep in mod:\n"
+"        path = os.path.realpath(mod)\n"
+"        if path.endswith('.py'):\n"
+"            path = path[:-3]\n"
+"        top, name = os.path.split(path)\n"
+"        if name == '__init__':\n"
+"            top, name = os.path.split(top)\n"
+"        parts = [name]\n"
+"        while os.path.exists(os.path.join(top, '__init__.py')):\n"
+"            top, name = os.path.split(top)\n"
+"            parts.insert(0, name)\n"
+"        sys.path.insert(0, top)\n"
+"        mod = '.'.join(parts)\n"
+"    obj = importlib.import_module(mod)\n"
+"    for part in (attr or 'app').split('.'):\n"
+"        obj = getattr(obj, part)\n"
+"    if factory:\n"
+"        obj = obj()\n"
+"    if not callable(obj):\n"
+"        raise TypeError(f'{target!r} is not a callable application')\n"
+"    return obj\n";
+
+/* PEP 587 start-up.  $VIRTUAL_ENV decides sys.prefix the way `python`
+ * does: we claim to be its bin/python, so CPython finds pyvenv.cfg. */
+static void py_start(void)
+{
+    PyConfig pc;
+    PyConfig_InitPythonConfig(&pc);
+    pc.install_signal_handlers = 0;
+    pc.parse_argv = 0;
+    pc.buffered_stdio = 0;
+    char exe[PATH_MAX];
+    const char *venv = getenv("VIRTUAL_ENV");
+    if (venv && *venv)
+        snprintf(exe, sizeof(exe), "%s/bin/python", venv);
+    else
+        snprintf(exe, sizeof(exe), "%s", GRANC_PYTHON);
+    char *argv[] = { "granc", NULL };
+    PyStatus st = PyConfig_SetBytesString(&pc, &pc.program_name, exe);
+    if (!PyStatus_Exception(st))
+        st = PyConfig_SetBytesString(&pc, &pc.executable, exe);
+    if (!PyStatus_Exception(st))
+        st = PyConfig_SetBytesArgv(&pc, 1, argv);
+    if (!PyStatus_Exception(st))
+        st = Py_InitializeFromConfig(&pc);
+    PyConfig_Clear(&pc);
+    if (PyStatus_Exception(st)) {
+        log_error("Python could not start: %s", st.err_msg ? st.err_msg : "?");
+        exit(WK_EXIT_LOAD);
+    }
+}
+
+static PyObject *load_app(const config *cfg)
+{
+    PyObject *globals = PyDict_New(), *app = NULL;
+    if (!globals) return NULL;
+    PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins());
+    PyObject *r = PyRun_String(loader_src, Py_file_input, globals, globals);
+    if (r) {
+        Py_DECREF(r);
+        PyObject *load = PyDict_GetItemString(globals, "load");
+        app = PyObject_CallFunction(load, "siz", cfg->target, cfg->factory,
+                                    cfg->working_dir);
+    }
+    Py_DECREF(globals);
+    return app;
+}
+
+/* ---------------------------------------------------------------------
+ * Connections (loop thread)
+ * ------------------------------------------------------------------- */
+
+static void on_conn(ev_loop *l, int fd, void *udata, int mask);
+
+static void conn_close(conn *c)
+{
+    ev_del(W.loop, c->fd, EV_READ | EV_WRITE);
+    close(c->fd);
+    if (c->prev) c->prev->next = c->next; else W.conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    W.nconns--;
+    free(c->buf);
+    free(c->req);
+    free(c);
+}
+
+static int want_read(conn *c)
+{
+    if (ev_add(W.loop, c->fd, EV_READ, on_conn, c) < 0) {
+        conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Stop writing, keep reading (and discarding) for a moment, then close:
+ * closing a socket with unread input makes the kernel send RST, which can
+ * destroy the answer before the client has read it. */
+static void conn_linger(conn *c)
+{
+    shutdown(c->fd, SHUT_WR);
+    c->state = CS_LINGER;
+    c->since = now_ms();
+    want_read(c);
+}
+
+/* Answer a request we refuse ourselves, then close. */
+static void reply_error(conn *c, int status)
+{
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nserver: granc\r\ndate: %s\r\n"
+                     "content-length: 0\r\nconnection: close\r\n\r\n",
+                     status, http_reason(status), http_date());
+    ssize_t w = write(c->fd, head, (size_t)n);
+    (void)w;                    /* best effort: the socket buffer is empty */
+    log_debug("worker-%d: answered %d to %s", W.id, status, c->addr);
+    conn_linger(c);
+}
+
+/* Read what the socket has into the buffer.  Returns bytes read, 0 at
+ * EOF, -1 on error or EAGAIN (errno tells), -2 when the buffer is full at
+ * its limit. */
+static ssize_t conn_fill(conn *c)
+{
+    if (!c->buf) {
+        c->buf = malloc(BUF_INIT);
+        c->req = malloc(sizeof(*c->req));
+        if (!c->buf || !c->req) { errno = ENOMEM; return -1; }
+        c->cap = BUF_INIT;
+    }
+    if (c->len == c->cap) {
+        if (c->cap >= W.cfg->http1_buffer_size) return -2;
+        size_t cap = c->cap * 2;
+        if (cap > W.cfg->http1_buffer_size) cap = W.cfg->http1_buffer_size;
+        char *b = realloc(c->buf, cap);
+        if (!b) { errno = ENOMEM; return -1; }
+        c->buf = b;
+        c->cap = cap;
+    }
+    ssize_t n;
+    do n = read(c->fd, c->buf + c->len, c->cap - c->len);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) c->len += (size_t)n;
+    return n;
+}
+
+/* Set up the body of the request whose head is buf[0,head).  Returns -1
+ * after answering the request itself. */
+static int begin_request(conn *c, size_t head)
+{
+    http_request *rq = c->req;
+    if (W.cfg->http1_max_body_size > 0 && rq->content_length > W.cfg->http1_max_body_size) {
+        reply_error(c, 413);
+        return -1;
+    }
+    /* keep room after the head for body reads; moving the buffer moves
+     * the head, so parse it again where it now lives */
+    if (c->cap - head < BODY_ROOM && (rq->chunked || rq->content_length > 0)) {
+        char *b = realloc(c->buf, head + BODY_ROOM);
+        if (!b) { reply_error(c, 503); return -1; }
+        c->buf = b;
+        c->cap = head + BODY_ROOM;
+        int st;
+        http_parse_request(c->buf, c->len, 0, rq, &st);
+    }
+    c->head = head;
+    c->dpos = c->dend = head;
+    c->body_chunked = rq->chunked;
+    c->body_left = rq->chunked ? 0 : (rq->content_length > 0 ? rq->content_length : 0);
+    c->body_done = !rq->chunked && c->body_left == 0;
+    memset(&c->chunk, 0, sizeof(c->chunk));
+    c->continue_sent = !(rq->expect_continue && rq->minor == 1);
+    c->keep = 0;
+    c->broken = 0;
+    c->started = wall();
+    return 0;
+}
+
+/* The request is done: keep the connection for the next one (moving any
+ * pipelined bytes to the front), or close it.  Returns 1 if c lives on. */
+static int finish_request(conn *c)
+{
+    W.inflight--;
+    if (c->broken) { conn_close(c); return 0; }
+    if (!c->keep || atomic_load(&stopping)) { conn_linger(c); return 0; }
+    size_t rest = c->len - c->dend;
+    memmove(c->buf, c->buf + c->dend, rest);
+    c->len = rest;
+    c->scanned = c->head = c->dpos = c->dend = 0;
+    c->state = CS_HEAD;
+    c->since = now_ms();
+    return 1;
+}
+
+static void pool_submit(conn *c);
+
+static void run_inline(conn *c)
+{
+    PyEval_RestoreThread(W.main_ts);
+    wsgi_handle(c);
+    W.main_ts = PyEval_SaveThread();
+}
+
+static void accept_pause(void)
+{
+    if (!W.accepting) return;
+    for (int i = 0; i < W.nls; i++)
+        ev_del(W.loop, W.ls[i].fd, EV_READ);
+    W.accepting = 0;
+}
+
+static void on_accept(ev_loop *l, int fd, void *udata, int mask);
+
+static void accept_resume(void)
+{
+    if (W.accepting || atomic_load(&stopping)) return;
+    for (int i = 0; i < W.nls; i++)
+        ev_add(W.loop, W.ls[i].fd, EV_READ | EV_EXCLUSIVE, on_accept, (void *)&W.ls[i]);
+    W.accepting = 1;
+}
+
+/* Parse and start as many requests as the buffer holds.  Inline requests
+ * finish before start_request returns, so pipelined requests are served
+ * in this loop, in order, without recursion. */
+static void conn_serve(conn *c)
+{
+    while (c->state == CS_HEAD) {
+        int status = 400;
+        int r = http_parse_request(c->buf, c->len, c->scanned, c->req, &status);
+        if (r == HTTP_INCOMPLETE) {
+            if (c->len >= W.cfg->http1_buffer_size) { reply_error(c, 431); return; }
+            c->scanned = c->len;
+            want_read(c);
+            return;
+        }
+        if (r == HTTP_BAD) { reply_error(c, status); return; }
+        if (begin_request(c, (size_t)r) < 0) return;
+        c->state = CS_APP;
+        if (!W.inline_mode || W.inflight >= W.cfg->backpressure)
+            ev_del(W.loop, c->fd, EV_READ | EV_WRITE);   /* not ours for a while */
+        if (W.inflight >= W.cfg->backpressure) {
+            c->qnext = NULL;
+            if (W.waitq_tail) W.waitq_tail->qnext = c; else W.waitq = c;
+            W.waitq_tail = c;
+            accept_pause();
+            return;
+        }
+        W.inflight++;
+        if (!W.inline_mode) { pool_submit(c); return; }
+        run_inline(c);
+        if (!finish_request(c)) return;
+    }
+}
+
+static void on_conn(ev_loop *l, int fd, void *udata, int mask)
+{
+    (void)l; (void)fd; (void)mask;
+    conn *c = udata;
+    if (c->state == CS_LINGER) {
+        char sink[4096];
+        ssize_t n = read(c->fd, sink, sizeof(sink));
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            conn_close(c);
+        return;
+    }
+    if (c->len == 0) c->since = now_ms();   /* the head clock starts */
+    ssize_t n = conn_fill(c);
+    if (n == -2) { reply_error(c, 431); return; }
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        conn_close(c);
+        return;
+    }
+    if (n < 0) return;
+    conn_serve(c);
+}
+
+static void conn_new(int fd, const listener *ls, struct sockaddr_storage *sa)
+{
+    conn *c = calloc(1, sizeof(*c));
+    if (!c) { close(fd); return; }
+    c->fd = fd;
+    c->ls = ls;
+    c->state = CS_HEAD;
+    c->since = now_ms();
+    if (sa->ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, c->addr, sizeof(c->addr));
+        c->port = ntohs(in->sin_port);
+    } else if (sa->ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, c->addr, sizeof(c->addr));
+        c->port = ntohs(in6->sin6_port);
+    }
+    if (ls->family != AF_UNIX) {
+        int one = 1;     /* a response leaves in one write: no Nagle stalls */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    c->next = W.conns;
+    if (W.conns) W.conns->prev = c;
+    W.conns = c;
+    W.nconns++;
+    want_read(c);
+}
+
+static void on_accept(ev_loop *l, int fd, void *udata, int mask)
+{
+    (void)l; (void)mask;
+    const listener *ls = udata;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage sa;
+        socklen_t sl = sizeof(sa);
+        memset(&sa, 0, sizeof(sa));
+        int cfd = accept4(fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* out of descriptors: stop accepting for a second rather
+                 * than spin on a listener that stays readable */
+                log_warn("worker-%d: accept: %s; pausing accepts", W.id, strerror(errno));
+                accept_pause();
+                W.accept_resume = now_ms() + 1000;
+            }
+            return;
+        }
+        if (cfd >= ev_setsize(W.loop)) { close(cfd); continue; }
+        conn_new(cfd, ls, &sa);
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * The application thread pool
+ * ------------------------------------------------------------------- */
+
+static void *pool_thread(void *arg)
+{
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);     /* signals go to the loop */
+    PyThreadState *ts = PyThreadState_New(PyInterpreterState_Main());
+    pthread_mutex_lock(&W.mu);
+    for (;;) {
+        while (!W.qhead && !W.pool_stop) {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_sec += W.cfg->blocking_threads_idle_timeout_s;
+            W.idle++;
+            int rc = pthread_cond_timedwait(&W.work, &W.mu, &dl);
+            W.idle--;
+            if (rc == ETIMEDOUT && !W.qhead) break;     /* reaped when idle */
+        }
+        if (!W.qhead) break;
+        conn *c = W.qhead;
+        W.qhead = c->qnext;
+        if (!W.qhead) W.qtail = NULL;
+        pthread_mutex_unlock(&W.mu);
+
+        PyEval_RestoreThread(ts);
+        wsgi_handle(c);
+        PyEval_SaveThread();
+
+        pthread_mutex_lock(&W.mu);
+        int was_empty = W.done == NULL;
+        c->qnext = W.done;
+        W.done = c;
+        if (was_empty) {
+            ssize_t w = write(W.wake[1], "d", 1);
+            (void)w;            /* a full pipe already means "wake up" */
+        }
+    }
+    pthread_mutex_unlock(&W.mu);
+    PyEval_RestoreThread(ts);
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    pthread_mutex_lock(&W.mu);
+    W.nthreads--;
+    pthread_cond_broadcast(&W.gone);
+    pthread_mutex_unlock(&W.mu);
+    return NULL;
+}
+
+static void pool_submit(conn *c)
+{
+    pthread_mutex_lock(&W.mu);
+    c->qnext = NULL;
+    if (W.qtail) W.qtail->qnext = c; else W.qhead = c;
+    W.qtail = c;
+    if (W.idle == 0 && W.nthreads < W.cfg->blocking_threads) {
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &at, pool_thread, NULL) == 0)
+            W.nthreads++;
+        else if (W.nthreads == 0)
+            log_error("worker-%d: cannot start an application thread", W.id);
+        pthread_attr_destroy(&at);
+    }
+    pthread_cond_signal(&W.work);
+    pthread_mutex_unlock(&W.mu);
+}
+
+static void pool_shutdown(void)
+{
+    pthread_mutex_lock(&W.mu);
+    W.pool_stop = 1;
+    pthread_cond_broadcast(&W.work);
+    while (W.nthreads > 0)
+        pthread_cond_wait(&W.gone, &W.mu);
+    pthread_mutex_unlock(&W.mu);
+}
+
+/* ---------------------------------------------------------------------
+ * Blocking I/O for application threads
+ * ------------------------------------------------------------------- */
+
+static int wait_fd(int fd, short events)
+{
+    struct pollfd p = { .fd = fd, .events = events };
+    int r;
+    do r = poll(&p, 1, IO_TIMEOUT_MS);
+    while (r < 0 && errno == EINTR);
+    return r > 0 ? 0 : -1;
+}
+
+int conn_send(conn *c, const struct iovec *iov, int n)
+{
+    struct iovec v[64];
+    if (n > 64 || c->broken) return -1;
+    memcpy(v, iov, sizeof(*v) * (size_t)n);
+    struct iovec *p = v;
+    while (n > 0) {
+        ssize_t w = writev(c->fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN && wait_fd(c->fd, POLLOUT) == 0) continue;
+            c->broken = 1;
+            return -1;
+        }
+        while (n > 0 && (size_t)w >= p->iov_len) { w -= (ssize_t)p->iov_len; p++; n--; }
+        if (n > 0) { p->iov_base = (char *)p->iov_base + w; p->iov_len -= (size_t)w; }
+    }
+    return 0;
+}
+
+int conn_sendfile(conn *c, int fd, off_t off, size_t n)
+{
+    while (n > 0 && !c->broken) {
+#ifdef __linux__
+        ssize_t w = sendfile(c->fd, fd, &off, n > (1 << 30) ? (1 << 30) : n);
+#else
+        char tmp[65536];
+        ssize_t w = pread(fd, tmp, n < sizeof(tmp) ? n : sizeof(tmp), off);
+        if (w > 0) {
+            struct iovec v = { tmp, (size_t)w };
+            if (conn_send(c, &v, 1) < 0) return -1;
+            off += w;
+        }
+#endif
+        if (w > 0) { n -= (size_t)w; continue; }
+        if (w == 0) return -1;          /* the file shrank */
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN && wait_fd(c->fd, POLLOUT) == 0) continue;
+        c->broken = 1;
+    }
+    return c->broken ? -1 : 0;
+}
+
+/* Turn raw bytes [dend,len) into body bytes. */
+static int body_decode(conn *c)
+{
+    if (!c->body_chunked) {
+        size_t k = c->len - c->dend;
+        if ((uint64_t)k > (uint64_t)c->body_left) k = (size_t)c->body_left;
+        c->dend += k;
+        c->body_left -= (int64_t)k;
+        c->body_done = c->body_left == 0;
+        return 0;
+    }
+    size_t n = c->len - c->dend;
+    ssize_t r = http_chunked_decode(&c->chunk, c->buf + c->dend, &n);
+    if (r == HTTP_BAD) { c->broken = 1; return -1; }
+    c->dend += n;
+    c->body_left += (int64_t)n;          /* chunked: counts bytes decoded */
+    if (W.cfg->http1_max_body_size > 0 && c->body_left > W.cfg->http1_max_body_size) {
+        c->broken = 1;
+        errno = EFBIG;
+        return -1;
+    }
+    if (r >= 0) { c->body_done = 1; c->len = c->dend + (size_t)r; }
+    else c->len = c->dend;
+    return 0;
+}
+
+ssize_t conn_body(conn *c)
+{
+    for (;;) {
+        if (c->dend > c->dpos) return (ssize_t)(c->dend - c->dpos);
+        if (c->body_done) return 0;
+        if (c->broken) return -1;
+        if (c->len > c->dend) {
+            if (body_decode(c) < 0) return -1;
+            continue;
+        }
+        if (!c->continue_sent) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            struct iovec v = { (void *)cont, sizeof(cont) - 1 };
+            c->continue_sent = 1;
+            if (conn_send(c, &v, 1) < 0) return -1;
+        }
+        c->dpos = c->dend = c->len = c->head;   /* all consumed: reuse room */
+        ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
+        if (n > 0) { c->len += (size_t)n; continue; }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN && wait_fd(c->fd, POLLIN) == 0) continue;
+        c->broken = 1;          /* EOF, error or timeout inside a body */
+        return -1;
+    }
+}
+
+/* Discard the body the app left unread, so that the connection can serve
+ * the next request.  Returns 1 if the connection is reusable. */
+int conn_drain(conn *c)
+{
+    if (c->body_done && c->dpos == c->dend) return 1;
+    if (!c->continue_sent) return 0;    /* the client still waits for 100 */
+    size_t left = DRAIN_MAX;
+    for (;;) {
+        c->dpos = c->dend;
+        ssize_t n = conn_body(c);
+        if (n == 0) return 1;
+        if (n < 0 || (size_t)n > left) return 0;
+        left -= (size_t)n;
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Signals, sweeps and the loop
+ * ------------------------------------------------------------------- */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    stop_flag = 1;
+    ssize_t w = write(W.wake[1], "s", 1);
+    (void)w;
+    errno = saved;
+}
+
+static void begin_stop(void)
+{
+    atomic_store(&stopping, 1);
+    log_debug("worker-%d: draining", W.id);
+    accept_pause();
+    /* idle keep-alive connections go at once; the rest finish their request */
+    for (conn *c = W.conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == CS_HEAD && c->len == 0)
+            conn_close(c);
+    }
+}
+
+static void on_wake(ev_loop *l, int fd, void *udata, int mask)
+{
+    (void)l; (void)udata; (void)mask;
+    char sink[256];
+    while (read(fd, sink, sizeof(sink)) > 0) {}
+    if (stop_flag && !atomic_load(&stopping))
+        begin_stop();
+    pthread_mutex_lock(&W.mu);
+    conn *done = W.done;
+    W.done = NULL;
+    pthread_mutex_unlock(&W.mu);
+    while (done) {
+        conn *c = done;
+        done = c->qnext;
+        if (finish_request(c))
+            conn_serve(c);
+    }
+    /* requests held back by --backpressure */
+    while (W.waitq && W.inflight < W.cfg->backpressure) {
+        conn *c = W.waitq;
+        W.waitq = c->qnext;
+        if (!W.waitq) W.waitq_tail = NULL;
+        W.inflight++;
+        pool_submit(c);
+    }
+    if (!W.waitq && !W.accept_resume) accept_resume();
+}
+
+/* Once a second: idle and slow connections, buffers of idle ones. */
+static void sweep(int64_t now)
+{
+    int64_t head_to = W.cfg->http1_header_read_timeout_ms;
+    for (conn *c = W.conns, *next; c; c = next) {
+        next = c->next;
+        int64_t age = now - c->since;
+        if (c->state == CS_LINGER) {
+            if (age >= LINGER_MS) conn_close(c);
+        } else if (c->state == CS_HEAD) {
+            if (age >= head_to) {
+                /* an idle keep-alive connection just goes; a slow head is told */
+                if (c->len == 0) conn_close(c); else reply_error(c, 408);
+            } else if (c->len == 0 && c->buf && age >= BUF_IDLE_MS) {
+                free(c->buf);
+                free(c->req);
+                c->buf = NULL;
+                c->req = NULL;
+                c->cap = 0;
+            }
+        }
+    }
+    if (W.accept_resume && now >= W.accept_resume) {
+        W.accept_resume = 0;
+        if (!W.waitq) accept_resume();
+    }
+}
+
+void wk_main(const config *cfg, const listener *ls, int nls, int id)
+{
+    W.cfg = cfg;
+    W.ls = ls;
+    W.nls = nls;
+    W.id = id;
+    W.inline_mode = cfg->blocking_threads == 1;
+
+    struct rlimit rl;       /* idle keep-alive connections are cheap: allow many */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max > 1048576 ? 1048576 : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (pipe(W.wake) < 0) { log_error("pipe: %s", strerror(errno)); exit(WK_EXIT_ERROR); }
+    for (int i = 0; i < 2; i++) {
+        fcntl(W.wake[i], F_SETFL, O_NONBLOCK);
+        fcntl(W.wake[i], F_SETFD, FD_CLOEXEC);
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+
+    py_start();
+    PyObject *app = load_app(cfg);
+    if (!app || wsgi_init(cfg, app, cfg->workers) < 0) {
+        PyErr_Print();
+        log_error("worker-%d: the application %s could not be loaded", id, cfg->target);
+        exit(WK_EXIT_LOAD);
+    }
+    W.main_ts = PyEval_SaveThread();
+
+    int setsize = rl.rlim_cur > 1048576 ? 1048576 : (int)rl.rlim_cur;
+    W.loop = ev_create(setsize + 16);
+    if (!W.loop || ev_add(W.loop, W.wake[0], EV_READ, on_wake, NULL) < 0) {
+        log_error("worker-%d: cannot create the event loop", id);
+        exit(WK_EXIT_ERROR);
+    }
+    accept_resume();
+    log_info("Started worker-%d", id);
+
+    int tick = cfg->http1_header_read_timeout_ms < 1000 ? cfg->http1_header_read_timeout_ms : 1000;
+    int64_t last = now_ms();
+    while (!atomic_load(&stopping) || W.nconns > 0 || W.inflight > 0) {
+        if (ev_poll(W.loop, tick) < 0 && errno != EINTR) {
+            log_error("worker-%d: event loop: %s", id, strerror(errno));
+            break;
+        }
+        int64_t now = now_ms();
+        if (now - last >= tick) { sweep(now); last = now; }
+    }
+    pool_shutdown();
+    PyEval_RestoreThread(W.main_ts);
+    Py_DECREF(app);
+    int rc = Py_FinalizeEx() < 0 ? WK_EXIT_ERROR : WK_EXIT_OK;
+    log_info("Stopped worker-%d", id);
+    exit(rc);
+}

@@ -1,0 +1,928 @@
+/* wsgi.c -- PEP 3333 on top of a parsed HTTP/1.1 request.
+ *
+ * wsgi_handle() runs on an application thread holding the GIL.  It builds
+ * the environ from the request head (Granian's keys, plus what PEP 3333
+ * promises and Granian lacks: write(), exc_info, wsgi.file_wrapper, the
+ * reason phrase), calls the application and streams what it returns.
+ * Every socket wait happens with the GIL released.
+ *
+ * Response framing: a list or tuple body, or a file wrapper on a regular
+ * file, has a known length and goes out with Content-Length; any other
+ * iterable is streamed chunked (HTTP/1.1) or until close (HTTP/1.0).  The
+ * head leaves with the first non-empty chunk, as PEP 3333 asks.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "granc.h"
+
+#define HEAD_MAX       65536     /* response head bytes the app may produce */
+#define KEY_CACHE_MAX  256       /* cached "HTTP_*" environ keys */
+#define IOV_BATCH      60        /* list items written per writev */
+
+static const config *cfg;
+static PyObject *app;            /* the application callable */
+static PyObject *base_environ;   /* os.environ + fixed keys, copied per request */
+static PyObject *key_cache;      /* header name (bytes) -> "HTTP_..." str */
+static PyObject *s_get, *s_post, *s_head, *s_close, *s_fileno;
+static PyObject *k_method, *k_path, *k_query, *k_proto, *k_sname, *k_sport,
+                *k_raddr, *k_rport, *k_input, *k_ctype, *k_clen;
+static PyObject *proto11, *proto10;
+
+/* ---------------------------------------------------------------------
+ * wsgi.input: reads the body from the socket as the app asks for it
+ * ------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    conn *c;                     /* NULL once the request is over */
+    int too_big;                 /* the body passed --http1-max-body-size */
+} Input;
+
+/* Make body bytes available; returns their count, 0 at the end, -1 with
+ * an exception set. */
+static Py_ssize_t input_fill(Input *in)
+{
+    conn *c = in->c;
+    if (!c) {
+        PyErr_SetString(PyExc_ValueError, "I/O operation on a finished request");
+        return -1;
+    }
+    if (c->dend > c->dpos) return (Py_ssize_t)(c->dend - c->dpos);
+    ssize_t n;
+    Py_BEGIN_ALLOW_THREADS
+    n = conn_body(c);
+    Py_END_ALLOW_THREADS
+    if (n < 0) {
+        in->too_big = errno == EFBIG;
+        PyErr_SetString(PyExc_OSError, in->too_big ? "request body too large"
+                                                   : "client disconnected");
+        return -1;
+    }
+    return n;
+}
+
+/* Read up to size bytes (all if size < 0), stopping after a newline when
+ * line is set. */
+static PyObject *input_take(Input *in, Py_ssize_t size, int line)
+{
+    char *out = NULL;
+    size_t len = 0, cap = 0;
+    while (size < 0 || (Py_ssize_t)len < size) {
+        Py_ssize_t n = input_fill(in);
+        if (n < 0) { free(out); return NULL; }
+        if (n == 0) break;
+        conn *c = in->c;
+        const char *p = c->buf + c->dpos;
+        size_t k = (size_t)n;
+        if (size >= 0 && k > (size_t)size - len) k = (size_t)size - len;
+        const char *nl = line ? memchr(p, '\n', k) : NULL;
+        if (nl) k = (size_t)(nl - p) + 1;
+        if (!out && (nl || (size >= 0 && k == (size_t)size)))
+            { c->dpos += k; return PyBytes_FromStringAndSize(p, (Py_ssize_t)k); }
+        if (len + k > cap) {
+            cap = (len + k) * 2;
+            char *b = realloc(out, cap);
+            if (!b) { free(out); return PyErr_NoMemory(); }
+            out = b;
+        }
+        memcpy(out + len, p, k);
+        len += k;
+        c->dpos += k;
+        if (nl) break;
+    }
+    PyObject *r = PyBytes_FromStringAndSize(out ? out : "", (Py_ssize_t)len);
+    free(out);
+    return r;
+}
+
+static int size_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *size)
+{
+    *size = -1;
+    if (nargs > 1) { PyErr_SetString(PyExc_TypeError, "at most one argument"); return -1; }
+    if (nargs == 1 && args[0] != Py_None) {
+        *size = PyLong_AsSsize_t(args[0]);
+        if (*size == -1 && PyErr_Occurred()) return -1;
+    }
+    return 0;
+}
+
+static PyObject *input_read(Input *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t size;
+    return size_arg(args, nargs, &size) < 0 ? NULL : input_take(self, size, 0);
+}
+
+static PyObject *input_readline(Input *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t size;
+    return size_arg(args, nargs, &size) < 0 ? NULL : input_take(self, size, 1);
+}
+
+static PyObject *input_readlines(Input *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t hint, total = 0;
+    if (size_arg(args, nargs, &hint) < 0) return NULL;
+    PyObject *list = PyList_New(0);
+    while (list) {
+        PyObject *l = input_take(self, -1, 1);
+        if (!l) { Py_CLEAR(list); break; }
+        if (PyBytes_GET_SIZE(l) == 0) { Py_DECREF(l); break; }
+        total += PyBytes_GET_SIZE(l);
+        if (PyList_Append(list, l) < 0) Py_CLEAR(list);
+        Py_DECREF(l);
+        if (hint > 0 && total >= hint) break;
+    }
+    return list;
+}
+
+static PyObject *input_next(Input *self)
+{
+    PyObject *l = input_take(self, -1, 1);
+    if (l && PyBytes_GET_SIZE(l) == 0) { Py_DECREF(l); return NULL; }
+    return l;
+}
+
+static PyMethodDef input_methods[] = {
+    {"read", (PyCFunction)(void (*)(void))input_read, METH_FASTCALL, NULL},
+    {"readline", (PyCFunction)(void (*)(void))input_readline, METH_FASTCALL, NULL},
+    {"readlines", (PyCFunction)(void (*)(void))input_readlines, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyTypeObject InputType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "granc.Input",
+    .tp_basicsize = sizeof(Input),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)input_next,
+    .tp_methods = input_methods,
+};
+
+/* ---------------------------------------------------------------------
+ * wsgi.file_wrapper
+ * ------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *filelike;
+    Py_ssize_t blksize;
+} FileWrapper;
+
+static int fw_init(FileWrapper *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"filelike", "blksize", NULL};
+    PyObject *f;
+    self->blksize = 8192;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|n", names, &f, &self->blksize))
+        return -1;
+    Py_INCREF(f);
+    Py_XSETREF(self->filelike, f);
+    return 0;
+}
+
+static void fw_dealloc(FileWrapper *self)
+{
+    Py_XDECREF(self->filelike);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *fw_next(FileWrapper *self)
+{
+    PyObject *b = PyObject_CallMethod(self->filelike, "read", "n", self->blksize);
+    if (b && PyBytes_Check(b) && PyBytes_GET_SIZE(b) == 0) { Py_DECREF(b); return NULL; }
+    return b;
+}
+
+static PyObject *fw_close(FileWrapper *self, PyObject *unused)
+{
+    (void)unused;
+    if (PyObject_HasAttr(self->filelike, s_close))
+        return PyObject_CallMethodNoArgs(self->filelike, s_close);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef fw_methods[] = {
+    {"close", (PyCFunction)fw_close, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyTypeObject FileWrapperType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "granc.FileWrapper",
+    .tp_basicsize = sizeof(FileWrapper),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)fw_init,
+    .tp_dealloc = (destructor)fw_dealloc,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)fw_next,
+    .tp_methods = fw_methods,
+};
+
+/* ---------------------------------------------------------------------
+ * The response: start_response, write(), and the head on the wire
+ * ------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    conn *c;
+    PyObject *status;            /* the status line the app gave (str) */
+    PyObject *headers;           /* the app's header list */
+    int code;
+    int started;                 /* start_response was called */
+    int head_sent;
+    int chunked;                 /* body goes out in chunks */
+    int nobody;                  /* HEAD, 1xx, 204, 304: no body bytes */
+    int keep;                    /* the head promised keep-alive */
+    int64_t clen;                /* the app's Content-Length, or -1 */
+    int64_t sent;                /* body bytes sent */
+} Resp;
+
+static void resp_dealloc(Resp *self)
+{
+    Py_XDECREF(self->status);
+    Py_XDECREF(self->headers);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject RespType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "granc.Response",
+    .tp_basicsize = sizeof(Resp),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = (destructor)resp_dealloc,
+};
+
+/* latin-1 bytes of a str (or bytes) without copying. */
+static int text_of(PyObject *o, const char **p, Py_ssize_t *n)
+{
+    if (PyUnicode_Check(o)) {
+        if (PyUnicode_READY(o) < 0) return -1;
+        if (PyUnicode_KIND(o) != PyUnicode_1BYTE_KIND) {
+            PyErr_SetString(PyExc_ValueError, "header text must be latin-1");
+            return -1;
+        }
+        *p = (const char *)PyUnicode_1BYTE_DATA(o);
+        *n = PyUnicode_GET_LENGTH(o);
+        return 0;
+    }
+    if (PyBytes_Check(o)) {
+        *p = PyBytes_AS_STRING(o);
+        *n = PyBytes_GET_SIZE(o);
+        return 0;
+    }
+    PyErr_SetString(PyExc_TypeError, "status and headers must be str");
+    return -1;
+}
+
+static PyObject *start_response(Resp *self, PyObject *args)
+{
+    PyObject *status, *headers, *exc_info = Py_None;
+    if (!PyArg_ParseTuple(args, "OO|O:start_response", &status, &headers, &exc_info))
+        return NULL;
+    if (exc_info != Py_None) {
+        if (self->head_sent) {          /* too late to change: re-raise */
+            PyObject *t, *v, *tb;
+            if (!PyArg_ParseTuple(exc_info, "OOO", &t, &v, &tb)) return NULL;
+            Py_INCREF(t); Py_INCREF(v); Py_INCREF(tb);
+            PyErr_Restore(t, v, tb == Py_None ? NULL : tb);
+            return NULL;
+        }
+    } else if (self->started) {
+        PyErr_SetString(PyExc_RuntimeError, "start_response called twice without exc_info");
+        return NULL;
+    }
+    const char *s;
+    Py_ssize_t n;
+    if (text_of(status, &s, &n) < 0) return NULL;
+    if (n < 3 || s[0] < '1' || s[0] > '9' || s[1] < '0' || s[1] > '9' ||
+        s[2] < '0' || s[2] > '9' || (n > 3 && s[3] != ' ') || memchr(s, '\r', (size_t)n) ||
+        memchr(s, '\n', (size_t)n)) {
+        PyErr_Format(PyExc_ValueError, "invalid status %R", status);
+        return NULL;
+    }
+    if (!PyList_Check(headers)) {
+        PyErr_SetString(PyExc_TypeError, "headers must be a list");
+        return NULL;
+    }
+    self->code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+    Py_INCREF(status);
+    Py_XSETREF(self->status, status);
+    Py_INCREF(headers);
+    Py_XSETREF(self->headers, headers);
+    self->started = 1;
+    return PyObject_GetAttrString((PyObject *)self, "write");
+}
+
+static int is_token(const char *p, Py_ssize_t n)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (n == 0) return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (!((ch >= '0' && ch <= '9') || ((ch | 32) >= 'a' && (ch | 32) <= 'z') ||
+              (ch && strchr(extra, ch))))
+            return 0;
+    }
+    return 1;
+}
+
+static int name_eq(const char *p, Py_ssize_t n, const char *lower)
+{
+    return (size_t)n == strlen(lower) && http_name_is((slice){p, (size_t)n}, lower);
+}
+
+typedef struct { char *p; size_t n, cap; } obuf;
+static _Thread_local obuf head_buf;       /* one head per thread at a time */
+
+static int put(obuf *b, const char *s, size_t n)
+{
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->n + n) cap *= 2;
+        if (cap > HEAD_MAX) { PyErr_SetString(PyExc_ValueError, "response head too large"); return -1; }
+        char *p = realloc(b->p, cap);
+        if (!p) { PyErr_NoMemory(); return -1; }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    return 0;
+}
+#define PUTS(b, s) put(b, s, sizeof(s) - 1)
+
+/* Compose the head in head_buf.  total is the body length when known
+ * (-1 otherwise).  Validates the app's headers: a bad one raises. */
+static int build_head(Resp *r, int64_t total)
+{
+    conn *c = r->c;
+    obuf *b = &head_buf;
+    const char *s;
+    Py_ssize_t n;
+    int has_server = 0, has_date = 0, close = 0;
+    b->n = 0;
+    r->clen = -1;
+    if (text_of(r->status, &s, &n) < 0) return -1;
+    if (PUTS(b, "HTTP/1.1 ") || put(b, s, (size_t)n)) return -1;
+    if (n == 3 && (PUTS(b, " ") || put(b, http_reason(r->code), strlen(http_reason(r->code)))))
+        return -1;
+    if (PUTS(b, "\r\n")) return -1;
+    Py_ssize_t nh = PyList_GET_SIZE(r->headers);
+    for (Py_ssize_t i = 0; i < nh; i++) {
+        PyObject *h = PyList_GET_ITEM(r->headers, i);
+        const char *k, *v;
+        Py_ssize_t kn, vn;
+        if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a header must be a (name, value) tuple");
+            return -1;
+        }
+        if (text_of(PyTuple_GET_ITEM(h, 0), &k, &kn) < 0 ||
+            text_of(PyTuple_GET_ITEM(h, 1), &v, &vn) < 0)
+            return -1;
+        if (!is_token(k, kn)) {
+            PyErr_Format(PyExc_ValueError, "invalid header name %R", PyTuple_GET_ITEM(h, 0));
+            return -1;
+        }
+        for (Py_ssize_t j = 0; j < vn; j++)
+            if (((unsigned char)v[j] < 32 && v[j] != '\t') || v[j] == 127) {
+                PyErr_Format(PyExc_ValueError, "invalid value for header %R",
+                             PyTuple_GET_ITEM(h, 0));
+                return -1;
+            }
+        /* framing and connection management are the server's business */
+        if (name_eq(k, kn, "transfer-encoding") || name_eq(k, kn, "keep-alive"))
+            continue;
+        if (name_eq(k, kn, "connection")) {
+            if (vn == 5 && http_name_is((slice){v, 5}, "close")) close = 1;
+            continue;
+        }
+        if (name_eq(k, kn, "content-length")) {
+            int64_t cl = 0;
+            if (vn == 0 || vn > 18) goto bad_cl;
+            for (Py_ssize_t j = 0; j < vn; j++) {
+                if (v[j] < '0' || v[j] > '9') goto bad_cl;
+                cl = cl * 10 + (v[j] - '0');
+            }
+            r->clen = cl;
+        }
+        has_server |= name_eq(k, kn, "server");
+        has_date |= name_eq(k, kn, "date");
+        if (put(b, k, (size_t)kn) || PUTS(b, ": ") || put(b, v, (size_t)vn) || PUTS(b, "\r\n"))
+            return -1;
+    }
+    if (!has_server && PUTS(b, "server: granc\r\n")) return -1;
+    if (!has_date && (PUTS(b, "date: ") || put(b, http_date(), strlen(http_date())) ||
+                      PUTS(b, "\r\n")))
+        return -1;
+    int bodyless = r->code < 200 || r->code == 204 || r->code == 304;
+    r->nobody = bodyless || (c->req->method.n == 4 && !memcmp(c->req->method.p, "HEAD", 4));
+    char num[64];
+    if (r->clen < 0 && !bodyless) {
+        if (total >= 0) {
+            snprintf(num, sizeof(num), "content-length: %lld\r\n", (long long)total);
+            if (put(b, num, strlen(num))) return -1;
+            r->clen = total;
+        } else if (c->req->minor == 1) {
+            if (!r->nobody && PUTS(b, "transfer-encoding: chunked\r\n")) return -1;
+            r->chunked = !r->nobody;
+        } else if (!r->nobody) {
+            close = 1;                  /* HTTP/1.0: the end of the body is the close */
+        }
+    }
+    r->keep = c->req->keep_alive && cfg->http1_keep_alive && !close && !wk_stopping();
+    if (!r->keep ? PUTS(b, "connection: close\r\n")
+                 : (c->req->minor == 0 && PUTS(b, "connection: keep-alive\r\n")))
+        return -1;
+    return PUTS(b, "\r\n");
+bad_cl:
+    PyErr_SetString(PyExc_ValueError, "invalid Content-Length header");
+    return -1;
+}
+
+/* Send body bytes (and the head first, if it has not left), honouring the
+ * framing decided by the head.  A failed write marks the connection
+ * broken; the caller just stops. */
+static int send_body(Resp *r, const char *p, size_t n, int64_t total)
+{
+    struct iovec v[4];
+    int iv = 0;
+    char size[24];
+    if (!r->head_sent) {
+        if (!r->started) {
+            PyErr_SetString(PyExc_RuntimeError, "start_response was not called");
+            return -1;
+        }
+        if (build_head(r, total) < 0) return -1;
+        v[iv++] = (struct iovec){head_buf.p, head_buf.n};
+        r->head_sent = 1;
+    }
+    if (r->nobody) n = 0;
+    if (r->clen >= 0 && (int64_t)n > r->clen - r->sent) {
+        n = (size_t)(r->clen - r->sent);     /* never more than announced */
+        r->c->keep = 0;
+        r->keep = 0;
+    }
+    if (n > 0 && r->chunked) {
+        int k = snprintf(size, sizeof(size), "%zx\r\n", n);
+        v[iv++] = (struct iovec){size, (size_t)k};
+    }
+    if (n > 0) v[iv++] = (struct iovec){(void *)p, n};
+    if (n > 0 && r->chunked) v[iv++] = (struct iovec){"\r\n", 2};
+    r->sent += (int64_t)n;
+    if (iv == 0) return 0;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = conn_send(r->c, v, iv);
+    Py_END_ALLOW_THREADS
+    return rc < 0 ? 1 : 0;
+}
+
+static PyObject *resp_write(Resp *self, PyObject *data)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
+    int rc = send_body(self, view.buf, (size_t)view.len, -1);
+    PyBuffer_Release(&view);
+    if (rc < 0) return NULL;
+    if (rc > 0) { PyErr_SetString(PyExc_OSError, "client disconnected"); return NULL; }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef resp_methods[] = {
+    {"start_response", (PyCFunction)start_response, METH_VARARGS, NULL},
+    {"write", (PyCFunction)resp_write, METH_O, NULL},
+    {NULL, NULL, 0, NULL}
+};
+
+/* The end of a streamed body: the head if nothing went yet (an empty
+ * body has a known length), then the last chunk. */
+static int end_body(Resp *r)
+{
+    int rc = r->head_sent ? 0 : send_body(r, "", 0, 0);
+    if (rc == 0 && r->chunked) {
+        struct iovec v = {"0\r\n\r\n", 5};
+        Py_BEGIN_ALLOW_THREADS
+        rc = conn_send(r->c, &v, 1) < 0 ? 1 : 0;
+        Py_END_ALLOW_THREADS
+    }
+    return rc;
+}
+
+/* A list or tuple of bytes: one head with Content-Length, then the items,
+ * the head and the first items in one writev. */
+static int send_sequence(Resp *r, PyObject *seq)
+{
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    int64_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_Check(items[i])) {
+            PyErr_Format(PyExc_TypeError, "response body items must be bytes, not %.100s",
+                         Py_TYPE(items[i])->tp_name);
+            return -1;
+        }
+        total += PyBytes_GET_SIZE(items[i]);
+    }
+    if (r->head_sent) {                 /* write() came first: keep streaming */
+        int rc = 0;
+        for (Py_ssize_t i = 0; i < n && rc == 0; i++)
+            rc = send_body(r, PyBytes_AS_STRING(items[i]), (size_t)PyBytes_GET_SIZE(items[i]), -1);
+        return rc ? rc : end_body(r);
+    }
+    if (!r->started) {
+        PyErr_SetString(PyExc_RuntimeError, "start_response was not called");
+        return -1;
+    }
+    if (build_head(r, total) < 0) return -1;
+    r->head_sent = 1;
+    struct iovec v[IOV_BATCH];
+    int iv = 0;
+    v[iv++] = (struct iovec){head_buf.p, head_buf.n};
+    for (Py_ssize_t i = 0; i < n || iv > 0; ) {
+        for (; !r->nobody && i < n && iv < IOV_BATCH; i++) {
+            size_t len = (size_t)PyBytes_GET_SIZE(items[i]);
+            if (r->clen - r->sent < (int64_t)len) {      /* never more than announced */
+                len = (size_t)(r->clen - r->sent);
+                r->keep = 0;
+            }
+            if (len) v[iv++] = (struct iovec){PyBytes_AS_STRING(items[i]), len};
+            r->sent += (int64_t)len;
+        }
+        if (r->nobody) i = n;
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = iv ? conn_send(r->c, v, iv) : 0;
+        Py_END_ALLOW_THREADS
+        if (rc < 0) return 1;
+        iv = 0;
+    }
+    return 0;
+}
+
+/* A file wrapper on a regular file: sendfile from its current offset. */
+static int send_file(Resp *r, FileWrapper *fw, int *done)
+{
+    *done = 0;
+    PyObject *fno = PyObject_CallMethodNoArgs(fw->filelike, s_fileno);
+    if (!fno) { PyErr_Clear(); return 0; }
+    int fd = (int)PyLong_AsLong(fno);
+    Py_DECREF(fno);
+    struct stat st;
+    off_t off;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        (off = lseek(fd, 0, SEEK_CUR)) < 0 || r->head_sent) {
+        PyErr_Clear();
+        return 0;                       /* not a plain file: iterate it */
+    }
+    /* Python's buffered reader may hold bytes already read: only a file
+     * nobody has read from yet is safe to send from the descriptor. */
+    PyObject *pos = PyObject_CallMethod(fw->filelike, "tell", NULL);
+    if (!pos) { PyErr_Clear(); return 0; }
+    long long tell = PyLong_AsLongLong(pos);
+    Py_DECREF(pos);
+    if (tell != (long long)off) { PyErr_Clear(); return 0; }
+    *done = 1;
+    int64_t size = st.st_size > off ? st.st_size - off : 0;
+    if (send_body(r, "", 0, size) != 0) return -1;
+    int64_t n = r->clen >= 0 && r->clen < size ? r->clen : size;
+    if (r->nobody || n == 0) return 0;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = conn_sendfile(r->c, fd, off, (size_t)n);
+    Py_END_ALLOW_THREADS
+    r->sent += rc == 0 ? n : 0;
+    return rc < 0 ? 1 : 0;
+}
+
+/* Iterate any other iterable, chunk by chunk. */
+static int send_iter(Resp *r, PyObject *result)
+{
+    PyObject *it = PyObject_GetIter(result), *item;
+    if (!it) return -1;
+    int rc = 0;
+    while (rc == 0 && (item = PyIter_Next(it))) {
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "response body items must be bytes, not %.100s",
+                         Py_TYPE(item)->tp_name);
+            rc = -1;
+        } else if (PyBytes_GET_SIZE(item) > 0) {
+            rc = send_body(r, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item), -1);
+        }
+        Py_DECREF(item);
+    }
+    Py_DECREF(it);
+    if (rc == 0 && PyErr_Occurred()) rc = -1;
+    return rc ? rc : end_body(r);
+}
+
+/* ---------------------------------------------------------------------
+ * The environ
+ * ------------------------------------------------------------------- */
+
+static PyObject *latin1(const char *p, size_t n)
+{
+    return PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    ch |= 32;
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+static int set_item(PyObject *d, PyObject *k, PyObject *v)
+{
+    if (!v) return -1;
+    int rc = PyDict_SetItem(d, k, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* PATH_INFO: percent-decoded, latin-1, less the --url-path-prefix. */
+static PyObject *path_info(slice path)
+{
+    char stackbuf[2048];
+    char *out = path.n <= sizeof(stackbuf) ? stackbuf : malloc(path.n);
+    if (!out) return PyErr_NoMemory();
+    size_t n = 0;
+    for (size_t i = 0; i < path.n; i++) {
+        int hi, lo;
+        if (path.p[i] == '%' && i + 2 < path.n && (hi = hexval(path.p[i + 1])) >= 0 &&
+            (lo = hexval(path.p[i + 2])) >= 0) {
+            out[n++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[n++] = path.p[i];
+        }
+    }
+    const char *p = out;
+    const char *prefix = cfg->url_path_prefix;
+    size_t pl = prefix ? strlen(prefix) : 0;
+    if (pl && n >= pl && !memcmp(p, prefix, pl)) { p += pl; n -= pl; }
+    PyObject *r = n ? latin1(p, n) : PyUnicode_FromString(pl ? "/" : "");
+    if (out != stackbuf) free(out);
+    return r;
+}
+
+/* "HTTP_" + the header name upper-cased, '-' as '_'; cached. */
+static PyObject *header_key(slice name)
+{
+    PyObject *raw = PyBytes_FromStringAndSize(name.p, (Py_ssize_t)name.n);
+    if (!raw) return NULL;
+    PyObject *k = PyDict_GetItemWithError(key_cache, raw);
+    if (k || PyErr_Occurred()) { Py_XINCREF(k); Py_DECREF(raw); return k; }
+    char buf[256];
+    size_t n = name.n < sizeof(buf) - 6 ? name.n : sizeof(buf) - 6;
+    memcpy(buf, "HTTP_", 5);
+    for (size_t i = 0; i < n; i++) {
+        char ch = name.p[i];
+        buf[5 + i] = ch == '-' ? '_' : (ch >= 'a' && ch <= 'z') ? (char)(ch - 32) : ch;
+    }
+    k = PyUnicode_FromStringAndSize(buf, (Py_ssize_t)(n + 5));
+    if (k && PyDict_GET_SIZE(key_cache) < KEY_CACHE_MAX)
+        PyDict_SetItem(key_cache, raw, k);
+    Py_DECREF(raw);
+    return k;
+}
+
+static PyObject *build_environ(conn *c, PyObject *input)
+{
+    http_request *rq = c->req;
+    PyObject *env = PyDict_Copy(base_environ);
+    if (!env) return NULL;
+    PyObject *m = rq->method.n == 3 && !memcmp(rq->method.p, "GET", 3) ? s_get
+                : rq->method.n == 4 && !memcmp(rq->method.p, "POST", 4) ? s_post
+                : rq->method.n == 4 && !memcmp(rq->method.p, "HEAD", 4) ? s_head : NULL;
+    if (m) Py_INCREF(m);
+    else m = latin1(rq->method.p, rq->method.n);
+    char port[16];
+    snprintf(port, sizeof(port), "%d", c->port);
+    Py_INCREF(rq->minor ? proto11 : proto10);
+    if (set_item(env, k_method, m) ||
+        set_item(env, k_path, path_info(rq->path)) ||
+        set_item(env, k_query, latin1(rq->query.p, rq->query.n)) ||
+        set_item(env, k_proto, rq->minor ? proto11 : proto10) ||
+        set_item(env, k_sname, PyUnicode_FromString(c->ls->addr)) ||
+        set_item(env, k_sport, PyUnicode_FromFormat("%d", c->ls->port)) ||
+        set_item(env, k_raddr, PyUnicode_FromString(c->addr)) ||
+        set_item(env, k_rport, PyUnicode_FromString(port)) ||
+        PyDict_SetItem(env, k_input, input))
+        goto fail;
+    for (size_t i = 0; i < rq->nheaders; i++) {
+        slice name = rq->headers[i].name, val = rq->headers[i].value;
+        PyObject *key;
+        /* "X_Forwarded_For" would pose as "X-Forwarded-For": drop it, as
+         * nginx and gunicorn do */
+        if (memchr(name.p, '_', name.n)) continue;
+        if (http_name_is(name, "content-type")) { key = k_ctype; Py_INCREF(key); }
+        else if (http_name_is(name, "content-length")) { key = k_clen; Py_INCREF(key); }
+        else if (!(key = header_key(name))) goto fail;
+        PyObject *v = latin1(val.p, val.n), *old;
+        if (v && (old = PyDict_GetItemWithError(env, key))) {   /* repeated: join */
+            PyObject *sep = PyUnicode_FromString(http_name_is(name, "cookie") ? "; " : ",");
+            PyObject *joined = sep ? PyUnicode_Concat(old, sep) : NULL;
+            Py_XDECREF(sep);
+            Py_XSETREF(joined, joined ? PyUnicode_Concat(joined, v) : NULL);
+            Py_SETREF(v, joined);
+        }
+        int rc = v ? PyDict_SetItem(env, key, v) : -1;
+        Py_XDECREF(v);
+        Py_DECREF(key);
+        if (rc < 0) goto fail;
+    }
+    return env;
+fail:
+    Py_DECREF(env);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------
+ * Running one request
+ * ------------------------------------------------------------------- */
+
+static void log_exception(const char *what)
+{
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    PyObject *mod = PyImport_ImportModule("traceback"), *lines = NULL, *text = NULL;
+    if (mod)
+        lines = PyObject_CallMethod(mod, "format_exception", "OOO", t ? t : Py_None,
+                                    v ? v : Py_None, tb ? tb : Py_None);
+    if (lines) text = PyUnicode_Join(PyUnicode_FromString(""), lines);
+    const char *s = text ? PyUnicode_AsUTF8(text) : NULL;
+    log_error("%s\n%s", what, s ? s : "(no traceback)");
+    PyErr_Clear();
+    Py_XDECREF(text); Py_XDECREF(lines); Py_XDECREF(mod);
+    Py_XDECREF(t); Py_XDECREF(v); Py_XDECREF(tb);
+}
+
+/* Call the app and send what it returns.  Returns 0, 1 when the client
+ * went away, -1 with a Python exception set. */
+static int run_app(Resp *r, PyObject *env)
+{
+    PyObject *sr = PyObject_GetAttrString((PyObject *)r, "start_response");
+    if (!sr) return -1;
+    PyObject *result = PyObject_CallFunctionObjArgs(app, env, sr, NULL);
+    Py_DECREF(sr);
+    if (!result) return -1;
+    int rc, done = 0;
+    if (PyList_CheckExact(result) || PyTuple_CheckExact(result))
+        rc = send_sequence(r, result);
+    else if (Py_TYPE(result) == &FileWrapperType &&
+             (rc = send_file(r, (FileWrapper *)result, &done), done))
+        ;
+    else
+        rc = send_iter(r, result);
+    /* PEP 3333: close() is called whatever happened */
+    if (PyObject_HasAttr(result, s_close)) {
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        PyObject *x = PyObject_CallMethodNoArgs(result, s_close);
+        if (!x) { if (t) PyErr_Clear(); else rc = -1; }
+        Py_XDECREF(x);
+        if (t) PyErr_Restore(t, v, tb);
+    }
+    Py_DECREF(result);
+    if (rc == 0 && r->clen >= 0 && r->sent < r->clen && !r->nobody)
+        rc = 1;                  /* shorter than announced: the client must see it */
+    return rc;
+}
+
+void wsgi_handle(conn *c)
+{
+    Input *in = PyObject_New(Input, &InputType);
+    Resp *r = PyObject_New(Resp, &RespType);
+    PyObject *env = NULL;
+    int rc = -1;
+    if (in && r) {
+        in->c = c;
+        in->too_big = 0;
+        memset((char *)r + sizeof(PyObject), 0, sizeof(*r) - sizeof(PyObject));
+        r->c = c;
+        r->clen = -1;
+        env = build_environ(c, (PyObject *)in);
+        if (env) rc = run_app(r, env);
+    }
+    if (rc < 0) {
+        int too_big = in && in->too_big;
+        log_exception("Application callable raised an exception");
+        if (too_big) c->broken = 0;     /* answer 413, then close */
+        if (r && !r->head_sent && !c->broken) {
+            /* nothing left yet: a plain 500, and the connection may live */
+            int code = too_big ? 413 : 500;
+            char head[256];
+            int n = snprintf(head, sizeof(head),
+                             "HTTP/1.1 %d %s\r\nserver: granc\r\ndate: %s\r\n"
+                             "content-length: 0\r\n%s\r\n", code, http_reason(code),
+                             http_date(), c->req->keep_alive && !too_big ? ""
+                             : "connection: close\r\n");
+            struct iovec v = {head, (size_t)n};
+            r->code = code;
+            r->keep = !too_big && c->req->keep_alive && cfg->http1_keep_alive && !wk_stopping();
+            Py_BEGIN_ALLOW_THREADS
+            conn_send(c, &v, 1);
+            Py_END_ALLOW_THREADS
+        } else {
+            c->broken = 1;      /* the head is out: abort, never fake an end */
+        }
+    } else if (rc > 0) {
+        c->broken = 1;
+    }
+    if (in) in->c = NULL;       /* a leaked wsgi.input must not touch c */
+    c->keep = r && r->keep && !c->broken;
+    if (c->keep) {
+        Py_BEGIN_ALLOW_THREADS
+        c->keep = conn_drain(c);
+        Py_END_ALLOW_THREADS
+    }
+    if (cfg->access_log && r) {
+        access_rec a = {
+            .addr = c->addr, .start = c->started, .status = r->code,
+            .method = c->req->method, .path = c->req->path, .query = c->req->query,
+            .scheme = "http", .protocol = c->req->minor ? "HTTP/1.1" : "HTTP/1.0",
+            .headers = c->req->headers, .nheaders = c->req->nheaders,
+        };
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        a.dt_ms = ((double)ts.tv_sec + ts.tv_nsec / 1e9 - c->started) * 1000.0;
+        log_access(&a);
+    }
+    if (PyErr_Occurred()) log_exception("Error while finishing a response");
+    Py_XDECREF(env);
+    Py_XDECREF((PyObject *)in);
+    Py_XDECREF((PyObject *)r);
+}
+
+/* ---------------------------------------------------------------------
+ * Start-up
+ * ------------------------------------------------------------------- */
+
+static int fixed(PyObject *env, const char *key, PyObject *v)
+{
+    return set_item(env, PyUnicode_InternFromString(key), v);
+}
+
+int wsgi_init(const config *config, void *application, int workers)
+{
+    cfg = config;
+    app = application;
+    RespType.tp_methods = resp_methods;
+    if (PyType_Ready(&InputType) < 0 || PyType_Ready(&RespType) < 0 ||
+        PyType_Ready(&FileWrapperType) < 0)
+        return -1;
+#define INTERN(var, s) if (!(var = PyUnicode_InternFromString(s))) return -1
+    INTERN(s_get, "GET"); INTERN(s_post, "POST"); INTERN(s_head, "HEAD");
+    INTERN(s_close, "close"); INTERN(s_fileno, "fileno");
+    INTERN(k_method, "REQUEST_METHOD"); INTERN(k_path, "PATH_INFO");
+    INTERN(k_query, "QUERY_STRING"); INTERN(k_proto, "SERVER_PROTOCOL");
+    INTERN(k_sname, "SERVER_NAME"); INTERN(k_sport, "SERVER_PORT");
+    INTERN(k_raddr, "REMOTE_ADDR"); INTERN(k_rport, "REMOTE_PORT");
+    INTERN(k_input, "wsgi.input"); INTERN(k_ctype, "CONTENT_TYPE");
+    INTERN(k_clen, "CONTENT_LENGTH");
+    INTERN(proto11, "HTTP/1.1"); INTERN(proto10, "HTTP/1.0");
+    if (!(key_cache = PyDict_New())) return -1;
+    /* Granian's environ starts from os.environ, CGI-style */
+    PyObject *os = PyImport_ImportModule("os"), *sys = PyImport_ImportModule("sys");
+    PyObject *osenv = os ? PyObject_GetAttrString(os, "environ") : NULL;
+    base_environ = PyDict_New();
+    if (!osenv || !sys || !base_environ || PyDict_Update(base_environ, osenv) < 0) return -1;
+    Py_DECREF(osenv);
+    Py_DECREF(os);
+    const char *prefix = cfg->url_path_prefix ? cfg->url_path_prefix : "";
+    if (fixed(base_environ, "GATEWAY_INTERFACE", PyUnicode_FromString("CGI/1.1")) ||
+        fixed(base_environ, "SERVER_SOFTWARE", PyUnicode_FromString("granc/" GRANC_VERSION)) ||
+        fixed(base_environ, "SCRIPT_NAME", PyUnicode_FromString(prefix)) ||
+        fixed(base_environ, "wsgi.version", Py_BuildValue("(ii)", 1, 0)) ||
+        fixed(base_environ, "wsgi.url_scheme", PyUnicode_FromString("http")) ||
+        fixed(base_environ, "wsgi.errors", PyObject_GetAttrString(sys, "stderr")) ||
+        fixed(base_environ, "wsgi.multithread", PyBool_FromLong(cfg->blocking_threads > 1)) ||
+        fixed(base_environ, "wsgi.multiprocess", PyBool_FromLong(workers > 1)) ||
+        fixed(base_environ, "wsgi.run_once", PyBool_FromLong(0)) ||
+        fixed(base_environ, "wsgi.input_terminated", PyBool_FromLong(1)) ||
+        fixed(base_environ, "wsgi.file_wrapper", (Py_INCREF(&FileWrapperType),
+                                                   (PyObject *)&FileWrapperType)))
+        return -1;
+    /* request keys that os.environ may also hold must not leak into
+     * requests that lack them */
+    PyObject *keys = PyDict_Keys(base_environ);
+    for (Py_ssize_t i = 0; keys && i < PyList_GET_SIZE(keys); i++) {
+        PyObject *k = PyList_GET_ITEM(keys, i);
+        const char *ks = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
+        if (ks && (!strncmp(ks, "HTTP_", 5) || !strcmp(ks, "CONTENT_TYPE") ||
+                   !strcmp(ks, "CONTENT_LENGTH")))
+            PyDict_DelItem(base_environ, k);      /* also "httpoxy": HTTP_PROXY */
+    }
+    Py_XDECREF(keys);
+    PyErr_Clear();
+    Py_DECREF(sys);
+    return 0;
+}
