@@ -126,7 +126,7 @@ static const opt opts[] = {
         "Async task implementation"),
     INT("backlog", "BACKLOG", FT_OK, 128, NOMAX, "1024", backlog, "listen() backlog"),
     INT("backpressure", "BACKPRESSURE", FT_OK, 1, NOMAX, "(backlog/workers)", backpressure,
-        "Connections per worker"),
+        "Requests in flight per worker"),
     NUM(K_SIZE, "http1-buffer-size", "HTTP1_BUFFER_SIZE", FT_OK, 8192, NOMAX, "417792",
         http1_buffer_size, "Max bytes of a request head"),
     INT("http1-header-read-timeout", "HTTP1_HEADER_READ_TIMEOUT", FT_OK, 1, 60000, "30000",

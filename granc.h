@@ -258,10 +258,11 @@ void log_access(const access_rec *r);
  * =================================================================== */
 
 /* A connection is owned by exactly one thread at a time: the loop thread
- * while it reads a request head (CS_HEAD) or lingers before closing
- * (CS_LINGER), an application thread while the request runs (CS_APP).
- * Handing it over is the only synchronisation it needs. */
-enum conn_state { CS_HEAD, CS_APP, CS_LINGER };
+ * while it reads a request head (CS_HEAD), reads ahead a small body
+ * (CS_BODY) or lingers before closing (CS_LINGER); an application thread
+ * while the request runs (CS_APP).  Handing it over is the only
+ * synchronisation it needs. */
+enum conn_state { CS_HEAD, CS_BODY, CS_APP, CS_LINGER };
 
 typedef struct conn {
     int fd;
@@ -299,8 +300,10 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
 ssize_t conn_body(conn *c);
 int conn_send(conn *c, const struct iovec *iov, int n);
 int conn_sendfile(conn *c, int fd, off_t off, size_t n);
-/* Discard what is left of the body; 1 if the connection is reusable. */
+/* Discard what is left of the body; 1 if the connection is reusable.
+ * conn_can_keep tells beforehand when it surely is not. */
 int conn_drain(conn *c);
+int conn_can_keep(conn *c);
 int wk_stopping(void);
 
 /* ===================================================================

@@ -340,7 +340,7 @@ static int read_framing(http_request *req, int *status)
         req->chunked = 1;
     }
     req->content_length = cl;
-    req->keep_alive = req->minor == 1 ? !want_close : want_keep;
+    req->keep_alive = req->minor == 1 ? !want_close : want_keep && !want_close;
     req->upgrade = upgrade_tok && upgrade;
     return 0;
 }

@@ -225,13 +225,14 @@ static void reply_error(conn *c, int status)
 static ssize_t conn_fill(conn *c)
 {
     if (!c->buf) {
-        c->buf = malloc(BUF_INIT);
+        size_t cap = BUF_INIT < W.cfg->http1_buffer_size ? BUF_INIT : W.cfg->http1_buffer_size;
+        c->buf = malloc(cap);
         c->req = malloc(sizeof(*c->req));
         if (!c->buf || !c->req) { errno = ENOMEM; return -1; }
-        c->cap = BUF_INIT;
+        c->cap = cap;
     }
     if (c->len == c->cap) {
-        if (c->cap >= W.cfg->http1_buffer_size) return -2;
+        if (c->cap >= W.cfg->http1_buffer_size || c->state == CS_BODY) return -2;
         size_t cap = c->cap * 2;
         if (cap > W.cfg->http1_buffer_size) cap = W.cfg->http1_buffer_size;
         char *b = realloc(c->buf, cap);
@@ -321,6 +322,24 @@ static void accept_resume(void)
     W.accepting = 1;
 }
 
+static int body_decode(conn *c);
+static int start_request(conn *c);
+
+/* Read a body ahead in the loop while it fits the buffer, so that no
+ * application thread (or, inline, the loop itself) waits on a slow client
+ * for a small upload.  Leaves c in CS_BODY while more is to come, in
+ * CS_HEAD when the request is ready to start.  A client waiting for
+ * "100 Continue" sends nothing more: it starts at once. */
+static int read_ahead(conn *c)
+{
+    if (c->len > c->dend && body_decode(c) < 0) {
+        reply_error(c, errno == EFBIG ? 413 : 400);
+        return -1;
+    }
+    c->state = !c->body_done && c->len < c->cap && c->continue_sent ? CS_BODY : CS_HEAD;
+    return 0;
+}
+
 /* Parse and start as many requests as the buffer holds.  Inline requests
  * finish before start_request returns, so pipelined requests are served
  * in this loop, in order, without recursion. */
@@ -336,22 +355,37 @@ static void conn_serve(conn *c)
             return;
         }
         if (r == HTTP_BAD) { reply_error(c, status); return; }
+        if ((size_t)r > W.cfg->http1_buffer_size) { reply_error(c, 431); return; }
         if (begin_request(c, (size_t)r) < 0) return;
-        c->state = CS_APP;
-        if (!W.inline_mode || W.inflight >= W.cfg->backpressure)
-            ev_del(W.loop, c->fd, EV_READ | EV_WRITE);   /* not ours for a while */
-        if (W.inflight >= W.cfg->backpressure) {
-            c->qnext = NULL;
-            if (W.waitq_tail) W.waitq_tail->qnext = c; else W.waitq = c;
-            W.waitq_tail = c;
-            accept_pause();
-            return;
-        }
-        W.inflight++;
-        if (!W.inline_mode) { pool_submit(c); return; }
-        run_inline(c);
-        if (!finish_request(c)) return;
+        if (read_ahead(c) < 0) return;
+        if (c->state == CS_BODY) { want_read(c); return; }
+        if (!start_request(c)) return;
     }
+}
+
+/* Hand a request over to the application: inline, to the pool, or to the
+ * queue of requests over --backpressure.  Returns 1 when the request is
+ * already done and c lives on in CS_HEAD (inline, keep-alive); c must not
+ * be touched after 0. */
+static int start_request(conn *c)
+{
+    c->state = CS_APP;
+    if (W.inflight >= W.cfg->backpressure) {
+        ev_del(W.loop, c->fd, EV_READ | EV_WRITE);
+        c->qnext = NULL;
+        if (W.waitq_tail) W.waitq_tail->qnext = c; else W.waitq = c;
+        W.waitq_tail = c;
+        accept_pause();
+        return 0;
+    }
+    W.inflight++;
+    if (!W.inline_mode) {
+        ev_del(W.loop, c->fd, EV_READ | EV_WRITE);   /* the thread's for a while */
+        pool_submit(c);
+        return 0;
+    }
+    run_inline(c);
+    return finish_request(c);
 }
 
 static void on_conn(ev_loop *l, int fd, void *udata, int mask)
@@ -367,12 +401,17 @@ static void on_conn(ev_loop *l, int fd, void *udata, int mask)
     }
     if (c->len == 0) c->since = now_ms();   /* the head clock starts */
     ssize_t n = conn_fill(c);
+    if (n == -2 && c->state == CS_BODY) n = 1;  /* room full: the app reads on */
     if (n == -2) { reply_error(c, 431); return; }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         conn_close(c);
         return;
     }
     if (n < 0) return;
+    if (c->state == CS_BODY) {
+        if (read_ahead(c) < 0 || c->state == CS_BODY) return;
+        if (!start_request(c)) return;
+    }
     conn_serve(c);
 }
 
@@ -580,7 +619,7 @@ static int body_decode(conn *c)
     }
     size_t n = c->len - c->dend;
     ssize_t r = http_chunked_decode(&c->chunk, c->buf + c->dend, &n);
-    if (r == HTTP_BAD) { c->broken = 1; return -1; }
+    if (r == HTTP_BAD) { c->broken = 1; errno = EBADMSG; return -1; }
     c->dend += n;
     c->body_left += (int64_t)n;          /* chunked: counts bytes decoded */
     if (W.cfg->http1_max_body_size > 0 && c->body_left > W.cfg->http1_max_body_size) {
@@ -617,6 +656,15 @@ ssize_t conn_body(conn *c)
         c->broken = 1;          /* EOF, error or timeout inside a body */
         return -1;
     }
+}
+
+/* Whether the body the app left unread (if any) can still be drained:
+ * decided before the response head says keep-alive or close. */
+int conn_can_keep(conn *c)
+{
+    if (c->body_done) return 1;
+    if (!c->continue_sent) return 0;    /* the client still waits for 100 */
+    return c->body_chunked || c->body_left + (int64_t)(c->dend - c->dpos) <= DRAIN_MAX;
 }
 
 /* Discard the body the app left unread, so that the connection can serve
@@ -699,7 +747,7 @@ static void sweep(int64_t now)
         int64_t age = now - c->since;
         if (c->state == CS_LINGER) {
             if (age >= LINGER_MS) conn_close(c);
-        } else if (c->state == CS_HEAD) {
+        } else if (c->state == CS_HEAD || c->state == CS_BODY) {
             if (age >= head_to) {
                 /* an idle keep-alive connection just goes; a slow head is told */
                 if (c->len == 0) conn_close(c); else reply_error(c, 408);
@@ -732,6 +780,8 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
         setrlimit(RLIMIT_NOFILE, &rl);
         getrlimit(RLIMIT_NOFILE, &rl);
     }
+    for (int i = 0; i < nls; i++)       /* not for the app's subprocesses */
+        fcntl(ls[i].fd, F_SETFD, FD_CLOEXEC);
     if (pipe(W.wake) < 0) { log_error("pipe: %s", strerror(errno)); exit(WK_EXIT_ERROR); }
     for (int i = 0; i < 2; i++) {
         fcntl(W.wake[i], F_SETFL, O_NONBLOCK);

@@ -40,7 +40,7 @@ static PyObject *proto11, *proto10;
 typedef struct {
     PyObject_HEAD
     conn *c;                     /* NULL once the request is over */
-    int too_big;                 /* the body passed --http1-max-body-size */
+    int bad_body;                /* 400 or 413: the request body was refused */
 } Input;
 
 /* Make body bytes available; returns their count, 0 at the end, -1 with
@@ -58,9 +58,9 @@ static Py_ssize_t input_fill(Input *in)
     n = conn_body(c);
     Py_END_ALLOW_THREADS
     if (n < 0) {
-        in->too_big = errno == EFBIG;
-        PyErr_SetString(PyExc_OSError, in->too_big ? "request body too large"
-                                                   : "client disconnected");
+        in->bad_body = errno == EFBIG ? 413 : errno == EBADMSG ? 400 : 0;
+        PyErr_SetString(PyExc_OSError, in->bad_body == 413 ? "request body too large"
+                        : in->bad_body ? "malformed chunked body" : "client disconnected");
         return -1;
     }
     return n;
@@ -338,6 +338,19 @@ static int name_eq(const char *p, Py_ssize_t n, const char *lower)
     return (size_t)n == strlen(lower) && http_name_is((slice){p, (size_t)n}, lower);
 }
 
+/* Whether a comma-separated header value holds token (any case). */
+static int has_token(const char *v, Py_ssize_t n, const char *token)
+{
+    Py_ssize_t i = 0;
+    while (i < n) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
+        Py_ssize_t start = i;
+        while (i < n && v[i] != ',' && v[i] != ' ' && v[i] != '\t') i++;
+        if (name_eq(v + start, i - start, token)) return 1;
+    }
+    return 0;
+}
+
 typedef struct { char *p; size_t n, cap; } obuf;
 static _Thread_local obuf head_buf;       /* one head per thread at a time */
 
@@ -400,9 +413,11 @@ static int build_head(Resp *r, int64_t total)
         if (name_eq(k, kn, "transfer-encoding") || name_eq(k, kn, "keep-alive"))
             continue;
         if (name_eq(k, kn, "connection")) {
-            if (vn == 5 && http_name_is((slice){v, 5}, "close")) close = 1;
+            close |= has_token(v, vn, "close");
             continue;
         }
+        if (name_eq(k, kn, "content-length") && (r->code < 200 || r->code == 204))
+            continue;                   /* RFC 9110 8.6: never on these */
         if (name_eq(k, kn, "content-length")) {
             int64_t cl = 0;
             if (vn == 0 || vn > 18) goto bad_cl;
@@ -436,7 +451,8 @@ static int build_head(Resp *r, int64_t total)
             close = 1;                  /* HTTP/1.0: the end of the body is the close */
         }
     }
-    r->keep = c->req->keep_alive && cfg->http1_keep_alive && !close && !wk_stopping();
+    r->keep = c->req->keep_alive && cfg->http1_keep_alive && !close && !wk_stopping() &&
+              conn_can_keep(c);
     if (!r->keep ? PUTS(b, "connection: close\r\n")
                  : (c->req->minor == 0 && PUTS(b, "connection: keep-alive\r\n")))
         return -1;
@@ -805,7 +821,7 @@ void wsgi_handle(conn *c)
     int rc = -1;
     if (in && r) {
         in->c = c;
-        in->too_big = 0;
+        in->bad_body = 0;
         memset((char *)r + sizeof(PyObject), 0, sizeof(*r) - sizeof(PyObject));
         r->c = c;
         r->clen = -1;
@@ -813,21 +829,26 @@ void wsgi_handle(conn *c)
         if (env) rc = run_app(r, env);
     }
     if (rc < 0) {
-        int too_big = in && in->too_big;
-        log_exception("Application callable raised an exception");
-        if (too_big) c->broken = 0;     /* answer 413, then close */
+        int bad_body = in ? in->bad_body : 0;
+        if (bad_body) {                 /* our refusal, not the app's fault */
+            PyErr_Clear();
+            log_debug("refused a request body from %s: %d", c->addr, bad_body);
+            c->broken = 0;              /* answer it, then close */
+        } else {
+            log_exception("Application callable raised an exception");
+        }
         if (r && !r->head_sent && !c->broken) {
             /* nothing left yet: a plain 500, and the connection may live */
-            int code = too_big ? 413 : 500;
+            int code = bad_body ? bad_body : 500;
+            r->code = code;
+            r->keep = !bad_body && c->req->keep_alive && cfg->http1_keep_alive &&
+                      !wk_stopping() && conn_can_keep(c);
             char head[256];
             int n = snprintf(head, sizeof(head),
                              "HTTP/1.1 %d %s\r\nserver: granc\r\ndate: %s\r\n"
                              "content-length: 0\r\n%s\r\n", code, http_reason(code),
-                             http_date(), c->req->keep_alive && !too_big ? ""
-                             : "connection: close\r\n");
+                             http_date(), r->keep ? "" : "connection: close\r\n");
             struct iovec v = {head, (size_t)n};
-            r->code = code;
-            r->keep = !too_big && c->req->keep_alive && cfg->http1_keep_alive && !wk_stopping();
             Py_BEGIN_ALLOW_THREADS
             conn_send(c, &v, 1);
             Py_END_ALLOW_THREADS

@@ -2,7 +2,7 @@
 # Install the Debian packages the build and the test suite need, if any is
 # missing.  Runs as root (CI) or through sudo.
 PKGS="build-essential python3-dev python3-pytest python3-httpx python3-django
-      curl libbearssl-dev"
+      curl libbearssl-dev mandoc"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -73,7 +73,7 @@ class Conn:
         return int(status), reason, headers, head
 
     def response(self, method="GET"):
-        """Read one final response (1xx responses are returned too)."""
+        """Read one response; an interim 1xx is returned like any other."""
         status, reason, headers, head = self.read_head()
         r = Resp(status, reason, headers, b"", b"", head)
         if method == "HEAD" or status < 200 or status in (204, 304):
@@ -409,9 +409,6 @@ def test_head_over_buffer_size_431_in_pieces(small):
     assert_alive(small)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "granc bug: --http1-buffer-size is only enforced once the head outgrows the "
-    "initial 16 KiB read buffer; a 12 KB head arriving in one read is served"))
 def test_head_between_buffer_size_and_16k_431(small):
     expect_reject(small, b"GET /reason HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 12000 + b"\r\n\r\n", 431)
 
@@ -458,9 +455,6 @@ def test_bad_chunk_never_served(srv, tail):
     assert_alive(srv)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "granc bug: a malformed chunked request body read by the app gets no "
-    "response at all (silent close) instead of 400"))
 @pytest.mark.parametrize("tail", [pytest.param(t, id=i) for i, t in BAD_CHUNKS[:4] + BAD_CHUNKS[9:10]])
 def test_bad_chunk_answered_400(srv, tail):
     with Conn(srv) as c:
@@ -529,9 +523,6 @@ def test_http10_keepalive(srv):
         c.assert_closed()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "granc bug: on HTTP/1.0 'Connection: keep-alive, close' keeps the connection "
-    "alive; the close option must win (RFC 9112 9.3/9.6)"))
 def test_http10_close_wins_over_keepalive(srv):
     with Conn(srv) as c:
         c.send(b"GET /reason HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n" + GOOD)
@@ -907,9 +898,6 @@ def test_expect_100_noread(srv):
         assert c.rest() == b""
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "granc bug: after answering an Expect: 100-continue request without reading its "
-    "body, granc closes the connection but the response does not say 'connection: close'"))
 def test_expect_100_noread_announces_close(srv):
     with Conn(srv) as c:
         c.send(b"POST /noread HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
@@ -919,10 +907,6 @@ def test_expect_100_noread_announces_close(srv):
         assert r.get("connection") == "close"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "granc bug: when the app leaves more than 1 MiB of body unread, granc closes "
-    "the connection after the response, but the response does not say "
-    "'connection: close' and a pipelined request is silently dropped"))
 def test_unread_large_body_announces_close(srv):
     with Conn(srv) as c:
         t = threading.Thread(target=c.send, args=(post(b"/noread", b"x" * 2_000_000) + GOOD,))
@@ -1032,10 +1016,6 @@ def _peek(sock):
         sock.settimeout(10)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "granc bug: with --blocking-threads 1 the app runs on the event-loop thread and "
-    "reads the body there, so one client stalling mid-body blocks every other "
-    "connection of the worker (up to the 60 s I/O timeout)"))
 def test_stalled_body_does_not_block_inline_worker(wsgi_server):
     s = wsgi_server("wsgi_app:app", "--blocking-threads", "1")
     stalled = Conn(s)
@@ -1233,9 +1213,6 @@ def test_app_connection_close(app_srv):
         c.assert_closed()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "granc bug: an app-set Content-Length is forwarded on a 204 response "
-    "(RFC 9110 8.6: a server MUST NOT send Content-Length in a 204)"))
 def test_no_content_length_on_204(app_srv):
     with Conn(app_srv) as c:
         r = _status(c, b"code=204&cl=3&body=abc")

@@ -243,3 +243,30 @@ def test_pid_file(tmp_path, wsgi_server):
     assert r.returncode == 1 and "pid" in r.stderr.lower()
     s.stop()
     assert not pf.exists()
+
+
+def _threads(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"Threads:\s+(\d+)", f.read()).group(1))
+
+
+@pytest.mark.slow
+def test_blocking_threads_grow_on_demand_and_are_reaped(wsgi_server):
+    s = wsgi_server("wsgi_app:app", "--blocking-threads", "6",
+                    "--blocking-threads-idle-timeout", "5")
+    (worker,) = s.worker_pids()
+    idle = _threads(worker)
+    ts = [threading.Thread(target=httpx.get, args=(s.url + "/slow?t=1",), kwargs={"timeout": 20})
+          for _ in range(6)]
+    for t in ts:
+        t.start()
+    time.sleep(0.5)
+    busy = _threads(worker)
+    for t in ts:
+        t.join()
+    assert busy >= idle + 6, (idle, busy)       # one thread per concurrent request
+    deadline = time.time() + 15
+    while _threads(worker) > idle and time.time() < deadline:
+        time.sleep(0.5)
+    assert _threads(worker) == idle              # reaped after the idle timeout
+    assert httpx.get(s.url + "/info").status_code == 200   # and started again on demand

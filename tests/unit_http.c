@@ -238,6 +238,9 @@ static void test_accept(void)
     accept_head("HTTP/1.0 keep-alive",
                 "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", 0);
     ok(req.minor == 0 && req.keep_alive, "HTTP/1.0 + keep-alive keeps");
+    accept_head("HTTP/1.0 keep-alive, close",
+                "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", 0);
+    ok(req.minor == 0 && !req.keep_alive, "HTTP/1.0: close wins over keep-alive");
     accept_head("HTTP/1.1 close",
                 "GET / HTTP/1.1\r\nHost: h\r\nConnection: foo, CLOSE\r\n\r\n", 0);
     ok(!req.keep_alive, "HTTP/1.1 + close (in a list) closes");
