@@ -156,6 +156,11 @@ const char *ev_backend(void)
     return be_name;
 }
 
+int ev_fd(ev_loop *loop)
+{
+    return be_fd(loop);
+}
+
 /* Wait up to timeout_ms (-1 = forever, 0 = just look), then call the
  * callback of every ready fd.  Returns the number of callbacks made, 0 when
  * a signal cut the wait short, -1 on error.

@@ -14,6 +14,13 @@ struct be_state {
     struct epoll_event *events; /* [setsize], filled by epoll_wait */
 };
 
+/* The kernel object itself: it becomes readable when an event is ready,
+ * so another loop (asyncio's) can wait on it. */
+static int be_fd(ev_loop *loop)
+{
+    return loop->be->epfd;
+}
+
 static int be_create(ev_loop *loop)
 {
     struct be_state *s = malloc(sizeof *s);

@@ -106,9 +106,10 @@ static const opt opts[] = {
     NUM(K_OCTAL, "uds-permissions", "UDS_PERMISSIONS", FT_OK, 0, 07777, "(umask)",
         uds_permissions, "Mode of the socket file"),
     ONE(K_ENUM, "interface", "INTERFACE", FT_OK, "rsgi|asgi|asginl|wsgi", "rsgi", iface,
-        "Application interface (only wsgi so far)"),
+        "Application interface (rsgi: not supported yet)"),
     ONE(K_ENUM, "http", "HTTP", FT_OK, "auto|1|2", "auto", http, "HTTP versions accepted"),
-    BOOL("ws", "WEBSOCKETS", FT_NOOP, "on", ws, "Websockets (ignored on WSGI)"),
+    BOOL("ws", "WEBSOCKETS", FT_NOOP, "on", ws,
+         "Websockets (not supported yet: upgrades are served as plain HTTP)"),
     INT("workers", "WORKERS", FT_OK, 1, NOMAX, "1", workers, "Worker processes"),
     INT("blocking-threads", "BLOCKING_THREADS", FT_OK, 1, NOMAX,
         "(wsgi: backpressure/2, else 1)", blocking_threads, "Python threads per worker"),
@@ -120,8 +121,8 @@ static const opt opts[] = {
         runtime_blocking_threads, "Rust runtime blocking threads"),
     ONE(K_WORD, "runtime-mode", "RUNTIME_MODE", FT_NOOP, "auto|mt|st", "auto",
         runtime_mode, "Rust runtime mode"),
-    ONE(K_WORD, "loop", "LOOP", FT_NOOP, "auto|asyncio|rloop|uvloop|winloop", "auto",
-        loop, "Event loop of async interfaces"),
+    ONE(K_WORD, "loop", "LOOP", FT_OK, "auto|asyncio|rloop|uvloop|winloop", "auto",
+        loop, "Event loop of async interfaces (auto: uvloop if installed)"),
     ONE(K_WORD, "task-impl", "TASK_IMPL", FT_NOOP, "asyncio|rust", "asyncio", task_impl,
         "Async task implementation"),
     INT("backlog", "BACKLOG", FT_OK, 128, NOMAX, "1024", backlog, "listen() backlog"),
@@ -604,18 +605,18 @@ static void set_defaults(void)
 /* Cross-option checks and computed defaults, once argv and environment are in. */
 static void resolve(void)
 {
-    static const char *const iface_todo[] = {
-        [IF_RSGI] = "RSGI is not supported yet; use --interface wsgi",
-        [IF_ASGI] = "ASGI is not supported yet", [IF_ASGINL] = "ASGI is not supported yet",
-    };
     int ii = OPT("interface"), ih = OPT("http"), ib = OPT("blocking-threads");
     int iw = OPT("working-dir");
     struct stat st;
 
     if (!cfg.target)
         fatal("missing APP argument: module[:attr] or file.py (see --help)");
-    if (cfg.iface != IF_WSGI)
-        fatal("%s: %s", label(ii, src[ii]), iface_todo[cfg.iface]);
+    if (cfg.iface == IF_RSGI)
+        fatal("%s: RSGI is not supported yet; use --interface asgi or wsgi",
+              label(ii, src[ii]));
+    if (cfg.loop && (!strcmp(cfg.loop, "rloop") || !strcmp(cfg.loop, "winloop")))
+        fatal("%s: %s is not available in granc (use auto, asyncio or uvloop)",
+              label(OPT("loop"), src[OPT("loop")]), cfg.loop);
     if (cfg.http == HTTPM_2)
         fatal("%s: HTTP/2 is not supported yet", label(ih, src[ih]));
     for (int i = 0; i < NOPTS; i++)

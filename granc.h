@@ -160,6 +160,9 @@ int ev_mask(ev_loop *loop, int fd);
 int ev_poll(ev_loop *loop, int timeout_ms);
 int ev_setsize(ev_loop *loop);
 const char *ev_backend(void);
+/* The epoll/kqueue descriptor: readable when events are ready, so that
+ * asyncio can wait on granc's loop as one reader (ASGI). */
+int ev_fd(ev_loop *loop);
 
 /* ===================================================================
  * http.c -- HTTP/1.1 request parser, chunked decoder, response heads
@@ -219,6 +222,8 @@ typedef struct http_chunked {
  * of bytes that follow the body (they start at buf[*len]). */
 ssize_t http_chunked_decode(http_chunked *d, char *buf, size_t *len);
 
+/* Percent-decode n bytes of in into out (room for n); returns the length. */
+size_t http_pct_decode(const char *in, size_t n, char *out);
 /* Header name compare, ASCII case-insensitive. */
 int http_name_is(slice name, const char *lower);
 const char *http_reason(int status);
@@ -287,6 +292,7 @@ typedef struct conn {
     double started;                  /* wall clock when the head arrived */
     struct conn *prev, *next;        /* all connections of the worker */
     struct conn *qnext;              /* pool queue / done list link */
+    void *app;                       /* the interface's state while CS_APP */
 } conn;
 
 /* Runs worker number id (1-based) on the inherited listeners; never
@@ -298,21 +304,54 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
  * conn_body makes decoded body bytes available in [dpos,dend) and returns
  * how many, 0 at the end of the body, -1 when the client failed. */
 ssize_t conn_body(conn *c);
+ssize_t conn_body_nb(conn *c);      /* as conn_body; -2: nothing yet */
+int conn_gone(conn *c);
+ssize_t conn_write_nb(conn *c, const struct iovec *iov, int n);
+void wk_request_done(conn *c);
+void wk_watch(conn *c, int mask);
+int wk_poll(void);                  /* ASGI: run ready events; 1 once drained */
+void wk_listen(void);               /* ASGI: start accepting (after lifespan) */
 int conn_send(conn *c, const struct iovec *iov, int n);
 int conn_sendfile(conn *c, int fd, off_t off, size_t n);
 /* Discard what is left of the body; 1 if the connection is reusable.
- * conn_can_keep tells beforehand when it surely is not. */
+ * conn_can_keep tells beforehand when it surely is not: the client or
+ * the configuration says close, the worker is stopping, or the body the
+ * app left unread cannot be drained. */
 int conn_drain(conn *c);
 int conn_can_keep(conn *c);
 int wk_stopping(void);
+/* Log the pending Python exception with its traceback (GIL held). */
+void wk_log_exception(const char *what);
 
 /* ===================================================================
  * wsgi.c -- PEP 3333
  * =================================================================== */
 
-/* Python objects are opaque here so that only wsgi.c needs Python.h. */
+/* What a response head fixed. */
+typedef struct resp_head {
+    int code;                        /* status */
+    int64_t clen;                    /* Content-Length sent, or -1 */
+    unsigned chunked : 1;            /* the body goes out chunked */
+    unsigned nobody : 1;             /* HEAD, 1xx, 204, 304: no body bytes */
+    unsigned keep : 1;               /* the head promised keep-alive */
+} resp_head;
+
+/* Python objects are opaque here (void *) so that only the files that
+ * embed Python include Python.h. */
+int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
+                    void *headers, int64_t total, const char **out, size_t *outn);
 int wsgi_init(const config *cfg, void *app, int workers);
 /* Run the app for c's request, holding the GIL; sets c->keep. */
 void wsgi_handle(conn *c);
+
+/* ===================================================================
+ * asgi.c -- ASGI 3.0 on asyncio
+ * =================================================================== */
+
+int asgi_init(const config *cfg, void *app);
+/* Run the asyncio loop (lifespan, requests, drain); returns an exit code. */
+int asgi_run(int loop_fd);
+void asgi_start(conn *c);           /* a request is ready: start its task */
+void asgi_event(conn *c, int mask); /* c is readable/writable while CS_APP */
 
 #endif

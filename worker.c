@@ -55,6 +55,7 @@ static struct worker {
     int inflight;                /* requests dispatched and not finished */
     conn *waitq, *waitq_tail;    /* complete requests over --backpressure */
     int inline_mode;             /* --blocking-threads 1: run the app here */
+    int asgi;                    /* ASGI: the app runs as asyncio tasks here */
     PyThreadState *main_ts;
     /* the application thread pool */
     pthread_mutex_t mu;
@@ -165,6 +166,25 @@ static PyObject *load_app(const config *cfg)
     }
     Py_DECREF(globals);
     return app;
+}
+
+/* Log the pending Python exception with its traceback, and clear it. */
+void wk_log_exception(const char *what)
+{
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (!tb && v) tb = PyException_GetTraceback(v);
+    PyObject *mod = PyImport_ImportModule("traceback"), *lines = NULL, *text = NULL;
+    if (mod)
+        lines = PyObject_CallMethod(mod, "format_exception", "OOO", t ? t : Py_None,
+                                    v ? v : Py_None, tb ? tb : Py_None);
+    if (lines) text = PyUnicode_Join(PyUnicode_FromString(""), lines);
+    const char *s = text ? PyUnicode_AsUTF8(text) : NULL;
+    log_error("%s\n%s", what, s ? s : "(no traceback)");
+    PyErr_Clear();
+    Py_XDECREF(text); Py_XDECREF(lines); Py_XDECREF(mod);
+    Py_XDECREF(t); Py_XDECREF(v); Py_XDECREF(tb);
 }
 
 /* ---------------------------------------------------------------------
@@ -304,6 +324,8 @@ static void run_inline(conn *c)
     W.main_ts = PyEval_SaveThread();
 }
 
+static void sweep(int64_t now);
+
 static void accept_pause(void)
 {
     if (!W.accepting) return;
@@ -379,6 +401,11 @@ static int start_request(conn *c)
         return 0;
     }
     W.inflight++;
+    if (W.asgi) {
+        ev_del(W.loop, c->fd, EV_READ | EV_WRITE);   /* asgi.c asks for what it needs */
+        asgi_start(c);
+        return 0;
+    }
     if (!W.inline_mode) {
         ev_del(W.loop, c->fd, EV_READ | EV_WRITE);   /* the thread's for a while */
         pool_submit(c);
@@ -388,10 +415,43 @@ static int start_request(conn *c)
     return finish_request(c);
 }
 
+/* Requests held back by --backpressure, now that a slot is free. */
+static void drain_waitq(void)
+{
+    while (W.waitq && W.inflight < W.cfg->backpressure) {
+        conn *c = W.waitq;
+        W.waitq = c->qnext;
+        if (!W.waitq) W.waitq_tail = NULL;
+        W.inflight++;
+        if (W.asgi) asgi_start(c); else pool_submit(c);
+    }
+    if (!W.waitq && !W.accept_resume) accept_resume();
+}
+
+/* ASGI: the app is done with c's request and its response has left. */
+void wk_request_done(conn *c)
+{
+    if (finish_request(c))
+        conn_serve(c);
+    drain_waitq();
+}
+
+/* Interest in c's events while the app owns it (ASGI). */
+void wk_watch(conn *c, int mask)
+{
+    ev_del(W.loop, c->fd, ~mask & (EV_READ | EV_WRITE));
+    if (mask && ev_add(W.loop, c->fd, mask, on_conn, c) < 0)
+        c->broken = 1;
+}
+
 static void on_conn(ev_loop *l, int fd, void *udata, int mask)
 {
     (void)l; (void)fd; (void)mask;
     conn *c = udata;
+    if (c->state == CS_APP) {           /* ASGI: body, disconnect, output */
+        asgi_event(c, mask);
+        return;
+    }
     if (c->state == CS_LINGER) {
         char sink[4096];
         ssize_t n = read(c->fd, sink, sizeof(sink));
@@ -632,7 +692,9 @@ static int body_decode(conn *c)
     return 0;
 }
 
-ssize_t conn_body(conn *c)
+/* Make decoded body bytes available; wait: block in poll() (application
+ * threads) or return -2 when the socket has nothing yet (ASGI). */
+static ssize_t body_more(conn *c, int wait)
 {
     for (;;) {
         if (c->dend > c->dpos) return (ssize_t)(c->dend - c->dpos);
@@ -652,16 +714,50 @@ ssize_t conn_body(conn *c)
         ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
         if (n > 0) { c->len += (size_t)n; continue; }
         if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN && !wait) return -2;
         if (n < 0 && errno == EAGAIN && wait_fd(c->fd, POLLIN) == 0) continue;
         c->broken = 1;          /* EOF, error or timeout inside a body */
         return -1;
     }
 }
 
+ssize_t conn_body(conn *c) { return body_more(c, 1); }
+ssize_t conn_body_nb(conn *c) { return body_more(c, 0); }
+
+/* ASGI, once the body is read: has the client gone?  Bytes that arrive
+ * meanwhile (a pipelined request) are kept for later.  Returns 1 when it
+ * has gone, 0 when it may still be there. */
+int conn_gone(conn *c)
+{
+    if (c->broken) return 1;
+    if (c->len == c->cap) return 0;     /* cannot tell without reading on */
+    ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
+    if (n > 0) { c->len += (size_t)n; return 0; }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+    c->broken = 1;
+    return 1;
+}
+
+/* ASGI output: write what the socket takes now; the rest is the caller's
+ * to keep.  Returns bytes written, or -1 when the client has gone. */
+ssize_t conn_write_nb(conn *c, const struct iovec *iov, int n)
+{
+    if (c->broken) return -1;
+    ssize_t w;
+    do w = writev(c->fd, iov, n > 64 ? 64 : n);
+    while (w < 0 && errno == EINTR);
+    if (w >= 0) return w;
+    if (errno == EAGAIN) return 0;
+    c->broken = 1;
+    return -1;
+}
+
 /* Whether the body the app left unread (if any) can still be drained:
  * decided before the response head says keep-alive or close. */
 int conn_can_keep(conn *c)
 {
+    if (!c->req->keep_alive || !W.cfg->http1_keep_alive || atomic_load(&stopping))
+        return 0;
     if (c->body_done) return 1;
     if (!c->continue_sent) return 0;    /* the client still waits for 100 */
     return c->body_chunked || c->body_left + (int64_t)(c->dend - c->dpos) <= DRAIN_MAX;
@@ -727,15 +823,24 @@ static void on_wake(ev_loop *l, int fd, void *udata, int mask)
         if (finish_request(c))
             conn_serve(c);
     }
-    /* requests held back by --backpressure */
-    while (W.waitq && W.inflight < W.cfg->backpressure) {
-        conn *c = W.waitq;
-        W.waitq = c->qnext;
-        if (!W.waitq) W.waitq_tail = NULL;
-        W.inflight++;
-        pool_submit(c);
-    }
-    if (!W.waitq && !W.accept_resume) accept_resume();
+    drain_waitq();
+}
+
+void wk_listen(void)
+{
+    accept_resume();
+    log_info("Started worker-%d", W.id);
+}
+
+/* ASGI: asyncio saw granc's loop descriptor readable (or a second went
+ * by): run what is ready.  Returns 1 once a stop has drained everything. */
+int wk_poll(void)
+{
+    static int64_t last;
+    ev_poll(W.loop, 0);
+    int64_t now = now_ms();
+    if (now - last >= 1000) { sweep(now); last = now; }
+    return atomic_load(&stopping) && W.nconns == 0 && W.inflight == 0;
 }
 
 /* Once a second: idle and slow connections, buffers of idle ones. */
@@ -773,6 +878,7 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
     W.nls = nls;
     W.id = id;
     W.inline_mode = cfg->blocking_threads == 1;
+    W.asgi = cfg->iface == IF_ASGI || cfg->iface == IF_ASGINL;
 
     struct rlimit rl;       /* idle keep-alive connections are cheap: allow many */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -797,12 +903,11 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
 
     py_start();
     PyObject *app = load_app(cfg);
-    if (!app || wsgi_init(cfg, app, cfg->workers) < 0) {
+    if (!app || (W.asgi ? asgi_init(cfg, app) : wsgi_init(cfg, app, cfg->workers)) < 0) {
         PyErr_Print();
         log_error("worker-%d: the application %s could not be loaded", id, cfg->target);
         exit(WK_EXIT_LOAD);
     }
-    W.main_ts = PyEval_SaveThread();
 
     int setsize = rl.rlim_cur > 1048576 ? 1048576 : (int)rl.rlim_cur;
     W.loop = ev_create(setsize + 16);
@@ -810,8 +915,15 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
         log_error("worker-%d: cannot create the event loop", id);
         exit(WK_EXIT_ERROR);
     }
-    accept_resume();
-    log_info("Started worker-%d", id);
+    if (W.asgi) {               /* asyncio drives the loop; the GIL stays here */
+        int rc = asgi_run(ev_fd(W.loop));
+        Py_DECREF(app);
+        if (Py_FinalizeEx() < 0 && rc == WK_EXIT_OK) rc = WK_EXIT_ERROR;
+        log_info("Stopped worker-%d", id);
+        exit(rc);
+    }
+    W.main_ts = PyEval_SaveThread();
+    wk_listen();
 
     int tick = cfg->http1_header_read_timeout_ms < 1000 ? cfg->http1_header_read_timeout_ms : 1000;
     int64_t last = now_ms();

@@ -234,13 +234,9 @@ typedef struct {
     conn *c;
     PyObject *status;            /* the status line the app gave (str) */
     PyObject *headers;           /* the app's header list */
-    int code;
+    resp_head h;                 /* status, framing, keep-alive */
     int started;                 /* start_response was called */
     int head_sent;
-    int chunked;                 /* body goes out in chunks */
-    int nobody;                  /* HEAD, 1xx, 204, 304: no body bytes */
-    int keep;                    /* the head promised keep-alive */
-    int64_t clen;                /* the app's Content-Length, or -1 */
     int64_t sent;                /* body bytes sent */
 } Resp;
 
@@ -311,7 +307,7 @@ static PyObject *start_response(Resp *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "headers must be a list");
         return NULL;
     }
-    self->code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+    self->h.code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
     Py_INCREF(status);
     Py_XSETREF(self->status, status);
     Py_INCREF(headers);
@@ -371,43 +367,44 @@ static int put(obuf *b, const char *s, size_t n)
 }
 #define PUTS(b, s) put(b, s, sizeof(s) - 1)
 
-/* Compose the head in head_buf.  total is the body length when known
- * (-1 otherwise).  Validates the app's headers: a bad one raises. */
-static int build_head(Resp *r, int64_t total)
+/* Compose a response head in the calling thread's buffer (asgi.c uses it
+ * too).  headers: a list of (name, value) pairs, str or bytes.  reason:
+ * the app's phrase, or NULL for the standard one.  total: the body length
+ * when known, else -1.  Fills h; a bad header raises and returns -1. */
+int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
+                    void *headers_obj, int64_t total, const char **out, size_t *outn)
 {
-    conn *c = r->c;
+    PyObject *headers = headers_obj;
     obuf *b = &head_buf;
-    const char *s;
-    Py_ssize_t n;
+    char num[64];
     int has_server = 0, has_date = 0, close = 0;
     b->n = 0;
-    r->clen = -1;
-    if (text_of(r->status, &s, &n) < 0) return -1;
-    if (PUTS(b, "HTTP/1.1 ") || put(b, s, (size_t)n)) return -1;
-    if (n == 3 && (PUTS(b, " ") || put(b, http_reason(r->code), strlen(http_reason(r->code)))))
-        return -1;
-    if (PUTS(b, "\r\n")) return -1;
-    Py_ssize_t nh = PyList_GET_SIZE(r->headers);
+    h->clen = -1;
+    h->chunked = 0;
+    if (!reason) { reason = http_reason(h->code); rn = strlen(reason); }
+    snprintf(num, sizeof(num), "HTTP/1.1 %03d ", h->code);
+    if (put(b, num, strlen(num)) || put(b, reason, rn) || PUTS(b, "\r\n")) return -1;
+    PyObject *seq = PySequence_Fast(headers, "headers must be a list");
+    if (!seq) return -1;
+    Py_ssize_t nh = PySequence_Fast_GET_SIZE(seq);
     for (Py_ssize_t i = 0; i < nh; i++) {
-        PyObject *h = PyList_GET_ITEM(r->headers, i);
+        PyObject *hd = PySequence_Fast_GET_ITEM(seq, i);
         const char *k, *v;
         Py_ssize_t kn, vn;
-        if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 2) {
-            PyErr_SetString(PyExc_TypeError, "a header must be a (name, value) tuple");
-            return -1;
+        if (!(PyTuple_Check(hd) || PyList_Check(hd)) || PySequence_Fast_GET_SIZE(hd) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a header must be a (name, value) pair");
+            goto fail;
         }
-        if (text_of(PyTuple_GET_ITEM(h, 0), &k, &kn) < 0 ||
-            text_of(PyTuple_GET_ITEM(h, 1), &v, &vn) < 0)
-            return -1;
+        PyObject *name = PySequence_Fast_GET_ITEM(hd, 0), *val = PySequence_Fast_GET_ITEM(hd, 1);
+        if (text_of(name, &k, &kn) < 0 || text_of(val, &v, &vn) < 0) goto fail;
         if (!is_token(k, kn)) {
-            PyErr_Format(PyExc_ValueError, "invalid header name %R", PyTuple_GET_ITEM(h, 0));
-            return -1;
+            PyErr_Format(PyExc_ValueError, "invalid header name %R", name);
+            goto fail;
         }
         for (Py_ssize_t j = 0; j < vn; j++)
             if (((unsigned char)v[j] < 32 && v[j] != '\t') || v[j] == 127) {
-                PyErr_Format(PyExc_ValueError, "invalid value for header %R",
-                             PyTuple_GET_ITEM(h, 0));
-                return -1;
+                PyErr_Format(PyExc_ValueError, "invalid value for header %R", name);
+                goto fail;
             }
         /* framing and connection management are the server's business */
         if (name_eq(k, kn, "transfer-encoding") || name_eq(k, kn, "keep-alive"))
@@ -416,50 +413,65 @@ static int build_head(Resp *r, int64_t total)
             close |= has_token(v, vn, "close");
             continue;
         }
-        if (name_eq(k, kn, "content-length") && (r->code < 200 || r->code == 204))
-            continue;                   /* RFC 9110 8.6: never on these */
         if (name_eq(k, kn, "content-length")) {
+            if (h->code < 200 || h->code == 204)
+                continue;               /* RFC 9110 8.6: never on these */
             int64_t cl = 0;
             if (vn == 0 || vn > 18) goto bad_cl;
             for (Py_ssize_t j = 0; j < vn; j++) {
                 if (v[j] < '0' || v[j] > '9') goto bad_cl;
                 cl = cl * 10 + (v[j] - '0');
             }
-            r->clen = cl;
+            h->clen = cl;
         }
         has_server |= name_eq(k, kn, "server");
         has_date |= name_eq(k, kn, "date");
         if (put(b, k, (size_t)kn) || PUTS(b, ": ") || put(b, v, (size_t)vn) || PUTS(b, "\r\n"))
-            return -1;
+            goto fail;
     }
+    Py_CLEAR(seq);
     if (!has_server && PUTS(b, "server: granc\r\n")) return -1;
     if (!has_date && (PUTS(b, "date: ") || put(b, http_date(), strlen(http_date())) ||
                       PUTS(b, "\r\n")))
         return -1;
-    int bodyless = r->code < 200 || r->code == 204 || r->code == 304;
-    r->nobody = bodyless || (c->req->method.n == 4 && !memcmp(c->req->method.p, "HEAD", 4));
-    char num[64];
-    if (r->clen < 0 && !bodyless) {
+    int bodyless = h->code < 200 || h->code == 204 || h->code == 304;
+    h->nobody = bodyless || (c->req->method.n == 4 && !memcmp(c->req->method.p, "HEAD", 4));
+    if (h->clen < 0 && !bodyless) {
         if (total >= 0) {
             snprintf(num, sizeof(num), "content-length: %lld\r\n", (long long)total);
             if (put(b, num, strlen(num))) return -1;
-            r->clen = total;
+            h->clen = total;
         } else if (c->req->minor == 1) {
-            if (!r->nobody && PUTS(b, "transfer-encoding: chunked\r\n")) return -1;
-            r->chunked = !r->nobody;
-        } else if (!r->nobody) {
+            if (!h->nobody && PUTS(b, "transfer-encoding: chunked\r\n")) return -1;
+            h->chunked = !h->nobody;
+        } else if (!h->nobody) {
             close = 1;                  /* HTTP/1.0: the end of the body is the close */
         }
     }
-    r->keep = c->req->keep_alive && cfg->http1_keep_alive && !close && !wk_stopping() &&
-              conn_can_keep(c);
-    if (!r->keep ? PUTS(b, "connection: close\r\n")
+    h->keep = !close && conn_can_keep(c);
+    if (!h->keep ? PUTS(b, "connection: close\r\n")
                  : (c->req->minor == 0 && PUTS(b, "connection: keep-alive\r\n")))
         return -1;
-    return PUTS(b, "\r\n");
+    if (PUTS(b, "\r\n")) return -1;
+    *out = b->p;
+    *outn = b->n;
+    return 0;
 bad_cl:
     PyErr_SetString(PyExc_ValueError, "invalid Content-Length header");
+fail:
+    Py_XDECREF(seq);
     return -1;
+}
+
+/* The WSGI head: the status line as the app wrote it. */
+static int build_head(Resp *r, int64_t total)
+{
+    const char *s, *p;
+    Py_ssize_t n;
+    size_t pn;
+    if (text_of(r->status, &s, &n) < 0) return -1;
+    return resp_head_build(r->c, &r->h, n > 4 ? s + 4 : NULL, n > 4 ? (size_t)n - 4 : 0,
+                           r->headers, total, &p, &pn);
 }
 
 /* Send body bytes (and the head first, if it has not left), honouring the
@@ -479,18 +491,18 @@ static int send_body(Resp *r, const char *p, size_t n, int64_t total)
         v[iv++] = (struct iovec){head_buf.p, head_buf.n};
         r->head_sent = 1;
     }
-    if (r->nobody) n = 0;
-    if (r->clen >= 0 && (int64_t)n > r->clen - r->sent) {
-        n = (size_t)(r->clen - r->sent);     /* never more than announced */
+    if (r->h.nobody) n = 0;
+    if (r->h.clen >= 0 && (int64_t)n > r->h.clen - r->sent) {
+        n = (size_t)(r->h.clen - r->sent);     /* never more than announced */
         r->c->keep = 0;
-        r->keep = 0;
+        r->h.keep = 0;
     }
-    if (n > 0 && r->chunked) {
+    if (n > 0 && r->h.chunked) {
         int k = snprintf(size, sizeof(size), "%zx\r\n", n);
         v[iv++] = (struct iovec){size, (size_t)k};
     }
     if (n > 0) v[iv++] = (struct iovec){(void *)p, n};
-    if (n > 0 && r->chunked) v[iv++] = (struct iovec){"\r\n", 2};
+    if (n > 0 && r->h.chunked) v[iv++] = (struct iovec){"\r\n", 2};
     r->sent += (int64_t)n;
     if (iv == 0) return 0;
     int rc;
@@ -522,7 +534,7 @@ static PyMethodDef resp_methods[] = {
 static int end_body(Resp *r)
 {
     int rc = r->head_sent ? 0 : send_body(r, "", 0, 0);
-    if (rc == 0 && r->chunked) {
+    if (rc == 0 && r->h.chunked) {
         struct iovec v = {"0\r\n\r\n", 5};
         Py_BEGIN_ALLOW_THREADS
         rc = conn_send(r->c, &v, 1) < 0 ? 1 : 0;
@@ -562,16 +574,16 @@ static int send_sequence(Resp *r, PyObject *seq)
     int iv = 0;
     v[iv++] = (struct iovec){head_buf.p, head_buf.n};
     for (Py_ssize_t i = 0; i < n || iv > 0; ) {
-        for (; !r->nobody && i < n && iv < IOV_BATCH; i++) {
+        for (; !r->h.nobody && i < n && iv < IOV_BATCH; i++) {
             size_t len = (size_t)PyBytes_GET_SIZE(items[i]);
-            if (r->clen - r->sent < (int64_t)len) {      /* never more than announced */
-                len = (size_t)(r->clen - r->sent);
-                r->keep = 0;
+            if (r->h.clen - r->sent < (int64_t)len) {      /* never more than announced */
+                len = (size_t)(r->h.clen - r->sent);
+                r->h.keep = 0;
             }
             if (len) v[iv++] = (struct iovec){PyBytes_AS_STRING(items[i]), len};
             r->sent += (int64_t)len;
         }
-        if (r->nobody) i = n;
+        if (r->h.nobody) i = n;
         int rc;
         Py_BEGIN_ALLOW_THREADS
         rc = iv ? conn_send(r->c, v, iv) : 0;
@@ -607,8 +619,8 @@ static int send_file(Resp *r, FileWrapper *fw, int *done)
     *done = 1;
     int64_t size = st.st_size > off ? st.st_size - off : 0;
     if (send_body(r, "", 0, size) != 0) return -1;
-    int64_t n = r->clen >= 0 && r->clen < size ? r->clen : size;
-    if (r->nobody || n == 0) return 0;
+    int64_t n = r->h.clen >= 0 && r->h.clen < size ? r->h.clen : size;
+    if (r->h.nobody || n == 0) return 0;
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = conn_sendfile(r->c, fd, off, (size_t)n);
@@ -647,13 +659,6 @@ static PyObject *latin1(const char *p, size_t n)
     return PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    ch |= 32;
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
 static int set_item(PyObject *d, PyObject *k, PyObject *v)
 {
     if (!v) return -1;
@@ -668,17 +673,7 @@ static PyObject *path_info(slice path)
     char stackbuf[2048];
     char *out = path.n <= sizeof(stackbuf) ? stackbuf : malloc(path.n);
     if (!out) return PyErr_NoMemory();
-    size_t n = 0;
-    for (size_t i = 0; i < path.n; i++) {
-        int hi, lo;
-        if (path.p[i] == '%' && i + 2 < path.n && (hi = hexval(path.p[i + 1])) >= 0 &&
-            (lo = hexval(path.p[i + 2])) >= 0) {
-            out[n++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[n++] = path.p[i];
-        }
-    }
+    size_t n = http_pct_decode(path.p, path.n, out);
     const char *p = out;
     const char *prefix = cfg->url_path_prefix;
     size_t pl = prefix ? strlen(prefix) : 0;
@@ -764,22 +759,6 @@ fail:
  * Running one request
  * ------------------------------------------------------------------- */
 
-static void log_exception(const char *what)
-{
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    PyObject *mod = PyImport_ImportModule("traceback"), *lines = NULL, *text = NULL;
-    if (mod)
-        lines = PyObject_CallMethod(mod, "format_exception", "OOO", t ? t : Py_None,
-                                    v ? v : Py_None, tb ? tb : Py_None);
-    if (lines) text = PyUnicode_Join(PyUnicode_FromString(""), lines);
-    const char *s = text ? PyUnicode_AsUTF8(text) : NULL;
-    log_error("%s\n%s", what, s ? s : "(no traceback)");
-    PyErr_Clear();
-    Py_XDECREF(text); Py_XDECREF(lines); Py_XDECREF(mod);
-    Py_XDECREF(t); Py_XDECREF(v); Py_XDECREF(tb);
-}
 
 /* Call the app and send what it returns.  Returns 0, 1 when the client
  * went away, -1 with a Python exception set. */
@@ -808,7 +787,7 @@ static int run_app(Resp *r, PyObject *env)
         if (t) PyErr_Restore(t, v, tb);
     }
     Py_DECREF(result);
-    if (rc == 0 && r->clen >= 0 && r->sent < r->clen && !r->nobody)
+    if (rc == 0 && r->h.clen >= 0 && r->sent < r->h.clen && !r->h.nobody)
         rc = 1;                  /* shorter than announced: the client must see it */
     return rc;
 }
@@ -824,7 +803,7 @@ void wsgi_handle(conn *c)
         in->bad_body = 0;
         memset((char *)r + sizeof(PyObject), 0, sizeof(*r) - sizeof(PyObject));
         r->c = c;
-        r->clen = -1;
+        r->h.clen = -1;
         env = build_environ(c, (PyObject *)in);
         if (env) rc = run_app(r, env);
     }
@@ -835,19 +814,18 @@ void wsgi_handle(conn *c)
             log_debug("refused a request body from %s: %d", c->addr, bad_body);
             c->broken = 0;              /* answer it, then close */
         } else {
-            log_exception("Application callable raised an exception");
+            wk_log_exception("Application callable raised an exception");
         }
         if (r && !r->head_sent && !c->broken) {
             /* nothing left yet: a plain 500, and the connection may live */
             int code = bad_body ? bad_body : 500;
-            r->code = code;
-            r->keep = !bad_body && c->req->keep_alive && cfg->http1_keep_alive &&
-                      !wk_stopping() && conn_can_keep(c);
+            r->h.code = code;
+            r->h.keep = !bad_body && conn_can_keep(c);
             char head[256];
             int n = snprintf(head, sizeof(head),
                              "HTTP/1.1 %d %s\r\nserver: granc\r\ndate: %s\r\n"
                              "content-length: 0\r\n%s\r\n", code, http_reason(code),
-                             http_date(), r->keep ? "" : "connection: close\r\n");
+                             http_date(), r->h.keep ? "" : "connection: close\r\n");
             struct iovec v = {head, (size_t)n};
             Py_BEGIN_ALLOW_THREADS
             conn_send(c, &v, 1);
@@ -859,7 +837,7 @@ void wsgi_handle(conn *c)
         c->broken = 1;
     }
     if (in) in->c = NULL;       /* a leaked wsgi.input must not touch c */
-    c->keep = r && r->keep && !c->broken;
+    c->keep = r && r->h.keep && !c->broken;
     if (c->keep) {
         Py_BEGIN_ALLOW_THREADS
         c->keep = conn_drain(c);
@@ -867,7 +845,7 @@ void wsgi_handle(conn *c)
     }
     if (cfg->access_log && r) {
         access_rec a = {
-            .addr = c->addr, .start = c->started, .status = r->code,
+            .addr = c->addr, .start = c->started, .status = r->h.code,
             .method = c->req->method, .path = c->req->path, .query = c->req->query,
             .scheme = "http", .protocol = c->req->minor ? "HTTP/1.1" : "HTTP/1.0",
             .headers = c->req->headers, .nheaders = c->req->nheaders,
@@ -877,7 +855,7 @@ void wsgi_handle(conn *c)
         a.dt_ms = ((double)ts.tv_sec + ts.tv_nsec / 1e9 - c->started) * 1000.0;
         log_access(&a);
     }
-    if (PyErr_Occurred()) log_exception("Error while finishing a response");
+    if (PyErr_Occurred()) wk_log_exception("Error while finishing a response");
     Py_XDECREF(env);
     Py_XDECREF((PyObject *)in);
     Py_XDECREF((PyObject *)r);

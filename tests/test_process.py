@@ -82,7 +82,8 @@ def test_version_and_help():
     (["--bogus"], "--bogus"),
     (["--http", "2"], "HTTP/2"),
     (["--ssl-certificate", "/x"], "--ssl-certificate"),
-    (["--interface", "asgi"], "ASGI"),
+    (["--interface", "rsgi"], "RSGI"),
+    (["--loop", "rloop"], "--loop"),
 ])
 def test_config_errors_one_line(args, needle):
     full = ["--interface", "wsgi"] + args + ["wsgi_app:app"]

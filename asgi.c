@@ -1,0 +1,906 @@
+/* asgi.c -- ASGI 3.0 (spec 2.3) on an asyncio event loop.
+ *
+ * The worker's main thread runs an asyncio loop (or uvloop) and holds the
+ * GIL.  granc's own epoll/kqueue descriptor is one reader on that loop: when
+ * it is readable, wk_poll() runs granc's events, so every socket is read,
+ * parsed and written in C and Python runs only for the app.
+ *
+ * Each request runs the app as an asyncio Task.  receive() and send() are
+ * C callables returning awaitables: a finished one (Ready) when they can
+ * answer at once, which is the common case, or an asyncio Future that an
+ * event of the connection resolves later.  Backpressure both ways:
+ *  - the body is read from the socket only when the app calls receive();
+ *  - send() writes what the socket takes, keeps the rest by reference (no
+ *    copy) and waits while more than SEND_HWM bytes are unsent.
+ *
+ * The control plane (choosing the loop, lifespan, waiting for the drain)
+ * is a short Python module embedded below: it is not on the hot path.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/sendfile.h>
+#endif
+#include "granc.h"
+
+#define SEND_HWM     65536      /* unsent bytes above which send() waits */
+#define QMAX         8          /* pieces of unsent output per request */
+#define FILE_CHUNK   (128 << 10)/* pathsend: bytes per sendfile call */
+
+static const config *cfg;
+static PyObject *app;
+static PyObject *loop_create_future, *loop_create_task;
+static PyObject *lifespan_state;        /* shared by the requests, copied */
+static PyObject *asgi_dict, *ext_dict, *s_http, *s_http_scheme, *v11, *v10;
+static PyObject *k_type, *k_asgi, *k_http_version, *k_server, *k_client, *k_scheme,
+                *k_method, *k_root_path, *k_path, *k_raw_path, *k_query, *k_headers,
+                *k_extensions, *k_state, *k_body, *k_more_body, *k_status,
+                *k_trailers, *k_more_trailers, *k_path_send;
+static PyObject *t_request, *t_disconnect, *t_start, *t_rbody, *t_pathsend,
+                *t_trailers;
+static PyObject *msg_disconnect;
+static PyObject *ready_none;            /* send()'s usual answer: done, None */
+
+/* ---------------------------------------------------------------------
+ * Ready: an awaitable that is already done
+ * ------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *value;
+} Ready;
+
+static void ready_dealloc(Ready *self)
+{
+    Py_XDECREF(self->value);
+    PyObject_Free(self);
+}
+
+static PyObject *ready_await(Ready *self)
+{
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
+static PyObject *ready_next(Ready *self)
+{
+    if (self->value && self->value != Py_None)
+        PyErr_SetObject(PyExc_StopIteration, self->value);   /* never a tuple */
+    return NULL;
+}
+
+static PyAsyncMethods ready_async = { .am_await = (unaryfunc)ready_await };
+
+static PyTypeObject ReadyType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "granc.Ready",
+    .tp_basicsize = sizeof(Ready),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = (destructor)ready_dealloc,
+    .tp_as_async = &ready_async,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)ready_next,
+};
+
+/* Steals value. */
+static PyObject *ready(PyObject *value)
+{
+    if (!value) return NULL;
+    Ready *r = PyObject_New(Ready, &ReadyType);
+    if (!r) { Py_DECREF(value); return NULL; }
+    r->value = value;
+    return (PyObject *)r;
+}
+
+/* ---------------------------------------------------------------------
+ * The per-request transport
+ * ------------------------------------------------------------------- */
+
+typedef struct piece {
+    const char *p;
+    size_t n;
+    PyObject *owner;             /* keeps p alive (bytes), or NULL */
+    char *mem;                   /* or p is ours to free */
+    int fd;                      /* or a file region: fd, off, n */
+    off_t off;
+} piece;
+
+typedef struct {
+    PyObject_HEAD
+    conn *c;                     /* NULL once the request is over */
+    PyObject *task;
+    PyObject *recv_fut, *send_fut;
+    PyObject *start_headers;     /* the start message's headers */
+    PyObject *tlist;             /* trailers gathered so far */
+    resp_head h;
+    int status;
+    int started, head_sent, finished, app_done, trailers, gone, body_final;
+    int64_t sent;
+    piece q[QMAX];
+    int qn;
+    size_t qbytes;
+} Transport;
+
+static void q_clear(Transport *t)
+{
+    for (int i = 0; i < t->qn; i++) {
+        Py_XDECREF(t->q[i].owner);
+        free(t->q[i].mem);
+        if (t->q[i].fd >= 0) close(t->q[i].fd);
+    }
+    t->qn = 0;
+    t->qbytes = 0;
+}
+
+static void transport_dealloc(Transport *t)
+{
+    q_clear(t);
+    Py_XDECREF(t->task);
+    Py_XDECREF(t->recv_fut);
+    Py_XDECREF(t->send_fut);
+    Py_XDECREF(t->start_headers);
+    Py_XDECREF(t->tlist);
+    PyObject_Free(t);
+}
+
+static PyTypeObject TransportType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "granc.Transport",
+    .tp_basicsize = sizeof(Transport),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = (destructor)transport_dealloc,
+};
+
+/* Ask for the events this request waits on.  Once the body is in, READ
+ * only watches for the client leaving, which a full buffer cannot see. */
+static void watch(Transport *t)
+{
+    conn *c = t->c;
+    if (!c) return;
+    int rd = t->recv_fut && (!t->body_final || c->len < c->cap);
+    wk_watch(c, (rd ? EV_READ : 0) | (t->qn ? EV_WRITE : 0));
+}
+
+/* Resolve a pending future (steals value; NULL: set OSError). */
+static void resolve(PyObject **fut, PyObject *value)
+{
+    PyObject *f = *fut;
+    *fut = NULL;
+    if (!f) { Py_XDECREF(value); return; }
+    PyObject *done = PyObject_CallMethod(f, "done", NULL);
+    if (done == Py_False) {
+        PyObject *r = value
+            ? PyObject_CallMethod(f, "set_result", "O", value)
+            : PyObject_CallMethod(f, "set_exception", "N",
+                                  PyObject_CallFunction(PyExc_OSError, "s", "client disconnected"));
+        if (!r) PyErr_Clear();
+        Py_XDECREF(r);
+    }
+    if (!done) PyErr_Clear();
+    Py_XDECREF(done);
+    Py_XDECREF(value);
+    Py_DECREF(f);
+}
+
+static PyObject *future(PyObject **slot)
+{
+    if (!*slot && !(*slot = PyObject_CallNoArgs(loop_create_future)))
+        return NULL;
+    Py_INCREF(*slot);
+    return *slot;
+}
+
+static void finish(Transport *t);
+
+static void pop(Transport *t)
+{
+    piece *p = &t->q[0];
+    Py_XDECREF(p->owner);
+    free(p->mem);
+    if (p->fd >= 0) close(p->fd);
+    memmove(t->q, t->q + 1, sizeof(piece) * (size_t)--t->qn);
+}
+
+/* Write one file piece: sendfile where there is one. */
+static ssize_t write_file(conn *c, piece *pc)
+{
+#ifdef __linux__
+    ssize_t w = sendfile(c->fd, pc->fd, &pc->off, pc->n < FILE_CHUNK ? pc->n : FILE_CHUNK);
+    if (w < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+    if (w <= 0) c->broken = 1;
+    return w > 0 ? w : -1;
+#else
+    char tmp[65536];
+    ssize_t r = pread(pc->fd, tmp, pc->n < sizeof(tmp) ? pc->n : sizeof(tmp), pc->off);
+    struct iovec v = { tmp, r > 0 ? (size_t)r : 0 };
+    ssize_t w = r > 0 ? conn_write_nb(c, &v, 1) : -1;
+    if (w > 0) pc->off += w;
+    return w;
+#endif
+}
+
+/* Write queued output as far as the socket takes it; on failure the client
+ * is gone.  Then wake a waiting send(), or finish the request. */
+static void flush(Transport *t)
+{
+    conn *c = t->c;
+    while (c && t->qn && !t->gone) {
+        ssize_t w;
+        if (t->q[0].fd >= 0) {
+            if ((w = write_file(c, &t->q[0])) > 0) {
+                t->q[0].n -= (size_t)w;
+                t->qbytes -= (size_t)w;
+                if (t->q[0].n == 0) pop(t);
+            }
+        } else {
+            struct iovec v[QMAX];
+            int n = 0;
+            for (int i = 0; i < t->qn && t->q[i].fd < 0; i++)
+                v[n++] = (struct iovec){ (void *)t->q[i].p, t->q[i].n };
+            w = conn_write_nb(c, v, n);
+            if (w > 0) t->qbytes -= (size_t)w;
+            while (w > 0) {             /* drop what left, in order */
+                piece *p = &t->q[0];
+                size_t k = (size_t)w < p->n ? (size_t)w : p->n;
+                p->p += k;
+                p->n -= k;
+                w -= (ssize_t)k;
+                if (p->n == 0) pop(t);
+            }
+        }
+        if (w < 0) t->gone = 1;
+        if (w <= 0) break;
+    }
+    if (t->gone) q_clear(t);
+    if (t->send_fut && (t->gone || t->qbytes <= SEND_HWM))
+        resolve(&t->send_fut, t->gone ? NULL : (Py_INCREF(Py_None), Py_None));
+    if (t->app_done && (!t->qn || t->gone)) finish(t);
+    else watch(t);
+}
+
+/* Queue output: bytes owned by a Python object, our own copy, or a file. */
+static int push(Transport *t, const char *p, size_t n, PyObject *owner, int copy)
+{
+    if (n == 0) return 0;
+    if (t->qn == QMAX) {
+        PyErr_SetString(PyExc_RuntimeError, "granc: output queue full");
+        return -1;
+    }
+    piece *pc = &t->q[t->qn++];
+    *pc = (piece){ .p = p, .n = n, .fd = -1 };
+    if (copy) {
+        if (!(pc->mem = malloc(n))) { t->qn--; PyErr_NoMemory(); return -1; }
+        memcpy(pc->mem, p, n);
+        pc->p = pc->mem;
+    } else if (owner) {
+        Py_INCREF(owner);
+        pc->owner = owner;
+    }
+    t->qbytes += n;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * receive()
+ * ------------------------------------------------------------------- */
+
+static PyObject *request_msg(PyObject *body, int more)
+{
+    PyObject *m = PyDict_New();
+    if (!m || !body || PyDict_SetItem(m, k_type, t_request) < 0 ||
+        PyDict_SetItem(m, k_body, body) < 0 ||
+        PyDict_SetItem(m, k_more_body, more ? Py_True : Py_False) < 0)
+        Py_CLEAR(m);
+    Py_XDECREF(body);
+    return m;
+}
+
+static PyObject *disconnect_msg(void)
+{
+    return PyDict_Copy(msg_disconnect);
+}
+
+/* The next message, or NULL with no exception when it must wait. */
+static PyObject *next_message(Transport *t)
+{
+    conn *c = t->c;
+    if (!c || t->gone) return disconnect_msg();
+    if (!t->body_final) {
+        ssize_t n = conn_body_nb(c);
+        if (n == -2) return NULL;
+        if (n < 0) {                    /* client gone, or a bad body */
+            t->gone = 1;
+            return disconnect_msg();
+        }
+        PyObject *body = PyBytes_FromStringAndSize(c->buf + c->dpos, n);
+        c->dpos += (size_t)n;
+        /* more_body is False only once nothing is left */
+        int more = !(c->body_done && c->dpos == c->dend);
+        if (!more || n == 0) { t->body_final = 1; more = 0; }
+        return request_msg(body, more);
+    }
+    if (conn_gone(c)) t->gone = 1;
+    return t->finished || t->gone ? disconnect_msg() : NULL;
+}
+
+static PyObject *asgi_receive(Transport *t, PyObject *unused)
+{
+    (void)unused;
+    PyObject *m = next_message(t);
+    if (m || PyErr_Occurred()) return ready(m);
+    PyObject *f = future(&t->recv_fut);
+    watch(t);
+    return f;
+}
+
+/* ---------------------------------------------------------------------
+ * send()
+ * ------------------------------------------------------------------- */
+
+static PyObject *flow_error(const char *what)
+{
+    PyErr_Format(PyExc_RuntimeError, "ASGI flow error: %s", what);
+    return NULL;
+}
+
+/* The head, then body bytes with the framing it chose. */
+static int out_body(Transport *t, const char *p, size_t n, PyObject *owner, int64_t total)
+{
+    if (!t->head_sent) {
+        const char *hp;
+        size_t hn;
+        t->h.code = t->status;
+        if (resp_head_build(t->c, &t->h, NULL, 0, t->start_headers, total, &hp, &hn) < 0)
+            return -1;
+        t->head_sent = 1;
+        if (push(t, hp, hn, NULL, 1) < 0) return -1;
+    }
+    if (t->h.nobody) return 0;
+    if (t->h.clen >= 0 && (int64_t)n > t->h.clen - t->sent)
+        n = (size_t)(t->h.clen - t->sent);          /* never more than announced */
+    t->sent += (int64_t)n;
+    if (n && t->h.chunked) {
+        char size[24];
+        int k = snprintf(size, sizeof(size), "%zx\r\n", n);
+        if (push(t, size, (size_t)k, NULL, 1) < 0 || push(t, p, n, owner, !owner) < 0 ||
+            push(t, "\r\n", 2, NULL, 0) < 0)
+            return -1;
+        return 0;
+    }
+    return push(t, p, n, owner, !owner);
+}
+
+static int out_end(Transport *t, PyObject *trailers)
+{
+    t->finished = 1;
+    if (!t->h.chunked) return 0;
+    if (!trailers) return push(t, "0\r\n\r\n", 5, NULL, 0);
+    if (push(t, "0\r\n", 3, NULL, 0) < 0) return -1;
+    PyObject *seq = PySequence_Fast(trailers, "trailers must be a list");
+    if (!seq) return -1;
+    char line[8192];
+    int rc = 0;
+    for (Py_ssize_t i = 0; rc == 0 && i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *hd = PySequence_Fast_GET_ITEM(seq, i);
+        char *k, *v;
+        Py_ssize_t kn, vn;
+        if (!PySequence_Check(hd) || PySequence_Size(hd) != 2) { rc = -1; break; }
+        PyObject *name = PySequence_GetItem(hd, 0), *val = PySequence_GetItem(hd, 1);
+        if (name && val && PyBytes_AsStringAndSize(name, &k, &kn) == 0 &&
+            PyBytes_AsStringAndSize(val, &v, &vn) == 0 &&
+            !memchr(v, '\r', (size_t)vn) && !memchr(v, '\n', (size_t)vn) &&
+            !memchr(k, ':', (size_t)kn) && kn + vn + 4 < (Py_ssize_t)sizeof(line)) {
+            int m = snprintf(line, sizeof(line), "%.*s: %.*s\r\n", (int)kn, k, (int)vn, v);
+            rc = push(t, line, (size_t)m, NULL, 1);
+        } else {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "invalid trailer");
+            rc = -1;
+        }
+        Py_XDECREF(name);
+        Py_XDECREF(val);
+    }
+    Py_DECREF(seq);
+    return rc ? rc : push(t, "\r\n", 2, NULL, 0);
+}
+
+static int get_bool(PyObject *msg, PyObject *key)
+{
+    PyObject *v = PyDict_GetItemWithError(msg, key);
+    return v ? PyObject_IsTrue(v) : (PyErr_Occurred() ? -1 : 0);
+}
+
+static int send_pathsend(Transport *t, PyObject *msg)
+{
+    PyObject *path = PyDict_GetItemWithError(msg, k_path_send), *b = NULL;
+    if (!path || !PyUnicode_FSConverter(path, &b)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "path");
+        return -1;
+    }
+    int fd = open(PyBytes_AS_STRING(b), O_RDONLY | O_CLOEXEC);
+    Py_DECREF(b);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0) close(fd);
+        t->status = 404;               /* as Granian: a missing file is a 404 */
+        Py_SETREF(t->start_headers, PyList_New(0));
+        return t->start_headers ? out_body(t, "", 0, NULL, 0) : -1;
+    }
+    if (out_body(t, "", 0, NULL, st.st_size) < 0) { close(fd); return -1; }
+    int64_t n = t->h.clen >= 0 && t->h.clen < st.st_size ? t->h.clen : st.st_size;
+    if (t->h.nobody || n == 0 || t->qn == QMAX) { close(fd); return 0; }
+    t->q[t->qn++] = (piece){ .fd = fd, .off = 0, .n = (size_t)n };
+    t->qbytes += (size_t)n;
+    t->sent = n;
+    return 0;
+}
+
+static PyObject *asgi_send(Transport *t, PyObject *msg)
+{
+    if (!PyDict_Check(msg)) {
+        PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
+        return NULL;
+    }
+    PyObject *type = PyDict_GetItemWithError(msg, k_type);
+    if (!type) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
+        return NULL;
+    }
+    if (!t->c || t->gone) {            /* ASGI 2.4: tell the app the client went */
+        PyErr_SetString(PyExc_OSError, "client disconnected");
+        return NULL;
+    }
+    int rc = 0;
+    if (PyUnicode_Compare(type, t_start) == 0) {
+        if (t->started) return flow_error("Response already started");
+        PyObject *st = PyDict_GetItemWithError(msg, k_status);
+        PyObject *hd = PyDict_GetItemWithError(msg, k_headers);
+        long code = st ? PyLong_AsLong(st) : -1;
+        if (code < 100 || code > 999) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "invalid status");
+            return NULL;
+        }
+        t->status = (int)code;
+        t->start_headers = hd ? (Py_INCREF(hd), hd) : PyList_New(0);
+        if ((t->trailers = get_bool(msg, k_trailers)) < 0) return NULL;
+        t->started = 1;
+        /* Server-sent events: the head leaves at once (as Granian) */
+        for (Py_ssize_t i = 0; hd && PyList_Check(hd) && i < PyList_GET_SIZE(hd); i++) {
+            PyObject *p = PyList_GET_ITEM(hd, i);
+            if (PyTuple_Check(p) && PyTuple_GET_SIZE(p) == 2 &&
+                PyBytes_Check(PyTuple_GET_ITEM(p, 0)) && PyBytes_Check(PyTuple_GET_ITEM(p, 1)) &&
+                http_name_is((slice){PyBytes_AS_STRING(PyTuple_GET_ITEM(p, 0)),
+                                     (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(p, 0))},
+                             "content-type") &&
+                !strncmp(PyBytes_AS_STRING(PyTuple_GET_ITEM(p, 1)), "text/event-stream", 17))
+                rc = out_body(t, "", 0, NULL, -1);
+        }
+    } else if (PyUnicode_Compare(type, t_rbody) == 0) {
+        if (!t->started) return flow_error("Response not started");
+        if (t->finished) return flow_error("Response already finished");
+        PyObject *body = PyDict_GetItemWithError(msg, k_body);
+        int more = get_bool(msg, k_more_body);
+        if (more < 0) return NULL;
+        Py_buffer view = { .buf = (void *)"", .len = 0 };
+        if (body && PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0) return NULL;
+        /* bytes are immutable: queue them by reference; anything else is copied */
+        PyObject *owner = body && PyBytes_CheckExact(body) ? body : NULL;
+        /* one last message and no trailers: a fixed length */
+        rc = out_body(t, view.buf, (size_t)view.len, owner,
+                      more || t->trailers ? -1 : t->sent + view.len);
+        if (body) PyBuffer_Release(&view);
+        if (rc == 0 && !more && !t->trailers) rc = out_end(t, NULL);
+    } else if (PyUnicode_Compare(type, t_trailers) == 0) {
+        if (!t->started) return flow_error("Response not started");
+        if (t->finished || !t->trailers) return flow_error("Response already finished");
+        int more = get_bool(msg, k_more_trailers);
+        PyObject *hd = PyDict_GetItemWithError(msg, k_headers);
+        if (more < 0 || (!hd && PyErr_Occurred())) return NULL;
+        if (!t->tlist && !(t->tlist = PyList_New(0))) return NULL;
+        PyObject *x = hd ? PyObject_CallMethod(t->tlist, "extend", "O", hd) : Py_NewRef(Py_None);
+        if (!x) return NULL;
+        Py_DECREF(x);
+        if (!more) rc = out_end(t, t->tlist);
+    } else if (PyUnicode_Compare(type, t_pathsend) == 0) {
+        if (!t->started) return flow_error("Response not started");
+        if (t->finished) return flow_error("Response already finished");
+        rc = send_pathsend(t, msg);
+        t->finished = 1;
+    } else {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
+        return NULL;
+    }
+    if (rc < 0) return NULL;
+    flush(t);
+    if (t->gone) {
+        PyErr_SetString(PyExc_OSError, "client disconnected");
+        return NULL;
+    }
+    if (t->qbytes > SEND_HWM)
+        return future(&t->send_fut);
+    Py_INCREF(ready_none);
+    return ready_none;
+}
+
+/* ---------------------------------------------------------------------
+ * Request life: scope, task, completion
+ * ------------------------------------------------------------------- */
+
+static PyObject *addr_tuple(const char *ip, int port)
+{
+    return Py_BuildValue("(sN)", ip, PyUnicode_FromFormat("%d", port));
+}
+
+static int set(PyObject *d, PyObject *k, PyObject *v)
+{
+    if (!v) return -1;
+    int rc = PyDict_SetItem(d, k, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+static PyObject *build_scope(conn *c)
+{
+    http_request *rq = c->req;
+    PyObject *scope = PyDict_New();
+    if (!scope) return NULL;
+    char stackbuf[2048];
+    char *dec = rq->path.n <= sizeof(stackbuf) ? stackbuf : malloc(rq->path.n);
+    if (!dec) { Py_DECREF(scope); return PyErr_NoMemory(); }
+    size_t dn = http_pct_decode(rq->path.p, rq->path.n, dec);
+    PyObject *path = PyUnicode_DecodeUTF8(dec, (Py_ssize_t)dn, "replace");
+    if (dec != stackbuf) free(dec);
+    PyObject *headers = PyList_New((Py_ssize_t)rq->nheaders);
+    for (size_t i = 0; headers && i < rq->nheaders; i++) {
+        slice nm = rq->headers[i].name, val = rq->headers[i].value;
+        PyObject *name = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)nm.n);
+        if (!name) { Py_CLEAR(headers); break; }
+        char *p = PyBytes_AS_STRING(name);
+        for (size_t j = 0; j < nm.n; j++)
+            p[j] = (nm.p[j] >= 'A' && nm.p[j] <= 'Z') ? (char)(nm.p[j] + 32) : nm.p[j];
+        PyObject *pair = Py_BuildValue("(Ny#)", name, val.p, (Py_ssize_t)val.n);
+        if (!pair) { Py_CLEAR(headers); break; }
+        PyList_SET_ITEM(headers, (Py_ssize_t)i, pair);
+    }
+    const listener *ls = c->ls;
+    int uds = ls->family == AF_UNIX;
+    Py_INCREF(s_http); Py_INCREF(asgi_dict); Py_INCREF(s_http_scheme); Py_INCREF(ext_dict);
+    Py_INCREF(rq->minor ? v11 : v10);
+    if (set(scope, k_type, s_http) || set(scope, k_asgi, asgi_dict) ||
+        set(scope, k_http_version, rq->minor ? v11 : v10) ||
+        set(scope, k_server, uds ? addr_tuple(ls->addr, 0) : addr_tuple(ls->addr, ls->port)) ||
+        set(scope, k_client, addr_tuple(c->addr, uds ? 0 : c->port)) ||
+        set(scope, k_scheme, s_http_scheme) ||
+        set(scope, k_method, PyUnicode_DecodeLatin1(rq->method.p, (Py_ssize_t)rq->method.n, NULL)) ||
+        set(scope, k_root_path, PyUnicode_FromString(cfg->url_path_prefix ? cfg->url_path_prefix : "")) ||
+        set(scope, k_path, path) ||
+        set(scope, k_raw_path, PyBytes_FromStringAndSize(rq->path.p, (Py_ssize_t)rq->path.n)) ||
+        set(scope, k_query, PyBytes_FromStringAndSize(rq->query.p, (Py_ssize_t)rq->query.n)) ||
+        set(scope, k_headers, headers) || set(scope, k_extensions, ext_dict) ||
+        set(scope, k_state, PyDict_Copy(lifespan_state))) {
+        Py_DECREF(scope);
+        return NULL;
+    }
+    return scope;
+}
+
+static PyObject *task_done(Transport *t, PyObject *task);
+static PyMethodDef recv_def = {"receive", (PyCFunction)asgi_receive, METH_NOARGS, NULL};
+static PyMethodDef send_def = {"send", (PyCFunction)asgi_send, METH_O, NULL};
+static PyMethodDef done_def = {"done", (PyCFunction)task_done, METH_O, NULL};
+
+void asgi_start(conn *c)
+{
+    Transport *t = PyObject_New(Transport, &TransportType);
+    if (!t) { PyErr_Clear(); c->broken = 1; wk_request_done(c); return; }
+    memset((char *)t + sizeof(PyObject), 0, sizeof(*t) - sizeof(PyObject));
+    t->c = c;
+    c->app = t;                          /* c holds the reference */
+    c->keep = 0;
+    PyObject *scope = build_scope(c);
+    PyObject *recv = PyCFunction_New(&recv_def, (PyObject *)t);
+    PyObject *send = PyCFunction_New(&send_def, (PyObject *)t);
+    PyObject *coro = scope && recv && send
+                     ? PyObject_CallFunctionObjArgs(app, scope, recv, send, NULL) : NULL;
+    Py_XDECREF(scope); Py_XDECREF(recv); Py_XDECREF(send);
+    PyObject *cb = NULL, *r = NULL;
+    if (coro) {
+        t->task = PyObject_CallOneArg(loop_create_task, coro);
+        Py_DECREF(coro);
+    }
+    if (t->task && (cb = PyCFunction_New(&done_def, (PyObject *)t)))
+        r = PyObject_CallMethod(t->task, "add_done_callback", "O", cb);
+    Py_XDECREF(cb);
+    if (r) { Py_DECREF(r); return; }
+    /* the app could not even start: as if it had raised */
+    Py_XDECREF(task_done(t, NULL));
+}
+
+/* The app's task ended: answer 500 if nothing went out, abort a started
+ * response, and finish once the output has left. */
+static PyObject *task_done(Transport *t, PyObject *task)
+{
+    if (task) {
+        PyObject *cancelled = PyObject_CallMethod(task, "cancelled", NULL);
+        if (cancelled == Py_True) {
+            PyErr_SetString(PyExc_RuntimeError, "the application task was cancelled");
+        } else if (cancelled) {
+            PyObject *exc = PyObject_CallMethod(task, "exception", NULL);
+            if (exc && exc != Py_None) {
+                Py_INCREF(Py_TYPE(exc));
+                PyErr_Restore((PyObject *)Py_TYPE(exc), exc, PyException_GetTraceback(exc));
+            } else {
+                Py_XDECREF(exc);
+            }
+        }
+        Py_XDECREF(cancelled);
+    }
+    if (PyErr_Occurred()) {
+        if (t->c && !t->gone) wk_log_exception("Application callable raised an exception");
+        else PyErr_Clear();
+        if (!t->c) Py_RETURN_NONE;
+        if (!t->head_sent && !t->gone) {
+            q_clear(t);
+            t->status = 500;
+            Py_XSETREF(t->start_headers, PyList_New(0));
+            t->finished = 0;
+            if (out_body(t, "", 0, NULL, 0) < 0 || out_end(t, NULL) < 0) {
+                PyErr_Clear();
+                t->gone = 1;
+            }
+        } else if (!t->finished) {
+            t->gone = 1;                /* never fake the end of a broken body */
+        }
+    } else if (t->c && !t->finished && !t->gone) {
+        if (!t->head_sent) {            /* returned without a response */
+            log_error("ASGI callable returned without starting a response");
+            t->status = 500;
+            Py_XSETREF(t->start_headers, PyList_New(0));
+            if (out_body(t, "", 0, NULL, 0) < 0 || out_end(t, NULL) < 0) { PyErr_Clear(); t->gone = 1; }
+        } else {
+            log_error("ASGI callable returned without completing the response");
+            t->gone = 1;
+        }
+    }
+    t->app_done = 1;
+    if (t->c) flush(t);
+    Py_RETURN_NONE;
+}
+
+/* The request is over for granc: log it, give the connection back. */
+static void finish(Transport *t)
+{
+    conn *c = t->c;
+    if (!c) return;
+    t->c = NULL;
+    resolve(&t->recv_fut, disconnect_msg());
+    resolve(&t->send_fut, NULL);
+    if (t->gone) c->broken = 1;
+    /* a body the app left unread: keep the connection only if it is in */
+    if (!c->body_done || c->len > c->dend) {
+        while (!c->broken && !c->body_done && conn_body_nb(c) > 0)
+            c->dpos = c->dend;
+    }
+    c->dpos = c->dend;
+    c->keep = t->h.keep && c->body_done && !c->broken;
+    if (cfg->access_log) {
+        access_rec a = {
+            .addr = c->addr, .start = c->started, .status = t->head_sent ? t->h.code : 500,
+            .method = c->req->method, .path = c->req->path, .query = c->req->query,
+            .scheme = "http", .protocol = c->req->minor ? "HTTP/1.1" : "HTTP/1.0",
+            .headers = c->req->headers, .nheaders = c->req->nheaders,
+        };
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        a.dt_ms = ((double)ts.tv_sec + ts.tv_nsec / 1e9 - c->started) * 1000.0;
+        log_access(&a);
+    }
+    c->app = NULL;
+    wk_request_done(c);
+    Py_DECREF(t);                       /* the reference c held */
+}
+
+void asgi_event(conn *c, int mask)
+{
+    Transport *t = c->app;
+    Py_INCREF(t);
+    if (mask & EV_WRITE)
+        flush(t);
+    if ((mask & EV_READ) && t->c && t->recv_fut) {
+        PyObject *m = next_message(t);
+        if (m) resolve(&t->recv_fut, m);
+        else if (PyErr_Occurred()) PyErr_Clear();
+        if (t->c) watch(t);
+    } else if ((mask & EV_READ) && t->c) {
+        watch(t);                       /* nobody waits: stop reading */
+    }
+    Py_DECREF(t);
+}
+
+/* ---------------------------------------------------------------------
+ * The control plane: loop, lifespan, drain (Python)
+ * ------------------------------------------------------------------- */
+
+static const char runner_src[] =
+"import asyncio, sys\n"
+"ASGI = {'version': '3.0', 'spec_version': '2.3'}\n"
+"def new_loop(kind):\n"
+"    if kind in ('auto', 'uvloop'):\n"
+"        try:\n"
+"            import uvloop\n"
+"            return uvloop.new_event_loop()\n"
+"        except ImportError:\n"
+"            if kind == 'uvloop':\n"
+"                raise RuntimeError('--loop uvloop: uvloop is not installed')\n"
+"    elif kind not in ('asyncio',):\n"
+"        raise RuntimeError(f'--loop {kind}: not available in granc')\n"
+"    return asyncio.new_event_loop()\n"
+"class Lifespan:\n"
+"    def __init__(self, app, state, log):\n"
+"        self.app, self.state, self.log = app, state, log\n"
+"        self.events = asyncio.Queue()\n"
+"        loop = asyncio.get_running_loop()\n"
+"        self.started, self.stopped = loop.create_future(), loop.create_future()\n"
+"        self.unsupported = False\n"
+"    async def run(self):\n"
+"        scope = {'type': 'lifespan', 'asgi': dict(ASGI), 'state': self.state}\n"
+"        try:\n"
+"            await self.app(scope, self.events.get, self.send)\n"
+"        except BaseException as e:\n"
+"            self.unsupported = True\n"
+"            self.log(30, 'ASGI Lifespan errored, continuing without Lifespan support')\n"
+"        finally:\n"
+"            for f in (self.started, self.stopped):\n"
+"                if not f.done():\n"
+"                    f.set_result(None)\n"
+"    async def send(self, msg):\n"
+"        t = msg['type']\n"
+"        if t == 'lifespan.startup.complete':\n"
+"            self.started.set_result(None)\n"
+"        elif t == 'lifespan.startup.failed':\n"
+"            self.started.set_result(msg.get('message') or 'lifespan startup failed')\n"
+"        elif t == 'lifespan.shutdown.complete':\n"
+"            self.stopped.set_result(None)\n"
+"        elif t == 'lifespan.shutdown.failed':\n"
+"            self.stopped.set_result(msg.get('message') or 'lifespan shutdown failed')\n"
+"        else:\n"
+"            raise RuntimeError('Unsupported ASGI message')\n"
+"    async def startup(self):\n"
+"        self.task = asyncio.get_running_loop().create_task(self.run())\n"
+"        await self.events.put({'type': 'lifespan.startup'})\n"
+"        return await self.started\n"
+"    async def shutdown(self):\n"
+"        if self.unsupported or self.task.done():\n"
+"            return None\n"
+"        await self.events.put({'type': 'lifespan.shutdown'})\n"
+"        return await self.stopped\n"
+"async def serve(app, lifespan, fd, poll, listen, log):\n"
+"    loop = asyncio.get_running_loop()\n"
+"    state = {}\n"
+"    ls = Lifespan(app, state, log) if lifespan else None\n"
+"    if ls:\n"
+"        failed = await ls.startup()\n"
+"        if failed:\n"
+"            log(40, f'ASGI lifespan startup failed: {failed}')\n"
+"            return 3\n"
+"    done = loop.create_future()\n"
+"    def ready():\n"
+"        if poll() and not done.done():\n"
+"            done.set_result(None)\n"
+"    def tick():\n"
+"        ready()\n"
+"        if not done.done():\n"
+"            loop.call_later(0.5, tick)\n"
+"    loop.add_reader(fd, ready)\n"
+"    loop.call_later(0.5, tick)\n"
+"    listen(state, loop)\n"
+"    await done\n"
+"    loop.remove_reader(fd)\n"
+"    if ls:\n"
+"        failed = await ls.shutdown()\n"
+"        if failed:\n"
+"            log(40, f'ASGI lifespan shutdown failed: {failed}')\n"
+"    return 0\n"
+"def run(app, lifespan, fd, poll, listen, log, kind):\n"
+"    loop = new_loop(kind)\n"
+"    asyncio.set_event_loop(loop)\n"
+"    try:\n"
+"        return loop.run_until_complete(serve(app, lifespan, fd, poll, listen, log))\n"
+"    finally:\n"
+"        loop.close()\n";
+
+static PyObject *py_poll(PyObject *self, PyObject *unused)
+{
+    (void)self; (void)unused;
+    int drained = wk_poll();
+    if (PyErr_Occurred()) wk_log_exception("granc: error in the event loop");
+    return PyBool_FromLong(drained);
+}
+
+static PyObject *py_listen(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *state, *loop;
+    if (!PyArg_ParseTuple(args, "OO", &state, &loop)) return NULL;
+    Py_INCREF(state);
+    Py_XSETREF(lifespan_state, state);
+    loop_create_future = PyObject_GetAttrString(loop, "create_future");
+    loop_create_task = PyObject_GetAttrString(loop, "create_task");
+    if (!loop_create_future || !loop_create_task) return NULL;
+    wk_listen();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_log(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int level;
+    const char *msg;
+    if (!PyArg_ParseTuple(args, "is", &level, &msg)) return NULL;
+    log_msg(level, "%s", msg);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef poll_def = {"poll", py_poll, METH_NOARGS, NULL};
+static PyMethodDef listen_def = {"listen", py_listen, METH_VARARGS, NULL};
+static PyMethodDef log_def = {"log", py_log, METH_VARARGS, NULL};
+
+int asgi_run(int loop_fd)
+{
+    PyObject *g = PyDict_New(), *r = NULL;
+    if (g && PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins()) == 0)
+        r = PyRun_String(runner_src, Py_file_input, g, g);
+    PyObject *res = NULL;
+    if (r) {
+        PyObject *poll = PyCFunction_New(&poll_def, NULL);
+        PyObject *listen = PyCFunction_New(&listen_def, NULL);
+        PyObject *log = PyCFunction_New(&log_def, NULL);
+        PyObject *run = PyDict_GetItemString(g, "run");
+        if (poll && listen && log && run)
+            res = PyObject_CallFunction(run, "OiiOOOs", app, cfg->iface == IF_ASGI, loop_fd,
+                                        poll, listen, log, cfg->loop ? cfg->loop : "auto");
+        Py_XDECREF(poll); Py_XDECREF(listen); Py_XDECREF(log);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(g);
+    if (!res) {
+        wk_log_exception("granc: the ASGI worker failed");
+        return WK_EXIT_LOAD;
+    }
+    int rc = (int)PyLong_AsLong(res);
+    Py_DECREF(res);
+    return rc;
+}
+
+int asgi_init(const config *config, void *application)
+{
+    cfg = config;
+    app = application;
+    if (PyType_Ready(&ReadyType) < 0 || PyType_Ready(&TransportType) < 0) return -1;
+#define INTERN(var, s) if (!(var = PyUnicode_InternFromString(s))) return -1
+    INTERN(k_type, "type"); INTERN(k_asgi, "asgi"); INTERN(k_http_version, "http_version");
+    INTERN(k_server, "server"); INTERN(k_client, "client"); INTERN(k_scheme, "scheme");
+    INTERN(k_method, "method"); INTERN(k_root_path, "root_path"); INTERN(k_path, "path");
+    INTERN(k_raw_path, "raw_path"); INTERN(k_query, "query_string");
+    INTERN(k_headers, "headers"); INTERN(k_extensions, "extensions"); INTERN(k_state, "state");
+    INTERN(k_body, "body"); INTERN(k_more_body, "more_body"); INTERN(k_status, "status");
+    INTERN(k_trailers, "trailers"); INTERN(k_more_trailers, "more_trailers");
+    INTERN(k_path_send, "path");
+    INTERN(t_request, "http.request"); INTERN(t_disconnect, "http.disconnect");
+    INTERN(t_start, "http.response.start"); INTERN(t_rbody, "http.response.body");
+    INTERN(t_pathsend, "http.response.pathsend"); INTERN(t_trailers, "http.response.trailers");
+    INTERN(s_http, "http"); INTERN(s_http_scheme, "http"); INTERN(v11, "1.1"); INTERN(v10, "1");
+    asgi_dict = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.3");
+    ext_dict = Py_BuildValue("{s{}s{}s{}}", "http.response.pathsend", "websocket.http.response",
+                             "http.response.trailers");
+    msg_disconnect = Py_BuildValue("{sO}", "type", t_disconnect);
+    lifespan_state = PyDict_New();
+    Py_INCREF(Py_None);
+    ready_none = ready(Py_None);
+    return ready_none && asgi_dict && ext_dict && msg_disconnect && lifespan_state ? 0 : -1;
+}
