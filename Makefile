@@ -15,8 +15,8 @@ PREFIX      ?= /usr/local
 CFLAGS      ?= -O2 -g
 FUZZ_SECONDS ?= 30
 
-SRCS = granc.c ev.c http.c log.c worker.c wsgi.c asgi.c
-HDRS = granc.h ev_epoll.c ev_kqueue.c
+SRCS = granc.c ev.c http.c log.c worker.c wsgi.c asgi.c ws.c
+HDRS = granc.h ev_epoll.c ev_kqueue.c asgi_ws.c
 
 WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)
 TLS := $(shell printf '\043include <bearssl.h>\n' | $(CC) -E - >/dev/null 2>&1 && echo 1)
@@ -52,6 +52,11 @@ tests/unit_http: tests/unit_http.c http.c granc.h
 	$(CC) $(SAN) $(WARN) -I. -o $@ tests/unit_http.c http.c
 tests/unit_ev: tests/unit_ev.c ev.c ev_epoll.c ev_kqueue.c granc.h
 	$(CC) $(SAN) $(WARN) -I. -o $@ tests/unit_ev.c ev.c
+# ws.c twice: its own SHA-1, and BearSSL's as in a TLS build.
+tests/unit_ws: tests/unit_ws.c ws.c granc.h
+	$(CC) $(SAN) $(WARN) -I. -o $@ tests/unit_ws.c ws.c
+tests/unit_ws_tls: tests/unit_ws.c ws.c granc.h
+	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ tests/unit_ws.c ws.c -lbearssl
 
 # No BSD machine here: prove the kqueue back end at least compiles.
 kqueue-check:
@@ -60,9 +65,11 @@ kqueue-check:
 deps:
 	@sh tests/deps.sh
 
-unit: tests/unit_http tests/unit_ev kqueue-check
+unit: tests/unit_http tests/unit_ev tests/unit_ws tests/unit_ws_tls kqueue-check
 	./tests/unit_http
 	./tests/unit_ev
+	./tests/unit_ws
+	./tests/unit_ws_tls
 
 pytest: tests/granc-test
 	cd tests && GRANC_BIN=$(CURDIR)/tests/granc-test $(TEST_PYTHON) -m pytest -q -x -p no:cacheprovider .
@@ -82,6 +89,9 @@ fuzz:
 	clang $(FUZZ_FLAGS) -o tests/fuzz_http tests/fuzz_http.c http.c
 	mkdir -p /tmp/granc-fuzz-http
 	./tests/fuzz_http -max_total_time=$(FUZZ_SECONDS) /tmp/granc-fuzz-http
+	clang $(FUZZ_FLAGS) -o tests/fuzz_ws tests/fuzz_ws.c ws.c
+	mkdir -p /tmp/granc-fuzz-ws
+	./tests/fuzz_ws -max_total_time=$(FUZZ_SECONDS) /tmp/granc-fuzz-ws
 
 bench: granc
 	bench/run
@@ -93,4 +103,4 @@ install: granc
 
 clean:
 	rm -f granc granc-asan tests/granc-test tests/granc-asan tests/unit_http \
-	      tests/unit_ev tests/fuzz_http
+	      tests/unit_ev tests/fuzz_http tests/unit_ws tests/unit_ws_tls tests/fuzz_ws

@@ -46,6 +46,8 @@ static PyObject *t_request, *t_disconnect, *t_start, *t_rbody, *t_pathsend,
                 *t_trailers;
 static PyObject *msg_disconnect;
 static PyObject *ready_none;            /* send()'s usual answer: done, None */
+static PyObject *m_add_done_callback, *m_cancelled, *m_exception, *m_done, *m_set_result,
+                *m_set_exception;
 
 /* ---------------------------------------------------------------------
  * Ready: an awaitable that is already done
@@ -111,6 +113,9 @@ typedef struct piece {
     off_t off;
 } piece;
 
+/* A websocket's life, in Transport.wsstate. */
+enum { WSS_CONNECTING, WSS_OPEN, WSS_CLOSING, WSS_CLOSED };
+
 typedef struct {
     PyObject_HEAD
     conn *c;                     /* NULL once the request is over */
@@ -121,7 +126,17 @@ typedef struct {
     resp_head h;
     int status;
     int started, head_sent, finished, app_done, trailers, gone, body_final;
+    int noread;                  /* input came that nobody waits for */
     int64_t sent;
+    /* websocket (asgi_ws.c) */
+    int ws, wsstate, connect_sent, in_frame, ws_code;
+    ws_state wss;
+    ws_frame fr;
+    uint64_t fr_done;            /* payload bytes of fr handled */
+    char *msg;                   /* the message being assembled */
+    size_t msg_len, msg_cap;
+    PyObject *pending;           /* a complete message the app has not taken */
+    PyObject *ws_reason;         /* the client's close reason */
     piece q[QMAX];
     int qn;
     size_t qbytes;
@@ -146,6 +161,9 @@ static void transport_dealloc(Transport *t)
     Py_XDECREF(t->send_fut);
     Py_XDECREF(t->start_headers);
     Py_XDECREF(t->tlist);
+    Py_XDECREF(t->pending);
+    Py_XDECREF(t->ws_reason);
+    free(t->msg);
     PyObject_Free(t);
 }
 
@@ -157,13 +175,17 @@ static PyTypeObject TransportType = {
     .tp_dealloc = (destructor)transport_dealloc,
 };
 
-/* Ask for the events this request waits on.  Once the body is in, READ
- * only watches for the client leaving, which a full buffer cannot see. */
+/* Ask for the events this request waits on.  READ stays registered from
+ * the head on (saving two epoll_ctl calls a request) until input arrives
+ * that nobody waits for.  Once the body is in, READ only watches for the
+ * client leaving, which a full buffer cannot see. */
 static void watch(Transport *t)
 {
     conn *c = t->c;
     if (!c) return;
-    int rd = t->recv_fut && (!t->body_final || c->len < c->cap);
+    int rd = (t->recv_fut || !t->noread) && (!t->body_final || c->len < c->cap);
+    if (t->ws && t->wsstate != WSS_CONNECTING)  /* frames, unless a message waits */
+        rd = !t->pending && !t->gone && t->wsstate != WSS_CLOSED;
     wk_watch(c, (rd ? EV_READ : 0) | (t->qn ? EV_WRITE : 0));
 }
 
@@ -173,12 +195,12 @@ static void resolve(PyObject **fut, PyObject *value)
     PyObject *f = *fut;
     *fut = NULL;
     if (!f) { Py_XDECREF(value); return; }
-    PyObject *done = PyObject_CallMethod(f, "done", NULL);
+    PyObject *done = PyObject_CallMethodNoArgs(f, m_done);
     if (done == Py_False) {
-        PyObject *r = value
-            ? PyObject_CallMethod(f, "set_result", "O", value)
-            : PyObject_CallMethod(f, "set_exception", "N",
-                                  PyObject_CallFunction(PyExc_OSError, "s", "client disconnected"));
+        PyObject *exc = value ? NULL : PyObject_CallFunction(PyExc_OSError, "s", "client disconnected");
+        PyObject *r = value ? PyObject_CallMethodOneArg(f, m_set_result, value)
+                      : exc ? PyObject_CallMethodOneArg(f, m_set_exception, exc) : NULL;
+        Py_XDECREF(exc);
         if (!r) PyErr_Clear();
         Py_XDECREF(r);
     }
@@ -531,9 +553,36 @@ static PyObject *asgi_send(Transport *t, PyObject *msg)
  * Request life: scope, task, completion
  * ------------------------------------------------------------------- */
 
+static PyObject *build_scope(conn *c);
+static int set(PyObject *d, PyObject *k, PyObject *v);
+#define INTERN(var, s) if (!(var = PyUnicode_InternFromString(s))) return -1
+#include "asgi_ws.c"
+
 static PyObject *addr_tuple(const char *ip, int port)
 {
-    return Py_BuildValue("(sN)", ip, PyUnicode_FromFormat("%d", port));
+    char num[12];
+    int n = 0;
+    char tmp[12];
+    do tmp[n++] = (char)('0' + port % 10); while ((port /= 10) > 0);
+    for (int i = 0; i < n; i++) num[i] = tmp[n - 1 - i];
+    return Py_BuildValue("(ss#)", ip, num, (Py_ssize_t)n);
+}
+
+/* scope["server"]: one tuple per listener, made once. */
+static PyObject *server_tuple(const listener *ls)
+{
+    static const listener *keys[MAX_LISTENERS];
+    static PyObject *vals[MAX_LISTENERS];
+    for (int i = 0; i < MAX_LISTENERS; i++) {
+        if (keys[i] == ls) return Py_NewRef(vals[i]);
+        if (!keys[i]) {
+            vals[i] = addr_tuple(ls->addr, ls->family == AF_UNIX ? 0 : ls->port);
+            if (!vals[i]) return NULL;
+            keys[i] = ls;
+            return Py_NewRef(vals[i]);
+        }
+    }
+    return addr_tuple(ls->addr, ls->port);
 }
 
 static int set(PyObject *d, PyObject *k, PyObject *v)
@@ -573,7 +622,7 @@ static PyObject *build_scope(conn *c)
     Py_INCREF(rq->minor ? v11 : v10);
     if (set(scope, k_type, s_http) || set(scope, k_asgi, asgi_dict) ||
         set(scope, k_http_version, rq->minor ? v11 : v10) ||
-        set(scope, k_server, uds ? addr_tuple(ls->addr, 0) : addr_tuple(ls->addr, ls->port)) ||
+        set(scope, k_server, server_tuple(ls)) ||
         set(scope, k_client, addr_tuple(c->addr, uds ? 0 : c->port)) ||
         set(scope, k_scheme, s_http_scheme) ||
         set(scope, k_method, PyUnicode_DecodeLatin1(rq->method.p, (Py_ssize_t)rq->method.n, NULL)) ||
@@ -593,6 +642,8 @@ static PyObject *task_done(Transport *t, PyObject *task);
 static PyMethodDef recv_def = {"receive", (PyCFunction)asgi_receive, METH_NOARGS, NULL};
 static PyMethodDef send_def = {"send", (PyCFunction)asgi_send, METH_O, NULL};
 static PyMethodDef done_def = {"done", (PyCFunction)task_done, METH_O, NULL};
+static PyMethodDef ws_recv_def = {"receive", (PyCFunction)ws_receive, METH_NOARGS, NULL};
+static PyMethodDef ws_send_def = {"send", (PyCFunction)ws_send, METH_O, NULL};
 
 void asgi_start(conn *c)
 {
@@ -602,9 +653,25 @@ void asgi_start(conn *c)
     t->c = c;
     c->app = t;                          /* c holds the reference */
     c->keep = 0;
-    PyObject *scope = build_scope(c);
-    PyObject *recv = PyCFunction_New(&recv_def, (PyObject *)t);
-    PyObject *send = PyCFunction_New(&send_def, (PyObject *)t);
+    t->ws = ws_wanted(c);
+    char key[29];
+    const char *why = NULL;
+    if (t->ws && !ws_handshake_ok(c, key, &why)) {   /* a bad handshake: 400 */
+        t->status = 400;
+        t->started = 1;
+        t->start_headers = Py_BuildValue("[(yy)]", "content-type", "text/plain");
+        if (!t->start_headers || out_body(t, why, strlen(why), NULL, (int64_t)strlen(why)) < 0 ||
+            out_end(t, NULL) < 0) {
+            PyErr_Clear();
+            t->gone = 1;
+        }
+        t->app_done = 1;
+        flush(t);
+        return;
+    }
+    PyObject *scope = t->ws ? ws_scope(c) : build_scope(c);
+    PyObject *recv = PyCFunction_New(t->ws ? &ws_recv_def : &recv_def, (PyObject *)t);
+    PyObject *send = PyCFunction_New(t->ws ? &ws_send_def : &send_def, (PyObject *)t);
     PyObject *coro = scope && recv && send
                      ? PyObject_CallFunctionObjArgs(app, scope, recv, send, NULL) : NULL;
     Py_XDECREF(scope); Py_XDECREF(recv); Py_XDECREF(send);
@@ -614,7 +681,7 @@ void asgi_start(conn *c)
         Py_DECREF(coro);
     }
     if (t->task && (cb = PyCFunction_New(&done_def, (PyObject *)t)))
-        r = PyObject_CallMethod(t->task, "add_done_callback", "O", cb);
+        r = PyObject_CallMethodOneArg(t->task, m_add_done_callback, cb);
     Py_XDECREF(cb);
     if (r) { Py_DECREF(r); return; }
     /* the app could not even start: as if it had raised */
@@ -626,11 +693,11 @@ void asgi_start(conn *c)
 static PyObject *task_done(Transport *t, PyObject *task)
 {
     if (task) {
-        PyObject *cancelled = PyObject_CallMethod(task, "cancelled", NULL);
+        PyObject *cancelled = PyObject_CallMethodNoArgs(task, m_cancelled);
         if (cancelled == Py_True) {
             PyErr_SetString(PyExc_RuntimeError, "the application task was cancelled");
         } else if (cancelled) {
-            PyObject *exc = PyObject_CallMethod(task, "exception", NULL);
+            PyObject *exc = PyObject_CallMethodNoArgs(task, m_exception);
             if (exc && exc != Py_None) {
                 Py_INCREF(Py_TYPE(exc));
                 PyErr_Restore((PyObject *)Py_TYPE(exc), exc, PyException_GetTraceback(exc));
@@ -639,6 +706,15 @@ static PyObject *task_done(Transport *t, PyObject *task)
             }
         }
         Py_XDECREF(cancelled);
+    }
+    if (t->ws) {
+        int raised = PyErr_Occurred() != NULL;
+        if (raised && t->c && !t->gone) wk_log_exception("Application callable raised an exception");
+        PyErr_Clear();
+        ws_task_done(t, raised);
+        t->app_done = 1;
+        if (t->c) flush(t);
+        Py_RETURN_NONE;
     }
     if (PyErr_Occurred()) {
         if (t->c && !t->gone) wk_log_exception("Application callable raised an exception");
@@ -681,18 +757,21 @@ static void finish(Transport *t)
     resolve(&t->recv_fut, disconnect_msg());
     resolve(&t->send_fut, NULL);
     if (t->gone) c->broken = 1;
+    if (t->h.clen >= 0 && t->sent < t->h.clen && !t->h.nobody)
+        c->broken = 1;                  /* shorter than announced: the client must see it */
     /* a body the app left unread: keep the connection only if it is in */
     if (!c->body_done || c->len > c->dend) {
         while (!c->broken && !c->body_done && conn_body_nb(c) > 0)
             c->dpos = c->dend;
     }
     c->dpos = c->dend;
-    c->keep = t->h.keep && c->body_done && !c->broken;
+    c->keep = t->h.keep && c->body_done && !c->broken && !(t->ws && t->h.code == 101);
     if (cfg->access_log) {
         access_rec a = {
             .addr = c->addr, .start = c->started, .status = t->head_sent ? t->h.code : 500,
+            .scheme = t->ws ? "ws" : "http",
             .method = c->req->method, .path = c->req->path, .query = c->req->query,
-            .scheme = "http", .protocol = c->req->minor ? "HTTP/1.1" : "HTTP/1.0",
+            .protocol = c->req->minor ? "HTTP/1.1" : "HTTP/1.0",
             .headers = c->req->headers, .nheaders = c->req->nheaders,
         };
         struct timespec ts;
@@ -711,13 +790,16 @@ void asgi_event(conn *c, int mask)
     Py_INCREF(t);
     if (mask & EV_WRITE)
         flush(t);
-    if ((mask & EV_READ) && t->c && t->recv_fut) {
+    if (t->ws && (mask & EV_READ) && t->c && t->wsstate != WSS_CONNECTING) {
+        ws_event(t);
+    } else if ((mask & EV_READ) && t->c && t->recv_fut) {
         PyObject *m = next_message(t);
         if (m) resolve(&t->recv_fut, m);
         else if (PyErr_Occurred()) PyErr_Clear();
         if (t->c) watch(t);
     } else if ((mask & EV_READ) && t->c) {
-        watch(t);                       /* nobody waits: stop reading */
+        t->noread = 1;                  /* nobody waits: stop reading */
+        watch(t);
     }
     Py_DECREF(t);
 }
@@ -789,16 +871,13 @@ static const char runner_src[] =
 "            log(40, f'ASGI lifespan startup failed: {failed}')\n"
 "            return 3\n"
 "    done = loop.create_future()\n"
-"    def ready():\n"
-"        if poll() and not done.done():\n"
-"            done.set_result(None)\n"
 "    def tick():\n"
-"        ready()\n"
+"        poll()\n"
 "        if not done.done():\n"
 "            loop.call_later(0.5, tick)\n"
-"    loop.add_reader(fd, ready)\n"
+"    loop.add_reader(fd, poll)\n"
 "    loop.call_later(0.5, tick)\n"
-"    listen(state, loop)\n"
+"    listen(state, loop, done)\n"
 "    await done\n"
 "    loop.remove_reader(fd)\n"
 "    if ls:\n"
@@ -814,19 +893,24 @@ static const char runner_src[] =
 "    finally:\n"
 "        loop.close()\n";
 
+/* The reader callback of granc's loop descriptor (and a 0.5 s tick):
+ * run granc's events; once a stop has drained the worker, say so. */
+static PyObject *drained_fut;
 static PyObject *py_poll(PyObject *self, PyObject *unused)
 {
     (void)self; (void)unused;
-    int drained = wk_poll();
+    if (wk_poll() && drained_fut)
+        resolve(&drained_fut, Py_NewRef(Py_None));
     if (PyErr_Occurred()) wk_log_exception("granc: error in the event loop");
-    return PyBool_FromLong(drained);
+    Py_RETURN_NONE;
 }
 
 static PyObject *py_listen(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *state, *loop;
-    if (!PyArg_ParseTuple(args, "OO", &state, &loop)) return NULL;
+    PyObject *state, *loop, *done;
+    if (!PyArg_ParseTuple(args, "OOO", &state, &loop, &done)) return NULL;
+    Py_XSETREF(drained_fut, Py_NewRef(done));
     Py_INCREF(state);
     Py_XSETREF(lifespan_state, state);
     loop_create_future = PyObject_GetAttrString(loop, "create_future");
@@ -882,7 +966,7 @@ int asgi_init(const config *config, void *application)
     cfg = config;
     app = application;
     if (PyType_Ready(&ReadyType) < 0 || PyType_Ready(&TransportType) < 0) return -1;
-#define INTERN(var, s) if (!(var = PyUnicode_InternFromString(s))) return -1
+    if (ws_intern() < 0) return -1;
     INTERN(k_type, "type"); INTERN(k_asgi, "asgi"); INTERN(k_http_version, "http_version");
     INTERN(k_server, "server"); INTERN(k_client, "client"); INTERN(k_scheme, "scheme");
     INTERN(k_method, "method"); INTERN(k_root_path, "root_path"); INTERN(k_path, "path");
@@ -891,6 +975,9 @@ int asgi_init(const config *config, void *application)
     INTERN(k_body, "body"); INTERN(k_more_body, "more_body"); INTERN(k_status, "status");
     INTERN(k_trailers, "trailers"); INTERN(k_more_trailers, "more_trailers");
     INTERN(k_path_send, "path");
+    INTERN(m_add_done_callback, "add_done_callback"); INTERN(m_cancelled, "cancelled");
+    INTERN(m_exception, "exception"); INTERN(m_done, "done"); INTERN(m_set_result, "set_result");
+    INTERN(m_set_exception, "set_exception");
     INTERN(t_request, "http.request"); INTERN(t_disconnect, "http.disconnect");
     INTERN(t_start, "http.response.start"); INTERN(t_rbody, "http.response.body");
     INTERN(t_pathsend, "http.response.pathsend"); INTERN(t_trailers, "http.response.trailers");

@@ -108,8 +108,7 @@ static const opt opts[] = {
     ONE(K_ENUM, "interface", "INTERFACE", FT_OK, "rsgi|asgi|asginl|wsgi", "rsgi", iface,
         "Application interface (rsgi: not supported yet)"),
     ONE(K_ENUM, "http", "HTTP", FT_OK, "auto|1|2", "auto", http, "HTTP versions accepted"),
-    BOOL("ws", "WEBSOCKETS", FT_NOOP, "on", ws,
-         "Websockets (not supported yet: upgrades are served as plain HTTP)"),
+    BOOL("ws", "WEBSOCKETS", FT_OK, "on", ws, "Websockets (ASGI; ignored on WSGI)"),
     INT("workers", "WORKERS", FT_OK, 1, NOMAX, "1", workers, "Worker processes"),
     INT("blocking-threads", "BLOCKING_THREADS", FT_OK, 1, NOMAX,
         "(wsgi: backpressure/2, else 1)", blocking_threads, "Python threads per worker"),
@@ -136,6 +135,8 @@ static const opt opts[] = {
          "HTTP/1 keep-alive"),
     BOOL("http1-pipeline-flush", "HTTP1_PIPELINE_FLUSH", FT_NOOP, "off",
          http1_pipeline_flush, "Aggregate pipelined flushes"),
+    NUM(K_SIZE, "ws-max-message-size", "WS_MAX_MESSAGE_SIZE", FT_OK, 125, NOMAX, "16777216",
+        ws_max_message_size, "granc: max websocket message bytes (over: close 1009)"),
     NUM(K_I64, "http1-max-body-size", "HTTP1_MAX_BODY_SIZE", FT_OK, 0, NOMAX, "0",
         http1_max_body_size, "granc: max body bytes, 0 = no limit (over: 413)"),
     BOOL("http2-adaptive-window", "HTTP2_ADAPTIVE_WINDOW", FT_HTTP2, "off",
@@ -264,11 +265,13 @@ static void fatal(const char *fmt, ...)
 /* The name a message uses: the variable when the value came from it. */
 static const char *label(int i, int from)
 {
-    static char buf[64];
+    static char bufs[2][64];        /* two labels may share one message */
+    static int turn;
+    char *buf = bufs[turn ^= 1];
 
     if (from == SRC_ENV)
         return opts[i].env;
-    snprintf(buf, sizeof buf, "--%s", opts[i].name);
+    snprintf(buf, sizeof bufs[0], "--%s", opts[i].name);
     return buf;
 }
 
@@ -280,6 +283,8 @@ static int opt_find(const char *name, size_t len)
     return -1;
 }
 #define OPT(name) opt_find(name, sizeof name - 1)
+/* The flag or the variable an option's value came from, for messages. */
+#define NAME(name) label(OPT(name), src[OPT(name)])
 
 /* Strict integer: optional sign, digits, nothing else. */
 static int parse_ll(const char *s, int base, long long *out)
@@ -398,7 +403,7 @@ static void set_value(config *c, int i, const char *v, int from)
     switch (o->kind) {
     case K_BOOL:
         if ((k = parse_bool(v)) < 0)
-            fatal("%s: must be a boolean: 1/0, true/false, yes/no, on/off (got \"%s\")",
+            fatal("%s: must be a boolean: 1/0, true/false, yes/no, on/off, t/f, y/n (got \"%s\")",
                   label(i, from), v);
         *(int *)field = k;
         break;
@@ -414,9 +419,9 @@ static void set_value(config *c, int i, const char *v, int from)
         else
             *(int *)field = (int)n;
         break;
-    case K_FLOAT:
+    case K_FLOAT:                   /* Python float() syntax: no hex, no inf */
         d = strtod(v, &end);
-        if (!*v || *end || !isfinite(d) || d < (double)o->lo)
+        if (!*v || *end || strpbrk(v, "xXpPiInN") || !isfinite(d) || d < (double)o->lo)
             bad_number(i, from, v);
         *(double *)field = d;
         break;
@@ -676,12 +681,12 @@ static void pidfile_write(void)
     FILE *f;
 
     if (pid > 0 && pid != (long)master_pid && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
-        fatal("--pid-file: %s holds the PID of running process %ld", cfg.pid_file, pid);
+        fatal("%s: %s holds the PID of running process %ld", NAME("pid-file"), cfg.pid_file, pid);
     if (!(f = fopen(cfg.pid_file, "w")))
-        fatal("--pid-file: %s: %s", cfg.pid_file, strerror(errno));
+        fatal("%s: %s: %s", NAME("pid-file"), cfg.pid_file, strerror(errno));
     fprintf(f, "%ld\n", (long)master_pid);
     if (fclose(f))
-        fatal("--pid-file: %s: %s", cfg.pid_file, strerror(errno));
+        fatal("%s: %s: %s", NAME("pid-file"), cfg.pid_file, strerror(errno));
     pid_written = 1;
 }
 
@@ -718,7 +723,7 @@ static void bind_tcp(void)
 
     snprintf(port, sizeof port, "%d", cfg.port);
     if ((err = getaddrinfo(cfg.host, port, &hints, &res)))
-        fatal("--host: %s: %s", cfg.host, gai_strerror(err));
+        fatal("%s: %s: %s", NAME("host"), cfg.host, gai_strerror(err));
     for (ai = res; ai; ai = ai->ai_next)
         has4 |= ai->ai_family == AF_INET;
     for (ai = res; ai && nls < MAX_LISTENERS; ai = ai->ai_next) {
@@ -743,14 +748,14 @@ static void bind_tcp(void)
         if (nls > 0 && cfg.port == 0)   /* all addresses on the port we got */
             *pp = htons((uint16_t)ls[0].port);
         if ((fd = socket(ai->ai_family, SOCK_STREAM, 0)) < 0)
-            fatal("--host: %s: socket: %s", l->addr, strerror(errno));
+            fatal("%s: %s: socket: %s", NAME("host"), l->addr, strerror(errno));
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         /* "::" alone stays dual-stack; next to an IPv4 address of the same
          * name it must leave the IPv4 side to that socket. */
         if (ai->ai_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &has4, sizeof has4);
         if (bind(fd, (struct sockaddr *)&sa, ai->ai_addrlen) < 0)
-            fatal("--host/--port: cannot bind %s%s%s:%d: %s", lb, l->addr, rb,
+            fatal("%s/%s: cannot bind %s%s%s:%d: %s", NAME("host"), NAME("port"), lb, l->addr, rb,
                   ntohs(*pp), strerror(errno));
         listen_ready(fd, "--host/--port");
         getsockname(fd, (struct sockaddr *)&sa, &salen);
@@ -762,7 +767,7 @@ static void bind_tcp(void)
     }
     freeaddrinfo(res);
     if (nls == 0)
-        fatal("--host: %s: no IPv4 or IPv6 address", cfg.host);
+        fatal("%s: %s: no IPv4 or IPv6 address", NAME("host"), cfg.host);
 }
 
 /* A socket file left by a crashed server refuses connections: replace it.
@@ -774,27 +779,27 @@ static void bind_uds(void)
     int fd;
 
     if (strlen(cfg.uds) >= sizeof sa.sun_path)
-        fatal("--uds: path longer than %zu bytes", sizeof sa.sun_path - 1);
+        fatal("%s: path longer than %zu bytes", NAME("uds"), sizeof sa.sun_path - 1);
     strcpy(sa.sun_path, cfg.uds);
     if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
-        fatal("--uds: socket: %s", strerror(errno));
+        fatal("%s: socket: %s", NAME("uds"), strerror(errno));
     if (lstat(cfg.uds, &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
-            fatal("--uds: %s exists and is not a socket", cfg.uds);
+            fatal("%s: %s exists and is not a socket", NAME("uds"), cfg.uds);
         if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
-            fatal("--uds: %s is in use by a running server", cfg.uds);
+            fatal("%s: %s is in use by a running server", NAME("uds"), cfg.uds);
         if (errno != ECONNREFUSED)
-            fatal("--uds: %s: %s", cfg.uds, strerror(errno));
+            fatal("%s: %s: %s", NAME("uds"), cfg.uds, strerror(errno));
         unlink(cfg.uds);
         close(fd);                  /* a failed connect leaves it unusable */
         if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
-            fatal("--uds: socket: %s", strerror(errno));
+            fatal("%s: socket: %s", NAME("uds"), strerror(errno));
     }
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-        fatal("--uds: cannot bind %s: %s", cfg.uds, strerror(errno));
+        fatal("%s: cannot bind %s: %s", NAME("uds"), cfg.uds, strerror(errno));
     uds_bound = 1;
     if (cfg.uds_permissions >= 0 && chmod(cfg.uds, (mode_t)cfg.uds_permissions) < 0)
-        fatal("--uds-permissions: chmod %s: %s", cfg.uds, strerror(errno));
+        fatal("%s: chmod %s: %s", NAME("uds-permissions"), cfg.uds, strerror(errno));
     listen_ready(fd, "--uds");
     ls[0] = (listener){ .fd = fd, .family = AF_UNIX, .port = 0 };
     snprintf(ls[0].addr, sizeof ls[0].addr, "%s", cfg.uds);

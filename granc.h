@@ -71,6 +71,7 @@ typedef struct config {
     int http1_keep_alive;
     int http1_pipeline_flush;
     int64_t http1_max_body_size;     /* granc: 0 = unlimited; over it -> 413 */
+    size_t ws_max_message_size;      /* granc: websocket message cap (1009) */
     /* HTTP/2 (not supported yet: any explicit value is refused) */
     int http2_adaptive_window;
     int http2_initial_connection_window_size;
@@ -224,11 +225,63 @@ ssize_t http_chunked_decode(http_chunked *d, char *buf, size_t *len);
 
 /* Percent-decode n bytes of in into out (room for n); returns the length. */
 size_t http_pct_decode(const char *in, size_t n, char *out);
+/* Token checks: a token (RFC 9110 5.6.2); a token in a comma list. */
+int http_is_token(const char *p, size_t n);
+int http_has_token(const char *v, size_t n, const char *lower);
 /* Header name compare, ASCII case-insensitive. */
 int http_name_is(slice name, const char *lower);
 const char *http_reason(int status);
 /* The cached "Date: ..." value (29 bytes + NUL), refreshed once a second. */
 const char *http_date(void);
+
+/* ===================================================================
+ * ws.c -- RFC 6455 WebSocket protocol (no I/O, no Python)
+ * =================================================================== */
+
+#define WS_MAX_MESSAGE_DEFAULT (16u << 20)   /* bytes; over it: close 1009 */
+
+enum ws_opcode { WS_CONT = 0x0, WS_TEXT = 0x1, WS_BINARY = 0x2,
+                 WS_CLOSE = 0x8, WS_PING = 0x9, WS_PONG = 0xA };
+
+/* One frame header, as parsed from a client. */
+typedef struct ws_frame {
+    unsigned fin : 1;
+    unsigned masked : 1;
+    int opcode;                      /* enum ws_opcode */
+    uint64_t len;                    /* payload bytes */
+    uint8_t mask[4];
+} ws_frame;
+
+/* Per-connection message state: fragmentation and UTF-8 of text. */
+typedef struct ws_state {
+    int msg_opcode;                  /* WS_TEXT/WS_BINARY while a fragmented
+                                        message is open, else 0 */
+    uint64_t msg_len;                /* bytes of the open message so far */
+    uint32_t utf8;                   /* incremental UTF-8 validator state */
+} ws_state;
+
+/* Parse a client frame header from buf[0,n).  Returns the header length
+ * (> 0), HTTP_INCOMPLETE, or HTTP_BAD with *close_code set: 1002 for a
+ * protocol error (RSV bits, reserved opcode, unmasked frame, fragmented or
+ * long control frame, 64-bit length with the top bit), 1009 when a data
+ * frame would make the message exceed max_message. Also applies the
+ * sequence rules with s (continuation without a message, a new data frame
+ * inside one) and updates s for data frames. */
+int ws_frame_parse(ws_state *s, const uint8_t *buf, size_t n, uint64_t max_message,
+                   ws_frame *f, int *close_code);
+/* Unmask payload bytes in place; offset is the position of p in the
+ * frame's payload (for payloads handled in pieces). */
+void ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset);
+/* Validate more text payload; fin: the message ends here.  Returns 0, or
+ * -1 on invalid UTF-8 (close 1007).  Keeps its state in s->utf8. */
+int ws_utf8(ws_state *s, const uint8_t *p, size_t n, int fin);
+/* Write a server frame header (never masked) into out[10]; returns its length. */
+size_t ws_frame_head(uint8_t out[10], int opcode, uint64_t len, int fin);
+/* Sec-WebSocket-Accept for a Sec-WebSocket-Key: out gets 28 chars + NUL.
+ * Returns -1 if key is not the base64 of 16 bytes. */
+int ws_accept_key(const char *key, size_t n, char out[29]);
+/* Whether a close code received from a client is valid (RFC 6455 7.4). */
+int ws_close_code_ok(int code);
 
 /* ===================================================================
  * log.c -- server log and access log
@@ -340,6 +393,10 @@ typedef struct resp_head {
  * embed Python include Python.h. */
 int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
                     void *headers, int64_t total, const char **out, size_t *outn);
+#ifdef Py_PYTHON_H
+/* The latin-1 bytes of a str (or the bytes of bytes), without a copy. */
+int py_text(PyObject *o, const char **p, Py_ssize_t *n);
+#endif
 int wsgi_init(const config *cfg, void *app, int workers);
 /* Run the app for c's request, holding the GIL; sets c->keep. */
 void wsgi_handle(conn *c);

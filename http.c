@@ -684,3 +684,30 @@ size_t http_pct_decode(const char *in, size_t n, char *out)
     }
     return o;
 }
+
+/* Whether p[0,n) is a token (RFC 9110 5.6.2). */
+int http_is_token(const char *p, size_t n)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (!((ch >= '0' && ch <= '9') || ((ch | 32) >= 'a' && (ch | 32) <= 'z') ||
+              (ch && strchr(extra, ch))))
+            return 0;
+    }
+    return 1;
+}
+
+/* Whether a comma-separated header value holds token (any case). */
+int http_has_token(const char *v, size_t n, const char *lower)
+{
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
+        size_t start = i;
+        while (i < n && v[i] != ',' && v[i] != ' ' && v[i] != '\t') i++;
+        if (i > start && http_name_is((slice){v + start, i - start}, lower)) return 1;
+    }
+    return 0;
+}

@@ -278,7 +278,7 @@ static int begin_request(conn *c, size_t head)
     }
     /* keep room after the head for body reads; moving the buffer moves
      * the head, so parse it again where it now lives */
-    if (c->cap - head < BODY_ROOM && (rq->chunked || rq->content_length > 0)) {
+    if (c->cap - head < BODY_ROOM && (rq->chunked || rq->content_length > 0 || rq->upgrade)) {
         char *b = realloc(c->buf, head + BODY_ROOM);
         if (!b) { reply_error(c, 503); return -1; }
         c->buf = b;
@@ -401,8 +401,7 @@ static int start_request(conn *c)
         return 0;
     }
     W.inflight++;
-    if (W.asgi) {
-        ev_del(W.loop, c->fd, EV_READ | EV_WRITE);   /* asgi.c asks for what it needs */
+    if (W.asgi) {               /* READ stays: asgi.c drops it if unwanted */
         asgi_start(c);
         return 0;
     }

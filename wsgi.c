@@ -256,7 +256,7 @@ static PyTypeObject RespType = {
 };
 
 /* latin-1 bytes of a str (or bytes) without copying. */
-static int text_of(PyObject *o, const char **p, Py_ssize_t *n)
+int py_text(PyObject *o, const char **p, Py_ssize_t *n)
 {
     if (PyUnicode_Check(o)) {
         if (PyUnicode_READY(o) < 0) return -1;
@@ -296,7 +296,7 @@ static PyObject *start_response(Resp *self, PyObject *args)
     }
     const char *s;
     Py_ssize_t n;
-    if (text_of(status, &s, &n) < 0) return NULL;
+    if (py_text(status, &s, &n) < 0) return NULL;
     if (n < 3 || s[0] < '1' || s[0] > '9' || s[1] < '0' || s[1] > '9' ||
         s[2] < '0' || s[2] > '9' || (n > 3 && s[3] != ' ') || memchr(s, '\r', (size_t)n) ||
         memchr(s, '\n', (size_t)n)) {
@@ -316,36 +316,8 @@ static PyObject *start_response(Resp *self, PyObject *args)
     return PyObject_GetAttrString((PyObject *)self, "write");
 }
 
-static int is_token(const char *p, Py_ssize_t n)
-{
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    if (n == 0) return 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (!((ch >= '0' && ch <= '9') || ((ch | 32) >= 'a' && (ch | 32) <= 'z') ||
-              (ch && strchr(extra, ch))))
-            return 0;
-    }
-    return 1;
-}
 
-static int name_eq(const char *p, Py_ssize_t n, const char *lower)
-{
-    return (size_t)n == strlen(lower) && http_name_is((slice){p, (size_t)n}, lower);
-}
 
-/* Whether a comma-separated header value holds token (any case). */
-static int has_token(const char *v, Py_ssize_t n, const char *token)
-{
-    Py_ssize_t i = 0;
-    while (i < n) {
-        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
-        Py_ssize_t start = i;
-        while (i < n && v[i] != ',' && v[i] != ' ' && v[i] != '\t') i++;
-        if (name_eq(v + start, i - start, token)) return 1;
-    }
-    return 0;
-}
 
 typedef struct { char *p; size_t n, cap; } obuf;
 static _Thread_local obuf head_buf;       /* one head per thread at a time */
@@ -382,8 +354,11 @@ int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
     h->clen = -1;
     h->chunked = 0;
     if (!reason) { reason = http_reason(h->code); rn = strlen(reason); }
-    snprintf(num, sizeof(num), "HTTP/1.1 %03d ", h->code);
-    if (put(b, num, strlen(num)) || put(b, reason, rn) || PUTS(b, "\r\n")) return -1;
+    memcpy(num, "HTTP/1.1 000 ", 13);
+    num[9] = (char)('0' + h->code / 100 % 10);
+    num[10] = (char)('0' + h->code / 10 % 10);
+    num[11] = (char)('0' + h->code % 10);
+    if (put(b, num, 13) || put(b, reason, rn) || PUTS(b, "\r\n")) return -1;
     PyObject *seq = PySequence_Fast(headers, "headers must be a list");
     if (!seq) return -1;
     Py_ssize_t nh = PySequence_Fast_GET_SIZE(seq);
@@ -396,8 +371,8 @@ int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
             goto fail;
         }
         PyObject *name = PySequence_Fast_GET_ITEM(hd, 0), *val = PySequence_Fast_GET_ITEM(hd, 1);
-        if (text_of(name, &k, &kn) < 0 || text_of(val, &v, &vn) < 0) goto fail;
-        if (!is_token(k, kn)) {
+        if (py_text(name, &k, &kn) < 0 || py_text(val, &v, &vn) < 0) goto fail;
+        if (!http_is_token(k, (size_t)kn)) {
             PyErr_Format(PyExc_ValueError, "invalid header name %R", name);
             goto fail;
         }
@@ -407,13 +382,13 @@ int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
                 goto fail;
             }
         /* framing and connection management are the server's business */
-        if (name_eq(k, kn, "transfer-encoding") || name_eq(k, kn, "keep-alive"))
+        if (http_name_is((slice){k, (size_t)kn}, "transfer-encoding") || http_name_is((slice){k, (size_t)kn}, "keep-alive"))
             continue;
-        if (name_eq(k, kn, "connection")) {
-            close |= has_token(v, vn, "close");
+        if (http_name_is((slice){k, (size_t)kn}, "connection")) {
+            close |= http_has_token(v, (size_t)vn, "close");
             continue;
         }
-        if (name_eq(k, kn, "content-length")) {
+        if (http_name_is((slice){k, (size_t)kn}, "content-length")) {
             if (h->code < 200 || h->code == 204)
                 continue;               /* RFC 9110 8.6: never on these */
             int64_t cl = 0;
@@ -424,8 +399,8 @@ int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
             }
             h->clen = cl;
         }
-        has_server |= name_eq(k, kn, "server");
-        has_date |= name_eq(k, kn, "date");
+        has_server |= http_name_is((slice){k, (size_t)kn}, "server");
+        has_date |= http_name_is((slice){k, (size_t)kn}, "date");
         if (put(b, k, (size_t)kn) || PUTS(b, ": ") || put(b, v, (size_t)vn) || PUTS(b, "\r\n"))
             goto fail;
     }
@@ -438,8 +413,11 @@ int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
     h->nobody = bodyless || (c->req->method.n == 4 && !memcmp(c->req->method.p, "HEAD", 4));
     if (h->clen < 0 && !bodyless) {
         if (total >= 0) {
-            snprintf(num, sizeof(num), "content-length: %lld\r\n", (long long)total);
-            if (put(b, num, strlen(num))) return -1;
+            char *e = num + sizeof(num), *d = e;
+            *--d = '\n'; *--d = '\r';
+            int64_t v = total;
+            do *--d = (char)('0' + v % 10); while ((v /= 10) > 0);
+            if (PUTS(b, "content-length: ") || put(b, d, (size_t)(e - d))) return -1;
             h->clen = total;
         } else if (c->req->minor == 1) {
             if (!h->nobody && PUTS(b, "transfer-encoding: chunked\r\n")) return -1;
@@ -469,7 +447,7 @@ static int build_head(Resp *r, int64_t total)
     const char *s, *p;
     Py_ssize_t n;
     size_t pn;
-    if (text_of(r->status, &s, &n) < 0) return -1;
+    if (py_text(r->status, &s, &n) < 0) return -1;
     return resp_head_build(r->c, &r->h, n > 4 ? s + 4 : NULL, n > 4 ? (size_t)n - 4 : 0,
                            r->headers, total, &p, &pn);
 }

@@ -29,7 +29,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-SERVERS = {
+WSGI = {
     "granc": lambda p: [GRANC, "--interface", "wsgi", "--blocking-threads", "1",
                         "--log-level", "warning", "--port", str(p), "hello_wsgi:app"],
     "granc-pool": lambda p: [GRANC, "--interface", "wsgi", "--log-level", "warning",
@@ -43,6 +43,22 @@ SERVERS = {
                                    "gthread", "--threads", "4", "-b", f"127.0.0.1:{p}",
                                    "hello_wsgi:app"],
 }
+
+ASGI = {
+    "granc": lambda p: [GRANC, "--interface", "asginl", "--loop", "uvloop",
+                        "--log-level", "warning", "--port", str(p), "hello_asgi:app"],
+    "granc-asyncio": lambda p: [GRANC, "--interface", "asginl", "--loop", "asyncio",
+                                "--log-level", "warning", "--port", str(p), "hello_asgi:app"],
+    "uvicorn-httptools": lambda p: ["/usr/bin/python3", "-m", "uvicorn", "--loop", "uvloop",
+                                    "--http", "httptools", "--no-access-log", "--log-level",
+                                    "warning", "--port", str(p), "hello_asgi:app"],
+    "hypercorn": lambda p: ["/usr/bin/python3", "-m", "hypercorn", "--worker-class", "uvloop",
+                            "-b", f"127.0.0.1:{p}", "hello_asgi:app"],
+    "daphne": lambda p: ["/usr/bin/python3", "-m", "daphne", "-p", str(p), "hello_asgi:app"],
+}
+
+CASES = {"wsgi": WSGI, "asgi": ASGI}
+SERVERS = {}
 
 
 def tree(pid):
@@ -118,8 +134,11 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--conns", type=int, default=64)
-    ap.add_argument("servers", nargs="*", default=list(SERVERS))
+    ap.add_argument("--case", choices=list(CASES), default="wsgi")
+    ap.add_argument("servers", nargs="*")
     a = ap.parse_args()
+    SERVERS.update(CASES[a.case])
+    a.servers = a.servers or list(SERVERS)
     results = {n: [] for n in a.servers}
     for rnd in range(a.rounds):
         for name in a.servers:
@@ -139,7 +158,7 @@ def main():
             results[name].append((reqs / a.seconds, reqs / cpu if cpu else 0, p50, p99, errs, rss))
             print(f"round {rnd + 1} {name}: {reqs / a.seconds:.0f} req/s", file=sys.stderr)
     med = {n: [statistics.median(x[i] for x in r) for i in range(6)] for n, r in results.items()}
-    print(f"\nhello world (13 B), wrk -t1 -c{a.conns} -d{a.seconds}s, 1 worker, "
+    print(f"\n{a.case.upper()} hello world (13 B), wrk -t1 -c{a.conns} -d{a.seconds}s, 1 worker, "
           f"median of {a.rounds}\n")
     print(f"| server | req/s | req/CPU-s | p50 ms | p99 ms | errors | RSS MiB |")
     print(f"|---|---|---|---|---|---|---|")

@@ -2,7 +2,8 @@
 # Install the Debian packages the build and the test suite need, if any is
 # missing.  Runs as root (CI) or through sudo.
 PKGS="build-essential python3-dev python3-pytest python3-httpx python3-django
-      curl libbearssl-dev mandoc"
+      curl libbearssl-dev mandoc
+      python3-starlette python3-fastapi python3-multipart python3-uvloop nginx-light"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

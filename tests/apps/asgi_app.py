@@ -159,11 +159,81 @@ async def noresp(scope, receive, send):
     return
 
 
+async def ws_echo(scope, receive, send):
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    while True:
+        msg = await receive()
+        if msg["type"] == "websocket.disconnect":
+            path = os.environ.get("WS_REPORT")
+            if path:
+                with open(path, "w") as f:
+                    json.dump(msg, f)
+            return
+        if msg.get("text") is not None:
+            await send({"type": "websocket.send", "text": msg["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": msg["bytes"]})
+
+
+async def ws_info(scope, receive, send):
+    await receive()
+    await send({"type": "websocket.accept", "subprotocol": "chat.v2",
+                "headers": [(b"x-extra", b"yes")]})
+    s = {k: v for k, v in scope.items() if k not in ("headers", "raw_path", "query_string", "state")}
+    await send({"type": "websocket.send", "text": json.dumps(s)})
+    await send({"type": "websocket.close", "code": 1000})
+
+
+async def ws_reject(scope, receive, send):
+    await receive()
+    await send({"type": "websocket.close"})
+
+
+async def ws_noaccept(scope, receive, send):
+    return
+
+
+async def ws_raise_before(scope, receive, send):
+    raise RuntimeError("no websocket for you")
+
+
+async def ws_raise_after(scope, receive, send):
+    await receive()
+    await send({"type": "websocket.accept"})
+    raise RuntimeError("broken consumer")
+
+
+async def ws_deny_custom(scope, receive, send):
+    await receive()
+    await send({"type": "websocket.http.response.start", "status": 401,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "websocket.http.response.body", "body": b"go away"})
+
+
+async def ws_close_reason(scope, receive, send):
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 4001, "reason": "custom reason"})
+
+
+async def ws_push(scope, receive, send):
+    await receive()
+    await send({"type": "websocket.accept"})
+    for i in range(100):
+        await send({"type": "websocket.send", "text": f"msg {i}"})
+    await send({"type": "websocket.close", "code": 1000})
+
+
 ROUTES = {
     "/info": info, "/echo": echo, "/digest": digest, "/stream": stream, "/big": big,
     "/err_app": err_app, "/err_mid": err_mid, "/err_proto/type": err_proto_type,
     "/err_proto/flow": err_proto_flow, "/pathsend": pathsend, "/trailers": trailers,
     "/wait_for": wait_for, "/disconnect": disconnect, "/sse": sse, "/noresp": noresp,
+    "/ws_echo": ws_echo, "/ws_info": ws_info, "/ws_reject": ws_reject,
+    "/ws_noaccept": ws_noaccept, "/ws_raise_before": ws_raise_before,
+    "/ws_raise_after": ws_raise_after, "/ws_deny_custom": ws_deny_custom,
+    "/ws_close_reason": ws_close_reason, "/ws_push": ws_push,
 }
 
 LIFESPAN = {"events": []}

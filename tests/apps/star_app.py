@@ -1,6 +1,7 @@
 """A Starlette app for tests/test_frameworks.py, one route per behaviour.
 
-STAR_REPORT names a file the lifespan writes "startup" and "shutdown" to.
+STAR_REPORT names a file the lifespan writes "startup" and "shutdown" to;
+with STAR_FAIL set, the startup raises.
 """
 import asyncio
 import contextlib
@@ -10,7 +11,8 @@ import os
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.responses import (FileResponse, JSONResponse, PlainTextResponse,
+                                 StreamingResponse)
 from starlette.routing import Route
 
 
@@ -24,6 +26,8 @@ def _report(line):
 @contextlib.asynccontextmanager
 async def lifespan(app):
     app.state.started = "app-state"           # the app object's own state
+    if os.environ.get("STAR_FAIL"):
+        raise RuntimeError("database unreachable")
     _report("startup")
     # yielded state: the server copies it into every request's scope["state"]
     yield {"db": "connected", "counter": [0]}
@@ -51,21 +55,77 @@ async def post_json(request: Request):
                         status_code=201)
 
 
-async def numbers(n, delay):
+async def numbers(n, delay, pad=0):
     for i in range(n):
-        yield f"line {i}\n"
+        yield f"line {i}" + "." * pad + "\n"
         await asyncio.sleep(delay)
 
 
 async def stream(request: Request):
     n = int(request.query_params.get("n", "5"))
-    return StreamingResponse(numbers(n, 0.01), media_type="text/plain",
+    delay = float(request.query_params.get("delay", "0.01"))
+    pad = int(request.query_params.get("pad", "0"))
+    return StreamingResponse(numbers(n, delay, pad), media_type="text/plain",
                              headers={"x-stream": "yes"})
+
+
+async def forever(request: Request):
+    """Stream until the client goes; the generator's end goes to ?report."""
+    report = request.query_params["report"]
+
+    async def gen():
+        i = 0
+        try:
+            while True:
+                yield f"tick {i}\n"
+                i += 1
+                await asyncio.sleep(0.01)
+        except BaseException as e:
+            with open(report, "w") as f:
+                f.write(f"{type(e).__name__} after {i}")
+            raise
+    return StreamingResponse(gen(), media_type="text/plain")
+
+
+async def events(request: Request):
+    """Server-sent events that poll request.is_disconnected() between events
+    (a common pattern), while StreamingResponse also listens for the
+    disconnect in a task of its own."""
+    n = int(request.query_params.get("n", "5"))
+
+    async def gen():
+        for i in range(n):
+            if await request.is_disconnected():
+                return
+            yield f"data: {i}\n\n"
+            await asyncio.sleep(0.01)
+    return StreamingResponse(gen(), media_type="text/event-stream")
+
+
+async def longpoll(request: Request):
+    """Wait for the client to leave, a short while at a time."""
+    timeouts = 0
+    for _ in range(3):
+        try:
+            msg = await asyncio.wait_for(request.receive(), 0.05)
+        except asyncio.TimeoutError:
+            timeouts += 1
+            continue
+        if msg["type"] == "http.disconnect":
+            return PlainTextResponse("gone")
+    return JSONResponse({"timeouts": timeouts})
+
+
+async def file(request: Request):
+    return FileResponse(request.query_params["path"], media_type="application/x-test",
+                        filename="data.bin")
 
 
 async def count(request: Request):
     h, n, chunks, biggest = hashlib.sha256(), 0, 0, 0
     async for chunk in request.stream():
+        if not chunk:                          # Starlette ends with b""
+            continue
         h.update(chunk)
         n += len(chunk)
         chunks += 1
@@ -82,7 +142,7 @@ async def _write_later(path, text, delay):
 
 async def background(request: Request):
     path = request.query_params["path"]
-    task = BackgroundTask(_write_later, path, "written by the background task", 0.5)
+    task = BackgroundTask(_write_later, path, "written by the background task", 1.0)
     return PlainTextResponse("accepted", status_code=202, background=task)
 
 
@@ -119,6 +179,10 @@ app = Starlette(
         Route("/items/{item_id:int}/{name}", item),
         Route("/json", post_json, methods=["POST"]),
         Route("/stream", stream),
+        Route("/forever", forever),
+        Route("/file", file),
+        Route("/events", events),
+        Route("/longpoll", longpoll),
         Route("/count", count, methods=["POST", "PUT"]),
         Route("/background", background, methods=["POST"]),
         Route("/state", state),

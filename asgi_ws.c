@@ -1,0 +1,456 @@
+/* asgi_ws.c -- ASGI websockets over ws.c.  Included by asgi.c: it shares
+ * the Transport, its output queue and flush().
+ *
+ * A websocket request is an ASGI request whose receive() and send() speak
+ * the websocket.* messages.  Until the app accepts, the connection is an
+ * HTTP request that can still be denied (403, or the app's own
+ * websocket.http.response).  After the 101, frames are read from the
+ * connection buffer [dpos, len) as the app asks for messages; control
+ * frames are answered here (ping → pong, close → close).  A complete
+ * message waits in t->pending until the app takes it: reading stops
+ * meanwhile, so a client cannot make granc hold more than one message
+ * (at most --ws-max-message-size bytes).
+ */
+
+static PyObject *t_ws_connect, *t_ws_accept, *t_ws_receive, *t_ws_send, *t_ws_close,
+                *t_ws_disconnect, *t_ws_rstart, *t_ws_rbody, *k_text, *k_bytes, *k_code,
+                *k_reason, *k_subprotocol, *k_subprotocols, *s_websocket, *s_ws_scheme;
+
+static int ws_intern(void)
+{
+    INTERN(t_ws_connect, "websocket.connect"); INTERN(t_ws_accept, "websocket.accept");
+    INTERN(t_ws_receive, "websocket.receive"); INTERN(t_ws_send, "websocket.send");
+    INTERN(t_ws_close, "websocket.close"); INTERN(t_ws_disconnect, "websocket.disconnect");
+    INTERN(t_ws_rstart, "websocket.http.response.start");
+    INTERN(t_ws_rbody, "websocket.http.response.body");
+    INTERN(k_text, "text"); INTERN(k_bytes, "bytes"); INTERN(k_code, "code");
+    INTERN(k_reason, "reason"); INTERN(k_subprotocol, "subprotocol");
+    INTERN(k_subprotocols, "subprotocols"); INTERN(s_websocket, "websocket");
+    INTERN(s_ws_scheme, "ws");
+    return 0;
+}
+
+static const http_header *find_header(const http_request *rq, const char *lower)
+{
+    for (size_t i = 0; i < rq->nheaders; i++)
+        if (http_name_is(rq->headers[i].name, lower))
+            return &rq->headers[i];
+    return NULL;
+}
+
+/* An upgrade to websocket that this worker serves (--ws, ASGI). */
+static int ws_wanted(conn *c)
+{
+    const http_header *up = c->req->upgrade ? find_header(c->req, "upgrade") : NULL;
+    return cfg->ws && up && http_has_token(up->value.p, up->value.n, "websocket");
+}
+
+/* The handshake's own checks; on failure *why says what was wrong. */
+static int ws_handshake_ok(conn *c, char accept[29], const char **why)
+{
+    http_request *rq = c->req;
+    const http_header *v = find_header(rq, "sec-websocket-version");
+    const http_header *k = find_header(rq, "sec-websocket-key");
+    if (rq->method.n != 3 || memcmp(rq->method.p, "GET", 3)) *why = "websocket: method must be GET";
+    else if (rq->minor != 1) *why = "websocket: HTTP/1.1 required";
+    else if (!v || v->value.n != 2 || memcmp(v->value.p, "13", 2))
+        *why = "websocket: unsupported Sec-WebSocket-Version (13 only)";
+    else if (!k || ws_accept_key(k->value.p, k->value.n, accept) < 0)
+        *why = "websocket: missing or invalid Sec-WebSocket-Key";
+    else return 1;
+    return 0;
+}
+
+static PyObject *ws_scope(conn *c)
+{
+    PyObject *scope = build_scope(c);
+    if (!scope) return NULL;
+    PyObject *subs = PyList_New(0);
+    const http_header *p = find_header(c->req, "sec-websocket-protocol");
+    for (size_t i = 0; subs && p && i < p->value.n; ) {
+        while (i < p->value.n && (p->value.p[i] == ' ' || p->value.p[i] == ',')) i++;
+        size_t start = i;
+        while (i < p->value.n && p->value.p[i] != ',' && p->value.p[i] != ' ') i++;
+        PyObject *s = i > start ? PyUnicode_DecodeLatin1(p->value.p + start,
+                                                         (Py_ssize_t)(i - start), NULL) : NULL;
+        if (s) { if (PyList_Append(subs, s) < 0) Py_CLEAR(subs); Py_DECREF(s); }
+    }
+    Py_INCREF(s_websocket);
+    Py_INCREF(s_ws_scheme);
+    if (!subs || set(scope, k_type, s_websocket) || set(scope, k_scheme, s_ws_scheme) ||
+        PyDict_DelItem(scope, k_method) < 0 || set(scope, k_subprotocols, subs)) {
+        Py_DECREF(scope);
+        return NULL;
+    }
+    return scope;
+}
+
+/* A frame out: the header copied, the payload by reference or copied. */
+static int ws_out(Transport *t, int opcode, const char *p, size_t n, PyObject *owner)
+{
+    uint8_t head[10];
+    size_t hn = ws_frame_head(head, opcode, n, 1);
+    return push(t, (const char *)head, hn, NULL, 1) < 0 ||
+           push(t, p, n, owner, !owner) < 0 ? -1 : 0;
+}
+
+/* Send a close frame (once) and say that the closing has begun. */
+static void ws_close_frame(Transport *t, int code, const char *reason, size_t rn)
+{
+    if (t->wsstate >= WSS_CLOSING || t->gone) { t->wsstate = WSS_CLOSED; return; }
+    char body[125];
+    size_t n = 0;
+    if (code != 1005) {
+        if (rn > sizeof(body) - 2) rn = sizeof(body) - 2;
+        body[0] = (char)(code >> 8);
+        body[1] = (char)(code & 0xff);
+        memcpy(body + 2, reason, rn);
+        n = 2 + rn;
+    }
+    if (ws_out(t, WS_CLOSE, body, n, NULL) < 0) { PyErr_Clear(); t->gone = 1; }
+    t->wsstate = WSS_CLOSING;
+}
+
+/* The connection ends for the app: remember the code it will be told. */
+static void ws_fail(Transport *t, int code)
+{
+    if (!t->ws_code) t->ws_code = code;
+    ws_close_frame(t, code, "", 0);
+    t->wsstate = WSS_CLOSED;
+}
+
+static PyObject *ws_disconnect_msg(Transport *t)
+{
+    PyObject *m = Py_BuildValue("{sOsi}", "type", t_ws_disconnect, "code",
+                                t->ws_code ? t->ws_code : 1006);
+    if (m && t->ws_reason) PyDict_SetItem(m, k_reason, t->ws_reason);
+    return m;
+}
+
+/* Room for more frame bytes: reuse the buffer from the head on. */
+static void ws_compact(conn *c)
+{
+    size_t n = c->len - c->dpos;
+    if (c->dpos > c->head) {
+        memmove(c->buf + c->head, c->buf + c->dpos, n);
+        c->dpos = c->head;
+        c->len = c->head + n;
+    }
+}
+
+/* A control frame whose payload is whole at buf[dpos, dpos+len). */
+static void ws_control(Transport *t, uint8_t *p, size_t n)
+{
+    if (t->fr.opcode == WS_PING && t->wsstate == WSS_OPEN) {
+        if (ws_out(t, WS_PONG, (const char *)p, n, NULL) < 0) { PyErr_Clear(); t->gone = 1; }
+    } else if (t->fr.opcode == WS_CLOSE) {
+        int code = n >= 2 ? (p[0] << 8 | p[1]) : 1005;
+        ws_state u = {0};
+        if (n == 1 || (n >= 2 && !ws_close_code_ok(code)) ||
+            (n > 2 && ws_utf8(&u, p + 2, n - 2, 1) < 0)) {
+            ws_fail(t, 1002);
+            return;
+        }
+        if (!t->ws_code) t->ws_code = code;
+        if (n > 2 && !t->ws_reason)
+            t->ws_reason = PyUnicode_DecodeUTF8((const char *)p + 2, (Py_ssize_t)n - 2, NULL);
+        PyErr_Clear();
+        ws_close_frame(t, code == 1005 ? 1005 : code, "", 0);   /* echo the code */
+        t->wsstate = WSS_CLOSED;
+    }
+}
+
+/* Read and decode frames until a message is complete (t->pending), the
+ * socket has no more, or the connection closes. */
+static void ws_pump(Transport *t)
+{
+    conn *c = t->c;
+    while (c && !t->pending && t->wsstate != WSS_CLOSED && !t->gone) {
+        if (!t->in_frame) {
+            int code = 1002;
+            int r = ws_frame_parse(&t->wss, (uint8_t *)c->buf + c->dpos, c->len - c->dpos,
+                                   cfg->ws_max_message_size, &t->fr, &code);
+            if (r == HTTP_BAD) { ws_fail(t, code); break; }
+            if (r > 0) {
+                c->dpos += (size_t)r;
+                t->in_frame = 1;
+                t->fr_done = 0;
+                continue;
+            }
+        } else if (t->fr.opcode >= WS_CLOSE) {
+            if (c->len - c->dpos >= t->fr.len) {
+                uint8_t *p = (uint8_t *)c->buf + c->dpos;
+                ws_unmask(p, (size_t)t->fr.len, t->fr.mask, 0);
+                c->dpos += (size_t)t->fr.len;
+                t->in_frame = 0;
+                ws_control(t, p, (size_t)t->fr.len);
+                continue;
+            }
+        } else if (c->len > c->dpos || t->fr_done == t->fr.len) {
+            size_t k = c->len - c->dpos;
+            if (k > t->fr.len - t->fr_done) k = (size_t)(t->fr.len - t->fr_done);
+            uint8_t *p = (uint8_t *)c->buf + c->dpos;
+            ws_unmask(p, k, t->fr.mask, t->fr_done);
+            int text = t->wss.msg_opcode == WS_TEXT || t->fr.opcode == WS_TEXT;
+            if (t->msg_len + k > t->msg_cap) {
+                size_t cap = t->msg_cap ? t->msg_cap : 4096;
+                while (cap < t->msg_len + k) cap *= 2;
+                char *m = realloc(t->msg, cap);
+                if (!m) { ws_fail(t, 1011); break; }
+                t->msg = m;
+                t->msg_cap = cap;
+            }
+            memcpy(t->msg + t->msg_len, p, k);
+            t->msg_len += k;
+            c->dpos += k;
+            t->fr_done += k;
+            int end = t->fr_done == t->fr.len;
+            if (text && ws_utf8(&t->wss, p, k, end && t->fr.fin) < 0) { ws_fail(t, 1007); break; }
+            if (!end) continue;
+            t->in_frame = 0;
+            if (!t->fr.fin) continue;
+            t->pending = text
+                ? Py_BuildValue("{sOsN}", "type", t_ws_receive, "text",
+                                PyUnicode_DecodeUTF8(t->msg, (Py_ssize_t)t->msg_len, NULL))
+                : Py_BuildValue("{sOsy#}", "type", t_ws_receive, "bytes", t->msg,
+                                (Py_ssize_t)t->msg_len);
+            if (!t->pending) { PyErr_Clear(); ws_fail(t, 1011); }
+            t->msg_len = 0;
+            if (t->msg_cap > 65536) { free(t->msg); t->msg = NULL; t->msg_cap = 0; }
+            t->wss.msg_opcode = 0;
+            t->wss.msg_len = 0;
+            continue;
+        }
+        /* more bytes are needed */
+        if (c->dpos == c->len) c->dpos = c->len = c->head;
+        else if (c->len == c->cap) ws_compact(c);
+        if (c->len == c->cap) { ws_fail(t, 1009); break; }
+        ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
+        if (n > 0) { c->len += (size_t)n; continue; }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+        t->gone = 1;                    /* EOF or error without a close frame */
+        t->wsstate = WSS_CLOSED;
+    }
+}
+
+static PyObject *ws_next(Transport *t)
+{
+    if (!t->connect_sent) {
+        t->connect_sent = 1;
+        return Py_BuildValue("{sO}", "type", t_ws_connect);
+    }
+    if (!t->pending && t->c && t->wsstate != WSS_CONNECTING) ws_pump(t);
+    if (t->pending) {
+        PyObject *m = t->pending;
+        t->pending = NULL;
+        return m;
+    }
+    if (!t->c || t->gone || t->wsstate == WSS_CLOSED) return ws_disconnect_msg(t);
+    if (t->wsstate == WSS_CONNECTING && conn_gone(t->c)) {
+        t->gone = 1;
+        return ws_disconnect_msg(t);
+    }
+    return NULL;
+}
+
+static PyObject *ws_receive(Transport *t, PyObject *unused)
+{
+    (void)unused;
+    PyObject *m = ws_next(t);
+    if (t->c) flush(t);                 /* pongs and close frames ws_pump queued */
+    if (m || PyErr_Occurred()) return ready(m);
+    PyObject *f = future(&t->recv_fut);
+    watch(t);
+    return f;
+}
+
+/* websocket.accept: the 101 with the accept key and the app's headers. */
+static int ws_accept(Transport *t, PyObject *msg)
+{
+    char key[29], line[1024];
+    const char *why = NULL;
+    if (!ws_handshake_ok(t->c, key, &why)) {
+        PyErr_SetString(PyExc_RuntimeError, why);
+        return -1;
+    }
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 101 Switching Protocols\r\n"
+                     "upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: %s\r\n"
+                     "server: granc\r\ndate: %s\r\n", key, http_date());
+    if (push(t, line, (size_t)n, NULL, 1) < 0) return -1;
+    PyObject *sub = PyDict_GetItemWithError(msg, k_subprotocol);
+    if (sub && sub != Py_None) {
+        const char *s;
+        Py_ssize_t sn;
+        if (py_text(sub, &s, &sn) < 0 || !http_is_token(s, (size_t)sn) || sn > 512) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "invalid subprotocol");
+            return -1;
+        }
+        n = snprintf(line, sizeof(line), "sec-websocket-protocol: %.*s\r\n", (int)sn, s);
+        if (push(t, line, (size_t)n, NULL, 1) < 0) return -1;
+    }
+    /* headers: sent (Granian drops them); the handshake's own are ours */
+    PyObject *hd = PyDict_GetItemWithError(msg, k_headers);
+    PyObject *seq = hd ? PySequence_Fast(hd, "headers must be a list") : NULL;
+    if (hd && !seq) return -1;
+    for (Py_ssize_t i = 0; seq && i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        const char *k, *v;
+        Py_ssize_t kn, vn;
+        if (!PySequence_Check(pair) || PySequence_Size(pair) != 2) goto bad;
+        PyObject *name = PySequence_GetItem(pair, 0), *val = PySequence_GetItem(pair, 1);
+        int ok = name && val && py_text(name, &k, &kn) == 0 && py_text(val, &v, &vn) == 0 &&
+                 http_is_token(k, (size_t)kn) && !memchr(v, '\r', (size_t)vn) && !memchr(v, '\n', (size_t)vn) &&
+                 kn + vn < 1000;
+        if (ok && !http_name_is((slice){k, (size_t)kn}, "upgrade") && !http_name_is((slice){k, (size_t)kn}, "connection") &&
+            !http_name_is((slice){k, (size_t)kn}, "sec-websocket-accept") && !http_name_is((slice){k, (size_t)kn}, "sec-websocket-protocol")) {
+            n = snprintf(line, sizeof(line), "%.*s: %.*s\r\n", (int)kn, k, (int)vn, v);
+            ok = push(t, line, (size_t)n, NULL, 1) == 0;
+        }
+        Py_XDECREF(name);
+        Py_XDECREF(val);
+        if (!ok) goto bad;
+    }
+    Py_XDECREF(seq);
+    t->wsstate = WSS_OPEN;
+    t->head_sent = 1;
+    t->h.code = 101;
+    return push(t, "\r\n", 2, NULL, 0);
+bad:
+    Py_XDECREF(seq);
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "invalid websocket.accept headers");
+    return -1;
+}
+
+static PyObject *ws_send(Transport *t, PyObject *msg)
+{
+    PyObject *type = PyDict_Check(msg) ? PyDict_GetItemWithError(msg, k_type) : NULL;
+    if (!type) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
+        return NULL;
+    }
+    if (!t->c || t->gone) {             /* ASGI 2.4: tell the app the client went */
+        PyErr_SetString(PyExc_OSError, "client disconnected");
+        return NULL;
+    }
+    int rc = 0;
+    if (PyUnicode_Compare(type, t_ws_accept) == 0) {
+        if (t->wsstate != WSS_CONNECTING || t->started)
+            return flow_error("Websocket already accepted or denied");
+        rc = ws_accept(t, msg);
+    } else if (PyUnicode_Compare(type, t_ws_send) == 0) {
+        if (t->wsstate == WSS_CONNECTING) return flow_error("Websocket not accepted");
+        if (t->wsstate != WSS_OPEN) {
+            PyErr_SetString(PyExc_OSError, "websocket closed");
+            return NULL;
+        }
+        PyObject *b = PyDict_GetItemWithError(msg, k_bytes);
+        PyObject *s = PyDict_GetItemWithError(msg, k_text);
+        if (b && b != Py_None) {
+            Py_buffer v;
+            if (PyObject_GetBuffer(b, &v, PyBUF_SIMPLE) < 0) return NULL;
+            rc = ws_out(t, WS_BINARY, v.buf, (size_t)v.len, PyBytes_CheckExact(b) ? b : NULL);
+            PyBuffer_Release(&v);
+        } else if (s && s != Py_None) {
+            Py_ssize_t n;
+            const char *p = PyUnicode_Check(s) ? PyUnicode_AsUTF8AndSize(s, &n) : NULL;
+            if (!p) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "text must be str");
+                return NULL;
+            }
+            rc = ws_out(t, WS_TEXT, p, (size_t)n, s);   /* the UTF-8 lives in s */
+        } else {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "websocket.send needs bytes or text");
+            return NULL;
+        }
+    } else if (PyUnicode_Compare(type, t_ws_close) == 0) {
+        PyObject *code = PyDict_GetItemWithError(msg, k_code);
+        PyObject *reason = PyDict_GetItemWithError(msg, k_reason);
+        long cd = code && code != Py_None ? PyLong_AsLong(code) : 1000;
+        if (cd == -1 && PyErr_Occurred()) return NULL;
+        if (t->wsstate == WSS_CONNECTING) {         /* closed before accept: 403 */
+            t->status = 403;
+            t->started = 1;
+            Py_XSETREF(t->start_headers, PyList_New(0));
+            rc = out_body(t, "", 0, NULL, 0) < 0 || out_end(t, NULL) < 0 ? -1 : 0;
+            t->wsstate = WSS_CLOSED;
+        } else {
+            Py_ssize_t rn = 0;
+            const char *r = reason && reason != Py_None && PyUnicode_Check(reason)
+                            ? PyUnicode_AsUTF8AndSize(reason, &rn) : "";
+            if (!r) return NULL;
+            if (!t->ws_code) t->ws_code = (int)cd;
+            ws_close_frame(t, (int)cd, r, (size_t)rn);
+        }
+    } else if (PyUnicode_Compare(type, t_ws_rstart) == 0) {
+        if (t->wsstate != WSS_CONNECTING || t->started)
+            return flow_error("Response already started");
+        PyObject *st = PyDict_GetItemWithError(msg, k_status);
+        PyObject *hd = PyDict_GetItemWithError(msg, k_headers);
+        long code = st ? PyLong_AsLong(st) : -1;
+        if (code < 100 || code > 999) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "invalid status");
+            return NULL;
+        }
+        t->status = (int)code;
+        t->start_headers = hd ? Py_NewRef(hd) : PyList_New(0);
+        t->started = 1;
+    } else if (PyUnicode_Compare(type, t_ws_rbody) == 0) {
+        if (!t->started || t->wsstate != WSS_CONNECTING) return flow_error("Response not started");
+        if (t->finished) return flow_error("Response already finished");
+        PyObject *body = PyDict_GetItemWithError(msg, k_body);
+        int more = get_bool(msg, k_more_body);
+        Py_buffer view = { .buf = (void *)"", .len = 0 };
+        if (more < 0 || (body && PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0)) return NULL;
+        rc = out_body(t, view.buf, (size_t)view.len, NULL, more ? -1 : t->sent + view.len);
+        if (body) PyBuffer_Release(&view);
+        if (rc == 0 && !more) rc = out_end(t, NULL);
+    } else {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
+        return NULL;
+    }
+    if (rc < 0) return NULL;
+    flush(t);
+    if (t->gone) {
+        PyErr_SetString(PyExc_OSError, "client disconnected");
+        return NULL;
+    }
+    if (t->qbytes > SEND_HWM)
+        return future(&t->send_fut);
+    return Py_NewRef(ready_none);
+}
+
+/* The socket is readable while the app owns a websocket. */
+static void ws_event(Transport *t)
+{
+    if (t->wsstate == WSS_CONNECTING) {
+        if (conn_gone(t->c)) t->gone = 1;
+        else t->noread = 1;
+    } else {
+        ws_pump(t);
+    }
+    if (t->recv_fut && (t->pending || t->gone || t->wsstate == WSS_CLOSED)) {
+        PyObject *m = ws_next(t);
+        if (m) resolve(&t->recv_fut, m);
+        else PyErr_Clear();
+    }
+    if (t->c) flush(t);
+}
+
+/* The app's task ended: deny (403) if it never accepted, close if it left
+ * the socket open (1000, or 1011 after an exception). */
+static void ws_task_done(Transport *t, int raised)
+{
+    if (!t->c) return;
+    if (t->wsstate == WSS_CONNECTING && !t->head_sent && !t->gone) {
+        q_clear(t);
+        t->status = 403;
+        t->started = 1;
+        Py_XSETREF(t->start_headers, PyList_New(0));
+        if (out_body(t, "", 0, NULL, 0) < 0 || out_end(t, NULL) < 0) { PyErr_Clear(); t->gone = 1; }
+    } else if (t->wsstate == WSS_CONNECTING && !t->finished) {
+        t->gone = 1;                    /* a denial body left unfinished */
+    } else if (t->wsstate == WSS_OPEN) {
+        ws_close_frame(t, raised ? 1011 : 1000, "", 0);
+    }
+    t->finished = 1;
+}
