@@ -454,3 +454,16 @@ static void ws_task_done(Transport *t, int raised)
     }
     t->finished = 1;
 }
+
+/* The worker is stopping: open websockets are told "going away" (1001);
+ * the app sees the disconnect once the client answers the close. */
+void asgi_stop(conn *c)
+{
+    Transport *t = c->app;
+    if (!t || !t->ws || t->wsstate != WSS_OPEN) return;
+    Py_INCREF(t);
+    if (!t->ws_code) t->ws_code = 1001;
+    ws_close_frame(t, 1001, "", 0);
+    flush(t);
+    Py_DECREF(t);
+}

@@ -254,8 +254,10 @@ typedef struct ws_frame {
 
 /* Per-connection message state: fragmentation and UTF-8 of text. */
 typedef struct ws_state {
-    int msg_opcode;                  /* WS_TEXT/WS_BINARY while a fragmented
-                                        message is open, else 0 */
+    int msg_opcode;                  /* the current message's opcode, set by
+                                        the parser for every data frame; the
+                                        caller resets it to 0 after the
+                                        final frame */
     uint64_t msg_len;                /* bytes of the open message so far */
     uint32_t utf8;                   /* incremental UTF-8 validator state */
 } ws_state;
@@ -410,5 +412,6 @@ int asgi_init(const config *cfg, void *app);
 int asgi_run(int loop_fd);
 void asgi_start(conn *c);           /* a request is ready: start its task */
 void asgi_event(conn *c, int mask); /* c is readable/writable while CS_APP */
+void asgi_stop(conn *c);            /* the worker stops: close websockets (1001) */
 
 #endif

@@ -802,6 +802,8 @@ static void begin_stop(void)
         next = c->next;
         if (c->state == CS_HEAD && c->len == 0)
             conn_close(c);
+        else if (c->state == CS_APP && W.asgi && c->app)
+            asgi_stop(c);
     }
 }
 

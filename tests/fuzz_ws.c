@@ -10,9 +10,10 @@
  *
  * The stream is read three times: whole, cut in two at a point derived
  * from the data, and in small pieces whose size comes from the data.  The
- * three event lists must be identical; with the invariants checked on
- * every header, any difference abort()s.  Each piece is copied to a buffer
- * of its exact size so ASan sees any read past it.
+ * three event lists must be identical, the invariants of the contract
+ * must hold on every header, and every text frame's UTF-8 verdict must
+ * match a reference decoder; any failure abort()s.  Each piece is copied
+ * to a buffer of its exact size so ASan sees any read past it.
  */
 #include "granc.h"
 
@@ -41,6 +42,8 @@ typedef struct reader {
     uint64_t done;                  /* payload bytes of f seen so far */
     uint32_t hash;                  /* FNV-1a of the unmasked payload */
     uint8_t ctl[125];               /* a control frame's payload */
+    uint8_t *text;                  /* the open text message, unmasked */
+    size_t ntext;
     event *ev;
     size_t nev, cap;
 } reader;
@@ -55,6 +58,61 @@ static int same_state(const ws_state *a, const ws_state *b)
 {
     return a->msg_opcode == b->msg_opcode && a->msg_len == b->msg_len &&
            a->utf8 == b->utf8;
+}
+
+/* One character of len bytes at p, decoded by bit pattern: it must use
+ * continuation bytes, the shortest form, and be a Unicode scalar value. */
+static int utf8_char(const uint8_t *p, size_t len)
+{
+    uint32_t cp = p[0] & (0x7F >> len);
+    size_t k;
+
+    for (k = 1; k < len; k++) {
+        if ((p[k] & 0xC0) != 0x80)
+            return -1;
+        cp = cp << 6 | (p[k] & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+        (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return -1;
+    return 0;
+}
+
+/* A reference for ws_utf8(), written differently.  Without fin, a
+ * character cut at the end passes if some completion is valid: only the
+ * second byte has a narrowed range, and trying the ends of every range
+ * (then 0x80s) finds a completion whenever there is one. */
+static int utf8_reference(const uint8_t *p, size_t n, int fin)
+{
+    static const uint8_t second[] = { 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF };
+    uint8_t tmp[4];
+    size_t i = 0, len, j;
+
+    while (i < n) {
+        len = p[i] < 0x80 ? 1 : (p[i] & 0xE0) == 0xC0 ? 2 :
+              (p[i] & 0xF0) == 0xE0 ? 3 : (p[i] & 0xF8) == 0xF0 ? 4 : 0;
+        if (len == 0)
+            return -1;
+        if (i + len <= n) {
+            if (utf8_char(p + i, len) != 0)
+                return -1;
+            i += len;
+            continue;
+        }
+        if (fin)
+            return -1;
+        for (j = 0; j < sizeof second; j++) {
+            memset(tmp, 0x80, sizeof tmp);
+            memcpy(tmp, p + i, n - i);
+            if (n - i == 1)
+                tmp[1] = second[j];
+            if (utf8_char(tmp, len) == 0)
+                return 0;
+        }
+        return -1;
+    }
+    return 0;
 }
 
 static uint8_t *dup_exact(const uint8_t *p, size_t n)
@@ -93,6 +151,8 @@ static void frame_end(reader *r)
     int code = -1, reason = 0;
 
     emit(r, EV_FRAME_END, r->f.opcode, r->utf8_bad, 0, r->f.len);
+    if (is_text(r))
+        check(r->utf8_bad == (utf8_reference(r->text, r->ntext, r->f.fin) != 0));
     if (r->utf8_bad) {
         r->dead = 1;                /* close 1007 */
         return;
@@ -101,6 +161,7 @@ static void frame_end(reader *r)
         code = r->ctl[0] << 8 | r->ctl[1];
         memset(&tmp, 0, sizeof tmp);
         reason = ws_utf8(&tmp, r->ctl + 2, (size_t)r->f.len - 2, 1);
+        check(reason == utf8_reference(r->ctl + 2, (size_t)r->f.len - 2, 1));
         emit(r, EV_CLOSE, code, ws_close_code_ok(code), reason, r->f.len);
     }
     if (r->f.opcode < WS_CLOSE && r->f.fin) {
@@ -166,6 +227,8 @@ static size_t read_head(reader *r, const uint8_t *p, size_t n)
     r->hash = 2166136261u;
     r->utf8_bad = 0;
     r->nhead = 0;
+    if (r->f.opcode == WS_TEXT)
+        r->ntext = 0;
     if (r->f.len == 0) {
         /* An empty final text frame still ends the message's UTF-8. */
         if (is_text(r) && r->f.fin && ws_utf8(&r->s, NULL, 0, 1) != 0)
@@ -189,6 +252,10 @@ static size_t read_payload(reader *r, const uint8_t *p, size_t n)
     }
     if (r->f.opcode >= WS_CLOSE)
         memcpy(r->ctl + r->done, buf, take);
+    if (is_text(r)) {
+        memcpy(r->text + r->ntext, buf, take);
+        r->ntext += take;
+    }
     if (is_text(r) && !r->utf8_bad &&
         ws_utf8(&r->s, buf, take, last && r->f.fin) != 0)
         r->utf8_bad = 1;
@@ -221,7 +288,8 @@ static void run(reader *r, const uint8_t *data, size_t size, size_t cut,
     r->max = max;
     r->cap = size + 16;
     r->ev = calloc(r->cap, sizeof *r->ev);
-    check(r->ev != NULL);
+    r->text = malloc(size + 1);     /* payload bytes all come from data */
+    check(r->ev != NULL && r->text != NULL);
     while (a < size) {
         b = a < cut ? cut : step ? a + step : size;
         b = b < size ? b : size;
@@ -272,5 +340,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(whole.ev);
     free(split.ev);
     free(small.ev);
+    free(whole.text);
+    free(split.text);
+    free(small.text);
     return 0;
 }

@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -88,7 +89,7 @@ class Nginx:
                     raise RuntimeError("nginx did not start:\n" + self.errors(all_lines=True))
                 time.sleep(0.02)
 
-    def connect(self, timeout=120):
+    def connect(self, timeout=30):
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
 
     def errors(self, all_lines=False):
@@ -337,7 +338,6 @@ def test_unread_request_bodies_behind_nginx(wsgi_server, nginx, tmp_path, interf
 @pytest.mark.parametrize("interface", ["asgi", "wsgi"])
 def test_concurrent_uploads_through_nginx(wsgi_server, nginx, tmp_path, interface):
     """Eight 32 MiB uploads at once share the worker: none mixes with another."""
-    import threading
     s = granc(wsgi_server, tmp_path, interface)
     ngx = nginx(s.uds)
     results, errors = {}, []
@@ -357,6 +357,7 @@ def test_concurrent_uploads_through_nginx(wsgi_server, nginx, tmp_path, interfac
             sock.close()
             with open(out, "rb") as f:
                 got = hashlib.sha256(f.read()).hexdigest()
+            out.unlink()
             results[k] = (status, json.loads(body)["bytes"], got == h.hexdigest())
         except Exception as e:                   # reported below
             errors.append(repr(e))

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+import signal
 import struct
 
 import httpx
@@ -275,3 +276,27 @@ def test_thousand_connections(ws):
     during = run(go())
     print(f"RSS with 1000 websockets: {before} KiB idle -> {during} KiB")
     assert during - before < 64 * 1024
+
+
+def test_starlette_websocket_endpoint(wsgi_server):
+    s = wsgi_server("star_ws:app", interface="asgi")
+
+    async def go():
+        async with websockets.connect(url(s, "/chat")) as c:
+            await c.send(json.dumps({"n": 1}))
+            assert json.loads(await c.recv()) == {"echo": {"n": 1}, "path": "/chat"}
+    run(go())
+
+
+def test_sigterm_closes_open_websockets_1001(wsgi_server):
+    s = wsgi_server("asgi_app:app", interface="asgi")
+
+    async def go():
+        async with websockets.connect(url(s, "/ws_echo")) as c:
+            await c.send("hi")
+            assert await c.recv() == "hi"
+            s.proc.send_signal(signal.SIGTERM)
+            await c.wait_closed()
+            assert c.close_code == 1001
+    run(go())
+    assert s.proc.wait(20) == 0

@@ -115,6 +115,7 @@ static void test_accept_key(void)
     ok(key_refused("", 0), "bad key: empty");
     ok(key_refused("dGhlIHNhbXBsZSBub25jZQ==", 22), "bad key: no padding");
     ok(key_refused("dGhlIHNhbXBsZSBub25jZQAA", 24), "bad key: 18 bytes, no '='");
+    ok(key_refused("dGhlIHNhbXBsZSBub25jZQA=", 24), "bad key: 17 bytes, one '='");
     ok(key_refused("dGhlIHNhbXBsZSBub25jZ===", 24), "bad key: '=' too early");
     ok(key_refused("dGhlIHNhbXBsZSBub25jZQ=A", 24), "bad key: one '=' then data");
     ok(key_refused("dGhlIHNhbXBs=SBub25jZQ==", 24), "bad key: '=' inside");
@@ -539,6 +540,22 @@ static void test_utf8(void)
     U8("truncated 2-byte at fin", "ab\xc3", -1);
     U8("truncated 3-byte at fin", "\xe2\x82", -1);
     U8("truncated 4-byte at fin", "\xf0\x9d\x84", -1);
+
+    /* The 8-byte ASCII skip must not hide a byte at any position. */
+    good = 1;
+    for (a = 0; a < 16; a++) {
+        char text[24];
+
+        memset(text, 'a', sizeof text);
+        text[a] = (char)0xFF;
+        if (utf8_whole(text, sizeof text) != -1)
+            good = 0;
+        text[a] = (char)0xC3;
+        text[a + 1] = (char)0xA9;
+        if (utf8_whole(text, sizeof text) != 0)
+            good = 0;
+    }
+    ok(good, "utf8: a bad byte or a character at each of 16 positions");
 
     /* U+1D11E cut at every boundary, in two and in four pieces. */
     good = 1;
