@@ -24,9 +24,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/sendfile.h>
-#endif
 #include "granc.h"
 
 #define SEND_HWM     65536      /* unsent bytes above which send() waits */
@@ -229,22 +226,13 @@ static void pop(Transport *t)
     memmove(t->q, t->q + 1, sizeof(piece) * (size_t)--t->qn);
 }
 
-/* Write one file piece: sendfile where there is one. */
+/* Write one file piece (sendfile where there is one). */
 static ssize_t write_file(conn *c, piece *pc)
 {
-#ifdef __linux__
-    ssize_t w = sendfile(c->fd, pc->fd, &pc->off, pc->n < FILE_CHUNK ? pc->n : FILE_CHUNK);
-    if (w < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+    ssize_t w = conn_file(c, pc->fd, &pc->off, pc->n < FILE_CHUNK ? pc->n : FILE_CHUNK);
+    if (w < 0 && errno == EAGAIN) return 0;
     if (w <= 0) c->broken = 1;
     return w > 0 ? w : -1;
-#else
-    char tmp[65536];
-    ssize_t r = pread(pc->fd, tmp, pc->n < sizeof(tmp) ? pc->n : sizeof(tmp), pc->off);
-    struct iovec v = { tmp, r > 0 ? (size_t)r : 0 };
-    ssize_t w = r > 0 ? conn_write_nb(c, &v, 1) : -1;
-    if (w > 0) pc->off += w;
-    return w;
-#endif
 }
 
 /* Write queued output as far as the socket takes it; on failure the client

@@ -225,9 +225,9 @@ static void ws_pump(Transport *t)
         if (c->dpos == c->len) c->dpos = c->len = c->head;
         else if (c->len == c->cap) ws_compact(c);
         if (c->len == c->cap) { ws_fail(t, 1009); break; }
-        ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
+        ssize_t n = conn_rd(c, c->buf + c->len, c->cap - c->len);
         if (n > 0) { c->len += (size_t)n; continue; }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+        if (n < 0 && errno == EAGAIN) break;
         t->gone = 1;                    /* EOF or error without a close frame */
         t->wsstate = WSS_CLOSED;
     }

@@ -193,6 +193,41 @@ void wk_log_exception(const char *what)
 
 static void on_conn(ev_loop *l, int fd, void *udata, int mask);
 
+/* Every byte of a connection passes through these two (and conn_file),
+ * so that an encrypted connection is one branch here, not one per caller.
+ * They behave as read(2) and writev(2) on a non-blocking socket. */
+ssize_t conn_rd(conn *c, void *buf, size_t n)
+{
+    ssize_t r;
+    do r = read(c->fd, buf, n);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+ssize_t conn_wrv(conn *c, const struct iovec *iov, int n)
+{
+    ssize_t w;
+    do w = writev(c->fd, iov, n > 64 ? 64 : n);
+    while (w < 0 && errno == EINTR);
+    return w;
+}
+
+/* Part of a file, as sendfile(2) on Linux; *off advances. */
+ssize_t conn_file(conn *c, int fd, off_t *off, size_t n)
+{
+#ifdef __linux__
+    return sendfile(c->fd, fd, off, n > (1 << 30) ? (1 << 30) : n);
+#else
+    char tmp[65536];
+    ssize_t r = pread(fd, tmp, n < sizeof(tmp) ? n : sizeof(tmp), *off);
+    if (r <= 0) return r < 0 ? -1 : 0;
+    struct iovec v = { tmp, (size_t)r };
+    ssize_t w = conn_wrv(c, &v, 1);
+    if (w > 0) *off += w;
+    return w;
+#endif
+}
+
 static void conn_close(conn *c)
 {
     ev_del(W.loop, c->fd, EV_READ | EV_WRITE);
@@ -233,7 +268,8 @@ static void reply_error(conn *c, int status)
                      "HTTP/1.1 %d %s\r\nserver: granc\r\ndate: %s\r\n"
                      "content-length: 0\r\nconnection: close\r\n\r\n",
                      status, http_reason(status), http_date());
-    ssize_t w = write(c->fd, head, (size_t)n);
+    struct iovec v = { head, (size_t)n };
+    ssize_t w = conn_wrv(c, &v, 1);
     (void)w;                    /* best effort: the socket buffer is empty */
     log_debug("worker-%d: answered %d to %s", W.id, status, c->addr);
     conn_linger(c);
@@ -260,9 +296,7 @@ static ssize_t conn_fill(conn *c)
         c->buf = b;
         c->cap = cap;
     }
-    ssize_t n;
-    do n = read(c->fd, c->buf + c->len, c->cap - c->len);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = conn_rd(c, c->buf + c->len, c->cap - c->len);
     if (n > 0) c->len += (size_t)n;
     return n;
 }
@@ -453,7 +487,7 @@ static void on_conn(ev_loop *l, int fd, void *udata, int mask)
     }
     if (c->state == CS_LINGER) {
         char sink[4096];
-        ssize_t n = read(c->fd, sink, sizeof(sink));
+        ssize_t n = conn_rd(c, sink, sizeof(sink));
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
             conn_close(c);
         return;
@@ -613,9 +647,10 @@ static void pool_shutdown(void)
  * Blocking I/O for application threads
  * ------------------------------------------------------------------- */
 
-static int wait_fd(int fd, short events)
+/* After EAGAIN, an application thread waits for what c needs. */
+static int conn_wait(conn *c, short events)
 {
-    struct pollfd p = { .fd = fd, .events = events };
+    struct pollfd p = { .fd = c->fd, .events = events };
     int r;
     do r = poll(&p, 1, IO_TIMEOUT_MS);
     while (r < 0 && errno == EINTR);
@@ -629,10 +664,9 @@ int conn_send(conn *c, const struct iovec *iov, int n)
     memcpy(v, iov, sizeof(*v) * (size_t)n);
     struct iovec *p = v;
     while (n > 0) {
-        ssize_t w = writev(c->fd, p, n);
+        ssize_t w = conn_wrv(c, p, n);
         if (w < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN && wait_fd(c->fd, POLLOUT) == 0) continue;
+            if (errno == EAGAIN && conn_wait(c, POLLOUT) == 0) continue;
             c->broken = 1;
             return -1;
         }
@@ -645,21 +679,11 @@ int conn_send(conn *c, const struct iovec *iov, int n)
 int conn_sendfile(conn *c, int fd, off_t off, size_t n)
 {
     while (n > 0 && !c->broken) {
-#ifdef __linux__
-        ssize_t w = sendfile(c->fd, fd, &off, n > (1 << 30) ? (1 << 30) : n);
-#else
-        char tmp[65536];
-        ssize_t w = pread(fd, tmp, n < sizeof(tmp) ? n : sizeof(tmp), off);
-        if (w > 0) {
-            struct iovec v = { tmp, (size_t)w };
-            if (conn_send(c, &v, 1) < 0) return -1;
-            off += w;
-        }
-#endif
+        ssize_t w = conn_file(c, fd, &off, n);
         if (w > 0) { n -= (size_t)w; continue; }
         if (w == 0) return -1;          /* the file shrank */
         if (errno == EINTR) continue;
-        if (errno == EAGAIN && wait_fd(c->fd, POLLOUT) == 0) continue;
+        if (errno == EAGAIN && conn_wait(c, POLLOUT) == 0) continue;
         c->broken = 1;
     }
     return c->broken ? -1 : 0;
@@ -710,11 +734,10 @@ static ssize_t body_more(conn *c, int wait)
             if (conn_send(c, &v, 1) < 0) return -1;
         }
         c->dpos = c->dend = c->len = c->head;   /* all consumed: reuse room */
-        ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
+        ssize_t n = conn_rd(c, c->buf + c->len, c->cap - c->len);
         if (n > 0) { c->len += (size_t)n; continue; }
-        if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN && !wait) return -2;
-        if (n < 0 && errno == EAGAIN && wait_fd(c->fd, POLLIN) == 0) continue;
+        if (n < 0 && errno == EAGAIN && conn_wait(c, POLLIN) == 0) continue;
         c->broken = 1;          /* EOF, error or timeout inside a body */
         return -1;
     }
@@ -730,9 +753,9 @@ int conn_gone(conn *c)
 {
     if (c->broken) return 1;
     if (c->len == c->cap) return 0;     /* cannot tell without reading on */
-    ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
+    ssize_t n = conn_rd(c, c->buf + c->len, c->cap - c->len);
     if (n > 0) { c->len += (size_t)n; return 0; }
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+    if (n < 0 && errno == EAGAIN) return 0;
     c->broken = 1;
     return 1;
 }
@@ -742,9 +765,7 @@ int conn_gone(conn *c)
 ssize_t conn_write_nb(conn *c, const struct iovec *iov, int n)
 {
     if (c->broken) return -1;
-    ssize_t w;
-    do w = writev(c->fd, iov, n > 64 ? 64 : n);
-    while (w < 0 && errno == EINTR);
+    ssize_t w = conn_wrv(c, iov, n);
     if (w >= 0) return w;
     if (errno == EAGAIN) return 0;
     c->broken = 1;
