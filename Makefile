@@ -57,6 +57,12 @@ tests/unit_ws: tests/unit_ws.c ws.c granc.h
 	$(CC) $(SAN) $(WARN) -I. -o $@ tests/unit_ws.c ws.c
 tests/unit_ws_tls: tests/unit_ws.c ws.c granc.h
 	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ tests/unit_ws.c ws.c -lbearssl
+# tls.c, TLS builds only; openssl(1) makes its certificates at run time.
+tests/unit_tls: tests/unit_tls.c tls.c granc.h
+	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ tests/unit_tls.c tls.c -lbearssl
+ifeq ($(TLS),1)
+UNIT_TLS = tests/unit_tls
+endif
 
 # No BSD machine here: prove the kqueue back end at least compiles.
 kqueue-check:
@@ -65,11 +71,12 @@ kqueue-check:
 deps:
 	@sh tests/deps.sh
 
-unit: tests/unit_http tests/unit_ev tests/unit_ws tests/unit_ws_tls kqueue-check
+unit: tests/unit_http tests/unit_ev tests/unit_ws tests/unit_ws_tls $(UNIT_TLS) kqueue-check
 	./tests/unit_http
 	./tests/unit_ev
 	./tests/unit_ws
 	./tests/unit_ws_tls
+	$(if $(UNIT_TLS),./$(UNIT_TLS))
 
 pytest: tests/granc-test
 	cd tests && GRANC_BIN=$(CURDIR)/tests/granc-test $(TEST_PYTHON) -m pytest -q -x -p no:cacheprovider .
@@ -103,4 +110,5 @@ install: granc
 
 clean:
 	rm -f granc granc-asan tests/granc-test tests/granc-asan tests/unit_http \
-	      tests/unit_ev tests/fuzz_http tests/unit_ws tests/unit_ws_tls tests/fuzz_ws
+	      tests/unit_ev tests/fuzz_http tests/unit_ws tests/unit_ws_tls tests/fuzz_ws \
+	      tests/unit_tls

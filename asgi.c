@@ -27,7 +27,8 @@
 #include "granc.h"
 
 #define SEND_HWM     65536      /* unsent bytes above which send() waits */
-#define QMAX         8          /* pieces of unsent output per request */
+#define QMAX         16         /* pieces of unsent output per request */
+#define QROOM        4          /* pieces one send() may add */
 #define FILE_CHUNK   (128 << 10)/* pathsend: bytes per sendfile call */
 
 static const config *cfg;
@@ -117,7 +118,8 @@ typedef struct {
     PyObject_HEAD
     conn *c;                     /* NULL once the request is over */
     PyObject *task;
-    PyObject *recv_fut, *send_fut;
+    PyObject *recv_waiters;      /* futures of waiting receive() calls */
+    PyObject *send_fut;
     PyObject *start_headers;     /* the start message's headers */
     PyObject *tlist;             /* trailers gathered so far */
     resp_head h;
@@ -154,7 +156,7 @@ static void transport_dealloc(Transport *t)
 {
     q_clear(t);
     Py_XDECREF(t->task);
-    Py_XDECREF(t->recv_fut);
+    Py_XDECREF(t->recv_waiters);
     Py_XDECREF(t->send_fut);
     Py_XDECREF(t->start_headers);
     Py_XDECREF(t->tlist);
@@ -180,7 +182,8 @@ static void watch(Transport *t)
 {
     conn *c = t->c;
     if (!c) return;
-    int rd = (t->recv_fut || !t->noread) && (!t->body_final || c->len < c->cap);
+    int rd = (t->recv_waiters && PyList_GET_SIZE(t->recv_waiters) > 0) || !t->noread;
+    rd = rd && (!t->body_final || c->len < c->cap);
     if (t->ws && t->wsstate != WSS_CONNECTING)  /* frames, unless a message waits */
         rd = !t->pending && !t->gone && t->wsstate != WSS_CLOSED;
     wk_watch(c, (rd ? EV_READ : 0) | (t->qn ? EV_WRITE : 0));
@@ -207,12 +210,71 @@ static void resolve(PyObject **fut, PyObject *value)
     Py_DECREF(f);
 }
 
+/* Whether *slot holds a future someone still awaits.  One the app gave
+ * up on (a receive() under a timeout or a cancel scope) is dropped: the
+ * next message must not be lost in it. */
+static int waiting(PyObject **slot)
+{
+    if (!*slot) return 0;
+    PyObject *done = PyObject_CallMethodNoArgs(*slot, m_done);
+    int pending = done == Py_False;
+    if (!done) PyErr_Clear();
+    Py_XDECREF(done);
+    if (!pending) Py_CLEAR(*slot);
+    return pending;
+}
+
+/* Futures of receive() calls still waiting, oldest first.  Each call has
+ * its own, so that a caller giving up (a timeout, a cancel scope) never
+ * cancels another's wait: Starlette listens for the disconnect in one task
+ * while polling is_disconnected() in another. */
+static int waiters(Transport *t)
+{
+    PyObject *l = t->recv_waiters;
+    for (Py_ssize_t i = 0; l && i < PyList_GET_SIZE(l); ) {
+        PyObject *d = PyObject_CallMethodNoArgs(PyList_GET_ITEM(l, i), m_done);
+        int done = d != Py_False;
+        if (!d) PyErr_Clear();
+        Py_XDECREF(d);
+        if (done) PySequence_DelItem(l, i); else i++;
+    }
+    return l ? (int)PyList_GET_SIZE(l) : 0;
+}
+
+static PyObject *new_waiter(Transport *t)
+{
+    if (!t->recv_waiters && !(t->recv_waiters = PyList_New(0))) return NULL;
+    PyObject *f = PyObject_CallNoArgs(loop_create_future);
+    if (f && PyList_Append(t->recv_waiters, f) < 0) Py_CLEAR(f);
+    return f;
+}
+
+/* Give msg (stolen) to the oldest waiter, or a copy to each (all). */
+static void wake(Transport *t, PyObject *msg, int all)
+{
+    if (!msg) { PyErr_Clear(); return; }
+    while (waiters(t)) {
+        PyObject *f = PySequence_GetItem(t->recv_waiters, 0);
+        PySequence_DelItem(t->recv_waiters, 0);
+        resolve(&f, all ? PyDict_Copy(msg) : Py_NewRef(msg));
+        if (!all) break;
+    }
+    Py_DECREF(msg);
+}
+
 static PyObject *future(PyObject **slot)
 {
+    waiting(slot);
     if (!*slot && !(*slot = PyObject_CallNoArgs(loop_create_future)))
         return NULL;
     Py_INCREF(*slot);
     return *slot;
+}
+
+/* Too much unsent output: send() waits until flush() has caught up. */
+static int q_busy(Transport *t)
+{
+    return t->qbytes > SEND_HWM || t->qn > QMAX - QROOM;
 }
 
 static void finish(Transport *t);
@@ -268,9 +330,11 @@ static void flush(Transport *t)
         if (w <= 0) break;
     }
     if (t->gone) q_clear(t);
-    if (t->send_fut && (t->gone || t->qbytes <= SEND_HWM))
+    if (t->send_fut && (t->gone || !q_busy(t)))
         resolve(&t->send_fut, t->gone ? NULL : (Py_INCREF(Py_None), Py_None));
-    if (t->app_done && (!t->qn || t->gone)) finish(t);
+    /* the response is out: the connection may serve the next request even
+     * if the app's task goes on (background work after the response) */
+    if ((t->app_done || (t->finished && !t->ws)) && (!t->qn || t->gone)) finish(t);
     else watch(t);
 }
 
@@ -278,6 +342,18 @@ static void flush(Transport *t)
 static int push(Transport *t, const char *p, size_t n, PyObject *owner, int copy)
 {
     if (n == 0) return 0;
+    if (copy && t->qn && t->q[t->qn - 1].mem) {   /* small copies share a piece */
+        piece *pc = &t->q[t->qn - 1];
+        size_t off = (size_t)(pc->p - pc->mem), used = off + pc->n;
+        char *m = realloc(pc->mem, used + n);
+        if (!m) { PyErr_NoMemory(); return -1; }
+        memcpy(m + used, p, n);
+        pc->mem = m;
+        pc->p = m + off;
+        pc->n += n;
+        t->qbytes += n;
+        return 0;
+    }
     if (t->qn == QMAX) {
         PyErr_SetString(PyExc_RuntimeError, "granc: output queue full");
         return -1;
@@ -344,7 +420,7 @@ static PyObject *asgi_receive(Transport *t, PyObject *unused)
     (void)unused;
     PyObject *m = next_message(t);
     if (m || PyErr_Occurred()) return ready(m);
-    PyObject *f = future(&t->recv_fut);
+    PyObject *f = new_waiter(t);
     watch(t);
     return f;
 }
@@ -379,7 +455,7 @@ static int out_body(Transport *t, const char *p, size_t n, PyObject *owner, int6
         char size[24];
         int k = snprintf(size, sizeof(size), "%zx\r\n", n);
         if (push(t, size, (size_t)k, NULL, 1) < 0 || push(t, p, n, owner, !owner) < 0 ||
-            push(t, "\r\n", 2, NULL, 0) < 0)
+            push(t, "\r\n", 2, NULL, 1) < 0)
             return -1;
         return 0;
     }
@@ -390,8 +466,8 @@ static int out_end(Transport *t, PyObject *trailers)
 {
     t->finished = 1;
     if (!t->h.chunked) return 0;
-    if (!trailers) return push(t, "0\r\n\r\n", 5, NULL, 0);
-    if (push(t, "0\r\n", 3, NULL, 0) < 0) return -1;
+    if (!trailers) return push(t, "0\r\n\r\n", 5, NULL, 1);
+    if (push(t, "0\r\n", 3, NULL, 1) < 0) return -1;
     PyObject *seq = PySequence_Fast(trailers, "trailers must be a list");
     if (!seq) return -1;
     char line[8192];
@@ -403,9 +479,9 @@ static int out_end(Transport *t, PyObject *trailers)
         if (!PySequence_Check(hd) || PySequence_Size(hd) != 2) { rc = -1; break; }
         PyObject *name = PySequence_GetItem(hd, 0), *val = PySequence_GetItem(hd, 1);
         if (name && val && PyBytes_AsStringAndSize(name, &k, &kn) == 0 &&
-            PyBytes_AsStringAndSize(val, &v, &vn) == 0 &&
+            PyBytes_AsStringAndSize(val, &v, &vn) == 0 && http_is_token(k, (size_t)kn) &&
             !memchr(v, '\r', (size_t)vn) && !memchr(v, '\n', (size_t)vn) &&
-            !memchr(k, ':', (size_t)kn) && kn + vn + 4 < (Py_ssize_t)sizeof(line)) {
+            kn + vn + 4 < (Py_ssize_t)sizeof(line)) {
             int m = snprintf(line, sizeof(line), "%.*s: %.*s\r\n", (int)kn, k, (int)vn, v);
             rc = push(t, line, (size_t)m, NULL, 1);
         } else {
@@ -416,7 +492,7 @@ static int out_end(Transport *t, PyObject *trailers)
         Py_XDECREF(val);
     }
     Py_DECREF(seq);
-    return rc ? rc : push(t, "\r\n", 2, NULL, 0);
+    return rc ? rc : push(t, "\r\n", 2, NULL, 1);
 }
 
 static int get_bool(PyObject *msg, PyObject *key)
@@ -531,7 +607,7 @@ static PyObject *asgi_send(Transport *t, PyObject *msg)
         PyErr_SetString(PyExc_OSError, "client disconnected");
         return NULL;
     }
-    if (t->qbytes > SEND_HWM)
+    if (q_busy(t))
         return future(&t->send_fut);
     Py_INCREF(ready_none);
     return ready_none;
@@ -697,7 +773,7 @@ static PyObject *task_done(Transport *t, PyObject *task)
     }
     if (t->ws) {
         int raised = PyErr_Occurred() != NULL;
-        if (raised && t->c && !t->gone) wk_log_exception("Application callable raised an exception");
+        if (raised && !t->gone) wk_log_exception("Application callable raised an exception");
         PyErr_Clear();
         ws_task_done(t, raised);
         t->app_done = 1;
@@ -705,7 +781,7 @@ static PyObject *task_done(Transport *t, PyObject *task)
         Py_RETURN_NONE;
     }
     if (PyErr_Occurred()) {
-        if (t->c && !t->gone) wk_log_exception("Application callable raised an exception");
+        if (!t->gone) wk_log_exception("Application callable raised an exception");
         else PyErr_Clear();
         if (!t->c) Py_RETURN_NONE;
         if (!t->head_sent && !t->gone) {
@@ -742,7 +818,7 @@ static void finish(Transport *t)
     conn *c = t->c;
     if (!c) return;
     t->c = NULL;
-    resolve(&t->recv_fut, disconnect_msg());
+    wake(t, t->ws ? ws_disconnect_msg(t) : disconnect_msg(), 1);
     resolve(&t->send_fut, NULL);
     if (t->gone) c->broken = 1;
     if (t->h.clen >= 0 && t->sent < t->h.clen && !t->h.nobody)
@@ -778,11 +854,11 @@ void asgi_event(conn *c, int mask)
     Py_INCREF(t);
     if (mask & EV_WRITE)
         flush(t);
-    if (t->ws && (mask & EV_READ) && t->c && t->wsstate != WSS_CONNECTING) {
+    if (t->ws && (mask & EV_READ) && t->c) {
         ws_event(t);
-    } else if ((mask & EV_READ) && t->c && t->recv_fut) {
+    } else if ((mask & EV_READ) && t->c && waiters(t)) {
         PyObject *m = next_message(t);
-        if (m) resolve(&t->recv_fut, m);
+        if (m) wake(t, m, t->finished || t->gone);
         else if (PyErr_Occurred()) PyErr_Clear();
         if (t->c) watch(t);
     } else if ((mask & EV_READ) && t->c) {
@@ -823,7 +899,9 @@ static const char runner_src[] =
 "            await self.app(scope, self.events.get, self.send)\n"
 "        except BaseException as e:\n"
 "            self.unsupported = True\n"
-"            self.log(30, 'ASGI Lifespan errored, continuing without Lifespan support')\n"
+"            reported = any(f.done() and f.result() for f in (self.started, self.stopped))\n"
+"            if not reported:\n"
+"                self.log(30, 'ASGI Lifespan errored, continuing without Lifespan support')\n"
 "        finally:\n"
 "            for f in (self.started, self.stopped):\n"
 "                if not f.done():\n"

@@ -259,7 +259,7 @@ static PyObject *ws_receive(Transport *t, PyObject *unused)
     PyObject *m = ws_next(t);
     if (t->c) flush(t);                 /* pongs and close frames ws_pump queued */
     if (m || PyErr_Occurred()) return ready(m);
-    PyObject *f = future(&t->recv_fut);
+    PyObject *f = new_waiter(t);
     watch(t);
     return f;
 }
@@ -314,7 +314,7 @@ static int ws_accept(Transport *t, PyObject *msg)
     t->wsstate = WSS_OPEN;
     t->head_sent = 1;
     t->h.code = 101;
-    return push(t, "\r\n", 2, NULL, 0);
+    return push(t, "\r\n", 2, NULL, 1);
 bad:
     Py_XDECREF(seq);
     if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "invalid websocket.accept headers");
@@ -414,7 +414,7 @@ static PyObject *ws_send(Transport *t, PyObject *msg)
         PyErr_SetString(PyExc_OSError, "client disconnected");
         return NULL;
     }
-    if (t->qbytes > SEND_HWM)
+    if (q_busy(t))
         return future(&t->send_fut);
     return Py_NewRef(ready_none);
 }
@@ -428,9 +428,10 @@ static void ws_event(Transport *t)
     } else {
         ws_pump(t);
     }
-    if (t->recv_fut && (t->pending || t->gone || t->wsstate == WSS_CLOSED)) {
+    if ((t->pending || t->gone || t->wsstate == WSS_CLOSED) && waiters(t)) {
+        int all = !t->pending;          /* the disconnect is for every waiter */
         PyObject *m = ws_next(t);
-        if (m) resolve(&t->recv_fut, m);
+        if (m) wake(t, m, all);
         else PyErr_Clear();
     }
     if (t->c) flush(t);

@@ -305,6 +305,9 @@ ssize_t tls_read(tls_conn *t, int fd, void *buf, size_t n);
 ssize_t tls_writev(tls_conn *t, int fd, const struct iovec *iov, int n);
 /* After EAGAIN: EV_READ or EV_WRITE, what the engine waits for. */
 int tls_want(tls_conn *t);
+/* Decrypted bytes held by the engine: the fd will not signal them, so
+ * read them before waiting for EV_READ. */
+size_t tls_pending(tls_conn *t);
 /* Send close_notify (best effort, non-blocking). */
 void tls_close(tls_conn *t, int fd);
 /* Facts for the app once the handshake is done: "TLSv1.2", the cipher

@@ -109,10 +109,6 @@ def test_star_streaming_response_httpx(star):
     assert text == "".join(f"line {i}\n" for i in range(50))
 
 
-@pytest.mark.xfail(strict=True, reason="ASGI send() queues at most 8 pieces (QMAX) per "
-                   "response and only waits above 64 KiB unsent, so small body messages "
-                   "to a client that is not reading yet raise 'RuntimeError: granc: "
-                   "output queue full' in the app and the response is cut short")
 def test_star_streaming_small_lines_to_a_paused_client(star):
     n, pad = 10_000, 1000                        # 10 MB in 1 KB messages
     sock = socket.socket()
@@ -168,12 +164,8 @@ def test_star_background_task_runs_after_response(star, tmp_path):
     assert "Traceback" not in star.log()
 
 
-RECEIVE_BUG = ("granc's receive() hands out one shared Future per request (Transport."
-               "recv_fut): concurrent receive() callers share it, and once a waiting "
-               "caller is cancelled, the cancelled Future is returned again")
 
 
-@pytest.mark.xfail(strict=True, reason=RECEIVE_BUG)
 def test_star_sse_polling_is_disconnected(star):
     # request.is_disconnected() cancels its receive() at once, while
     # StreamingResponse's own listener task awaits receive() too
@@ -184,12 +176,11 @@ def test_star_sse_polling_is_disconnected(star):
     assert "Application callable raised" not in star.log()
 
 
-@pytest.mark.xfail(strict=True, reason=RECEIVE_BUG)
 def test_star_receive_after_timed_out_receive(star):
-    # asyncio.wait_for(request.receive(), 0.05) three times, nothing comes
+    # asyncio.wait_for(request.receive(), 0.05) three times: the body, then nothing
     r = httpx.get(star.url + "/longpoll")
     assert r.status_code == 200
-    assert r.json() == {"timeouts": 3}
+    assert r.json() == {"timeouts": 2}           # the first receive() is the (empty) body
 
 
 def test_star_client_disconnect_stops_streaming(star, tmp_path):
@@ -249,12 +240,8 @@ def test_star_head_has_no_body_and_keeps_connection(star):
     sock.close()
 
 
-BG_BUG = ("granc keeps a keep-alive connection busy until the app callable returns, so "
-          "a BackgroundTask (run after the final body message) delays the next request "
-          "on the connection by its whole duration; uvicorn and daphne answer at once")
 
 
-@pytest.mark.xfail(strict=True, reason=BG_BUG)
 def test_star_background_task_does_not_hold_keepalive_connection(star, tmp_path):
     out = tmp_path / "bg.txt"
     with httpx.Client(base_url=star.url) as c:
@@ -325,9 +312,6 @@ def test_star_lifespan_startup_failure_exits(tmp_path):
     assert not (tmp_path / "lifespan.txt").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="granc logs 'ASGI Lifespan errored, continuing without "
-                   "Lifespan support' although the app reported lifespan.startup.failed and "
-                   "the worker stops; Granian logs that warning only for unsupported lifespan")
 def test_star_lifespan_startup_failure_not_called_unsupported(tmp_path):
     out = _run_failing_startup(tmp_path)
     log = out.stdout + out.stderr

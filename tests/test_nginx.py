@@ -204,16 +204,10 @@ def test_1gib_put_through_nginx_wsgi(wsgi_server, nginx, tmp_path, framing):
 
 # ---- (b): a slow reader straight on the Unix socket -----------------------
 
-QUEUE_BUG = ("ASGI send() queues at most QMAX=8 pieces per response: with small body "
-             "messages and a client slower than the app, send() raises 'RuntimeError: "
-             "granc: output queue full' (no backpressure below 64 KiB queued) and the "
-             "response is cut short")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("interface,piece", [
     ("asgi", MiB),
-    pytest.param("asgi", 4096, marks=pytest.mark.xfail(strict=True, reason=QUEUE_BUG)),
+    ("asgi", 4096),
     ("wsgi", MiB),
     ("wsgi", 4096),
 ])
@@ -404,9 +398,6 @@ def test_client_aborts_upload_through_nginx(wsgi_server, nginx, tmp_path, interf
     assert out.stat().st_size == size            # nobody is still writing
 
 
-@pytest.mark.xfail(strict=True, reason="granc holds the upstream connection until the ASGI "
-                   "app returns: a Starlette BackgroundTask blocks the next request nginx "
-                   "sends on that pooled connection, from any client")
 def test_background_task_does_not_block_pooled_upstream(wsgi_server, nginx, tmp_path):
     s = wsgi_server("star_app:app", interface="asgi", uds=str(tmp_path / "granc.sock"))
     ngx = nginx(s.uds)
