@@ -22,6 +22,7 @@ WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)
 TLS := $(shell printf '\043include <bearssl.h>\n' | $(CC) -E - >/dev/null 2>&1 && echo 1)
 ifeq ($(TLS),1)
 TLS_FLAGS = -DGRANC_TLS -lbearssl
+SRCS += tls.c
 endif
 
 # $(call py_flags,python): compile and link flags for embedding that Python

@@ -35,7 +35,47 @@ static const config *cfg;
 static PyObject *app;
 static PyObject *loop_create_future, *loop_create_task;
 static PyObject *lifespan_state;        /* shared by the requests, copied */
-static PyObject *asgi_dict, *ext_dict, *s_http, *s_http_scheme, *v11, *v10;
+static PyObject *asgi_dict, *ext_dict, *s_http, *s_http_scheme, *s_https_scheme, *v11, *v10;
+
+/* The ASGI "tls" extension (beyond Granian), next to the usual ones. */
+#ifndef GRANC_TLS
+static PyObject *tls_extensions(conn *c)
+{
+    (void)c;
+    return Py_NewRef(ext_dict);
+}
+#else
+static PyObject *tls_extensions(conn *c)
+{
+    PyObject *ext = PyDict_Copy(ext_dict), *chain = PyList_New(0);
+    const unsigned char *der;
+    size_t n;
+    for (int i = 0; chain && tls_client_chain(c->tls, &der, &n, i) == 0; i++) {
+        PyObject *pem = der_to_pem(der, n);
+        if (!pem || PyList_Append(chain, pem) < 0) Py_CLEAR(chain);
+        Py_XDECREF(pem);
+    }
+    const char *cipher = tls_cipher(c->tls);
+    static const struct { const char *name; int id; } suites[] = {
+        {"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", 0xC02B},
+        {"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", 0xC02C},
+        {"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 0xC02F},
+        {"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", 0xC030},
+        {"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", 0xCCA8},
+        {"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", 0xCCA9},
+    };
+    int id = 0;
+    for (size_t i = 0; cipher && i < sizeof(suites) / sizeof(suites[0]); i++)
+        if (!strcmp(cipher, suites[i].name)) id = suites[i].id;
+    PyObject *tls = chain ? Py_BuildValue("{sOsNsOsOsisi}", "server_cert", Py_None,
+                                          "client_cert_chain", chain, "client_cert_name", Py_None,
+                                          "client_cert_error", Py_None, "tls_version", 0x0303,
+                                          "cipher_suite", id) : NULL;
+    if (!ext || !tls || PyDict_SetItemString(ext, "tls", tls) < 0) Py_CLEAR(ext);
+    Py_XDECREF(tls);
+    return ext;
+}
+#endif
 static PyObject *k_type, *k_asgi, *k_http_version, *k_server, *k_client, *k_scheme,
                 *k_method, *k_root_path, *k_path, *k_raw_path, *k_query, *k_headers,
                 *k_extensions, *k_state, *k_body, *k_more_body, *k_status,
@@ -682,19 +722,21 @@ static PyObject *build_scope(conn *c)
     }
     const listener *ls = c->ls;
     int uds = ls->family == AF_UNIX;
-    Py_INCREF(s_http); Py_INCREF(asgi_dict); Py_INCREF(s_http_scheme); Py_INCREF(ext_dict);
+    PyObject *scheme = c->tls ? s_https_scheme : s_http_scheme;
+    Py_INCREF(s_http); Py_INCREF(asgi_dict); Py_INCREF(scheme);
     Py_INCREF(rq->minor ? v11 : v10);
     if (set(scope, k_type, s_http) || set(scope, k_asgi, asgi_dict) ||
         set(scope, k_http_version, rq->minor ? v11 : v10) ||
         set(scope, k_server, server_tuple(ls)) ||
         set(scope, k_client, addr_tuple(c->addr, uds ? 0 : c->port)) ||
-        set(scope, k_scheme, s_http_scheme) ||
+        set(scope, k_scheme, scheme) ||
         set(scope, k_method, PyUnicode_DecodeLatin1(rq->method.p, (Py_ssize_t)rq->method.n, NULL)) ||
         set(scope, k_root_path, PyUnicode_FromString(cfg->url_path_prefix ? cfg->url_path_prefix : "")) ||
         set(scope, k_path, path) ||
         set(scope, k_raw_path, PyBytes_FromStringAndSize(rq->path.p, (Py_ssize_t)rq->path.n)) ||
         set(scope, k_query, PyBytes_FromStringAndSize(rq->query.p, (Py_ssize_t)rq->query.n)) ||
-        set(scope, k_headers, headers) || set(scope, k_extensions, ext_dict) ||
+        set(scope, k_headers, headers) ||
+        set(scope, k_extensions, c->tls ? tls_extensions(c) : Py_NewRef(ext_dict)) ||
         set(scope, k_state, PyDict_Copy(lifespan_state))) {
         Py_DECREF(scope);
         return NULL;
@@ -833,7 +875,7 @@ static void finish(Transport *t)
     if (cfg->access_log) {
         access_rec a = {
             .addr = c->addr, .start = c->started, .status = t->head_sent ? t->h.code : 500,
-            .scheme = t->ws ? "ws" : "http",
+            .scheme = t->ws ? (c->tls ? "wss" : "ws") : (c->tls ? "https" : "http"),
             .method = c->req->method, .path = c->req->path, .query = c->req->query,
             .protocol = c->req->minor ? "HTTP/1.1" : "HTTP/1.0",
             .headers = c->req->headers, .nheaders = c->req->nheaders,
@@ -1047,7 +1089,7 @@ int asgi_init(const config *config, void *application)
     INTERN(t_request, "http.request"); INTERN(t_disconnect, "http.disconnect");
     INTERN(t_start, "http.response.start"); INTERN(t_rbody, "http.response.body");
     INTERN(t_pathsend, "http.response.pathsend"); INTERN(t_trailers, "http.response.trailers");
-    INTERN(s_http, "http"); INTERN(s_http_scheme, "http"); INTERN(v11, "1.1"); INTERN(v10, "1");
+    INTERN(s_http, "http"); INTERN(s_http_scheme, "http"); INTERN(s_https_scheme, "https"); INTERN(v11, "1.1"); INTERN(v10, "1");
     asgi_dict = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.3");
     ext_dict = Py_BuildValue("{s{}s{}s{}}", "http.response.pathsend", "websocket.http.response",
                              "http.response.trailers");

@@ -14,7 +14,8 @@
 
 static PyObject *t_ws_connect, *t_ws_accept, *t_ws_receive, *t_ws_send, *t_ws_close,
                 *t_ws_disconnect, *t_ws_rstart, *t_ws_rbody, *k_text, *k_bytes, *k_code,
-                *k_reason, *k_subprotocol, *k_subprotocols, *s_websocket, *s_ws_scheme;
+                *k_reason, *k_subprotocol, *k_subprotocols, *s_websocket, *s_ws_scheme,
+                *s_wss_scheme;
 
 static int ws_intern(void)
 {
@@ -26,7 +27,7 @@ static int ws_intern(void)
     INTERN(k_text, "text"); INTERN(k_bytes, "bytes"); INTERN(k_code, "code");
     INTERN(k_reason, "reason"); INTERN(k_subprotocol, "subprotocol");
     INTERN(k_subprotocols, "subprotocols"); INTERN(s_websocket, "websocket");
-    INTERN(s_ws_scheme, "ws");
+    INTERN(s_ws_scheme, "ws"); INTERN(s_wss_scheme, "wss");
     return 0;
 }
 
@@ -76,8 +77,9 @@ static PyObject *ws_scope(conn *c)
         if (s) { if (PyList_Append(subs, s) < 0) Py_CLEAR(subs); Py_DECREF(s); }
     }
     Py_INCREF(s_websocket);
-    Py_INCREF(s_ws_scheme);
-    if (!subs || set(scope, k_type, s_websocket) || set(scope, k_scheme, s_ws_scheme) ||
+    PyObject *scheme = c->tls ? s_wss_scheme : s_ws_scheme;
+    Py_INCREF(scheme);
+    if (!subs || set(scope, k_type, s_websocket) || set(scope, k_scheme, scheme) ||
         PyDict_DelItem(scope, k_method) < 0 || set(scope, k_subprotocols, subs)) {
         Py_DECREF(scope);
         return NULL;

@@ -72,6 +72,12 @@ static const char *const feat_name[] = {
 
 #define NOMAX LLONG_MAX             /* no bound but the field's type */
 
+#ifdef GRANC_TLS                    /* TLS options work when BearSSL was found */
+#define TLS_BUILT 1
+#else
+#define TLS_BUILT 0
+#endif
+
 typedef struct opt {
     const char *name;               /* flag without the leading "--" */
     const char *env;                /* "GRANIAN_" + Granian's parameter name */
@@ -171,8 +177,8 @@ static const opt opts[] = {
     STR("ssl-keyfile", "SSL_KEYFILE", FT_TLS, NULL, ssl_keyfile, "TLS private key (PEM)"),
     STR("ssl-keyfile-password", "SSL_KEYFILE_PASSWORD", FT_TLS, NULL, ssl_keyfile_password,
         "Password of an encrypted key"),
-    ONE(K_WORD, "ssl-protocol-min", "SSL_PROTOCOL_MIN", FT_TLS, "tls1.2|tls1.3", "tls1.3",
-        ssl_protocol_min, "Minimum TLS version"),
+    ONE(K_WORD, "ssl-protocol-min", "SSL_PROTOCOL_MIN", FT_TLS, "tls1.2|tls1.3", "tls1.2",
+        ssl_protocol_min, "Minimum TLS version (BearSSL: tls1.2 only)"),
     STR("ssl-ca", "SSL_CA", FT_TLS, NULL, ssl_ca, "CA bundle for client certificates"),
     LIST(K_PATHS, "ssl-crl", "SSL_CRL", FT_TLS, NULL, ssl_crl, "Revocation lists (PEM)"),
     BOOL("ssl-client-verify", "SSL_CLIENT_VERIFY", FT_TLS, "off", ssl_client_verify,
@@ -504,6 +510,7 @@ static void usage(void)
         printf("  %-38s %s [%s%s%s]%s\n", left, o->help, o->env,
                o->def ? "; default " : "", o->def ? o->def : "",
                o->feat == FT_NOOP ? " (no effect in granc)"
+               : o->feat == FT_TLS ? (TLS_BUILT ? "" : " (needs a TLS build)")
                : o->feat != FT_OK ? " (not supported yet)" : "");
     }
     printf("  %-38s Print the version and exit\n  %-38s Print this help and exit\n",
@@ -624,9 +631,21 @@ static void resolve(void)
               label(OPT("loop"), src[OPT("loop")]), cfg.loop);
     if (cfg.http == HTTPM_2)
         fatal("%s: HTTP/2 is not supported yet", label(ih, src[ih]));
-    for (int i = 0; i < NOPTS; i++)
+    for (int i = 0; i < NOPTS; i++) {
+        if (opts[i].feat == FT_TLS && TLS_BUILT)
+            continue;
+        if (opts[i].feat == FT_TLS && src[i] != SRC_DEFAULT && !same_value(i, &cfg, &dflt))
+            fatal("%s: TLS needs BearSSL: install libbearssl-dev and rebuild granc",
+                  label(i, src[i]));
         if (opts[i].feat > FT_NOOP && src[i] != SRC_DEFAULT && !same_value(i, &cfg, &dflt))
             fatal("%s: %s is not supported yet", label(i, src[i]), feat_name[opts[i].feat]);
+    }
+    if (cfg.ssl_protocol_min && !strcmp(cfg.ssl_protocol_min, "tls1.3"))
+        fatal("%s: TLS 1.3 is not available: BearSSL speaks TLS 1.2 only",
+              NAME("ssl-protocol-min"));
+    if (!cfg.ssl_certificate != !cfg.ssl_keyfile)
+        fatal("%s: TLS needs both --ssl-certificate and --ssl-keyfile",
+              cfg.ssl_certificate ? NAME("ssl-certificate") : NAME("ssl-keyfile"));
 
     if (!cfg.backpressure)
         cfg.backpressure = cfg.backlog / cfg.workers > 1 ? cfg.backlog / cfg.workers : 1;
@@ -763,7 +782,8 @@ static void bind_tcp(void)
         l->family = ai->ai_family;
         l->port = ntohs(*pp);
         nls++;
-        log_info("Listening at: http://%s%s%s:%d", lb, l->addr, rb, l->port);
+        log_info("Listening at: %s://%s%s%s:%d", cfg.ssl_certificate ? "https" : "http",
+                 lb, l->addr, rb, l->port);
     }
     freeaddrinfo(res);
     if (nls == 0)
@@ -1073,6 +1093,13 @@ int main(int argc, char **argv)
 
     master_pid = getpid();
     log_info("Starting granc %s (main PID: %ld)", GRANC_VERSION, (long)master_pid);
+#ifdef GRANC_TLS
+    if (cfg.ssl_certificate) {      /* bad files stop us before anything is bound */
+        char err[512];
+        if (!(cfg.tls = tls_load(&cfg, err, sizeof err)))
+            fatal("%s", err);
+    }
+#endif
     signals_init();                 /* before the first fork: no signal slips by */
     if (cfg.pid_file)
         pidfile_write();

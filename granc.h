@@ -125,6 +125,8 @@ typedef struct config {
     /* process */
     const char *process_name;
     const char *pid_file;
+    /* set by the master, not an option */
+    struct tls_ctx *tls;             /* loaded --ssl-* files, or NULL */
 } config;
 
 /* One bound listening socket, created by the master, inherited by workers. */
@@ -380,6 +382,7 @@ typedef struct conn {
     struct conn *prev, *next;        /* all connections of the worker */
     struct conn *qnext;              /* pool queue / done list link */
     void *app;                       /* the interface's state while CS_APP */
+    tls_conn *tls;                   /* the TLS engine, or NULL */
 } conn;
 
 /* Runs worker number id (1-based) on the inherited listeners; never
@@ -435,6 +438,8 @@ int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
 #ifdef Py_PYTHON_H
 /* The latin-1 bytes of a str (or the bytes of bytes), without a copy. */
 int py_text(PyObject *o, const char **p, Py_ssize_t *n);
+/* A DER certificate as a PEM str. */
+PyObject *der_to_pem(const unsigned char *der, size_t n);
 #endif
 int wsgi_init(const config *cfg, void *app, int workers);
 /* Run the app for c's request, holding the GIL; sets c->keep. */

@@ -198,6 +198,9 @@ static void on_conn(ev_loop *l, int fd, void *udata, int mask);
  * They behave as read(2) and writev(2) on a non-blocking socket. */
 ssize_t conn_rd(conn *c, void *buf, size_t n)
 {
+#ifdef GRANC_TLS
+    if (c->tls) return tls_read(c->tls, c->fd, buf, n);
+#endif
     ssize_t r;
     do r = read(c->fd, buf, n);
     while (r < 0 && errno == EINTR);
@@ -206,6 +209,9 @@ ssize_t conn_rd(conn *c, void *buf, size_t n)
 
 ssize_t conn_wrv(conn *c, const struct iovec *iov, int n)
 {
+#ifdef GRANC_TLS
+    if (c->tls) return tls_writev(c->tls, c->fd, iov, n > 64 ? 64 : n);
+#endif
     ssize_t w;
     do w = writev(c->fd, iov, n > 64 ? 64 : n);
     while (w < 0 && errno == EINTR);
@@ -216,8 +222,10 @@ ssize_t conn_wrv(conn *c, const struct iovec *iov, int n)
 ssize_t conn_file(conn *c, int fd, off_t *off, size_t n)
 {
 #ifdef __linux__
-    return sendfile(c->fd, fd, off, n > (1 << 30) ? (1 << 30) : n);
-#else
+    if (!c->tls)                /* encrypted bytes must pass through the engine */
+        return sendfile(c->fd, fd, off, n > (1 << 30) ? (1 << 30) : n);
+#endif
+    {
     char tmp[65536];
     ssize_t r = pread(fd, tmp, n < sizeof(tmp) ? n : sizeof(tmp), *off);
     if (r <= 0) return r < 0 ? -1 : 0;
@@ -225,12 +233,27 @@ ssize_t conn_file(conn *c, int fd, off_t *off, size_t n)
     ssize_t w = conn_wrv(c, &v, 1);
     if (w > 0) *off += w;
     return w;
+    }
+}
+
+/* What a connection waits for after EAGAIN: TLS may need to write to read
+ * (a handshake flight) or the reverse. */
+static int conn_want(conn *c, int mask)
+{
+#ifdef GRANC_TLS
+    if (c->tls) return tls_want(c->tls);
+#else
+    (void)c;
 #endif
+    return mask;
 }
 
 static void conn_close(conn *c)
 {
     ev_del(W.loop, c->fd, EV_READ | EV_WRITE);
+#ifdef GRANC_TLS
+    if (c->tls) tls_free(c->tls);
+#endif
     close(c->fd);
     if (c->prev) c->prev->next = c->next; else W.conns = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -242,7 +265,9 @@ static void conn_close(conn *c)
 
 static int want_read(conn *c)
 {
-    if (ev_add(W.loop, c->fd, EV_READ, on_conn, c) < 0) {
+    int mask = conn_want(c, EV_READ);
+    ev_del(W.loop, c->fd, ~mask & (EV_READ | EV_WRITE));
+    if (ev_add(W.loop, c->fd, mask, on_conn, c) < 0) {
         conn_close(c);
         return -1;
     }
@@ -254,6 +279,9 @@ static int want_read(conn *c)
  * destroy the answer before the client has read it. */
 static void conn_linger(conn *c)
 {
+#ifdef GRANC_TLS
+    if (c->tls) tls_close(c->tls, c->fd);
+#endif
     shutdown(c->fd, SHUT_WR);
     c->state = CS_LINGER;
     c->since = now_ms();
@@ -407,6 +435,8 @@ static void conn_serve(conn *c)
         if (r == HTTP_INCOMPLETE) {
             if (c->len >= W.cfg->http1_buffer_size) { reply_error(c, 431); return; }
             c->scanned = c->len;
+            /* TLS may hold decrypted bytes no readiness event will announce */
+            if (c->tls && c->len < c->cap && conn_fill(c) > 0) continue;
             want_read(c);
             return;
         }
@@ -472,6 +502,8 @@ void wk_request_done(conn *c)
 /* Interest in c's events while the app owns it (ASGI). */
 void wk_watch(conn *c, int mask)
 {
+    if (c->tls && (mask & EV_READ))
+        mask |= conn_want(c, EV_READ);
     ev_del(W.loop, c->fd, ~mask & (EV_READ | EV_WRITE));
     if (mask && ev_add(W.loop, c->fd, mask, on_conn, c) < 0)
         c->broken = 1;
@@ -492,7 +524,9 @@ static void on_conn(ev_loop *l, int fd, void *udata, int mask)
             conn_close(c);
         return;
     }
-    if (c->len == 0) c->since = now_ms();   /* the head clock starts */
+    /* the head clock starts with its first byte (a TLS handshake counts
+     * from the accept: its bytes never reach the buffer) */
+    if (c->len == 0 && !c->tls) c->since = now_ms();
     ssize_t n = conn_fill(c);
     if (n == -2 && c->state == CS_BODY) n = 1;  /* room full: the app reads on */
     if (n == -2) { reply_error(c, 431); return; }
@@ -529,6 +563,13 @@ static void conn_new(int fd, const listener *ls, struct sockaddr_storage *sa)
         int one = 1;     /* a response leaves in one write: no Nagle stalls */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
+#ifdef GRANC_TLS
+    if (W.cfg->tls && !(c->tls = tls_new(W.cfg->tls))) {
+        close(fd);
+        free(c);
+        return;
+    }
+#endif
     c->next = W.conns;
     if (W.conns) W.conns->prev = c;
     W.conns = c;
@@ -650,7 +691,8 @@ static void pool_shutdown(void)
 /* After EAGAIN, an application thread waits for what c needs. */
 static int conn_wait(conn *c, short events)
 {
-    struct pollfd p = { .fd = c->fd, .events = events };
+    int want = conn_want(c, events == POLLIN ? EV_READ : EV_WRITE);
+    struct pollfd p = { .fd = c->fd, .events = want == EV_READ ? POLLIN : POLLOUT };
     int r;
     do r = poll(&p, 1, IO_TIMEOUT_MS);
     while (r < 0 && errno == EINTR);

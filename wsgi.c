@@ -32,6 +32,19 @@ static PyObject *s_get, *s_post, *s_head, *s_close, *s_fileno;
 static PyObject *k_method, *k_path, *k_query, *k_proto, *k_sname, *k_sport,
                 *k_raddr, *k_rport, *k_input, *k_ctype, *k_clen;
 static PyObject *proto11, *proto10;
+static PyObject *k_scheme, *k_https, *k_ssl_protocol, *k_ssl_cipher;
+
+/* A DER certificate as PEM text (str), for apps that want the client's. */
+PyObject *der_to_pem(const unsigned char *der, size_t n)
+{
+    PyObject *b64 = PyImport_ImportModule("base64"), *enc = NULL, *r = NULL;
+    if (b64) enc = PyObject_CallMethod(b64, "encodebytes", "y#", der, (Py_ssize_t)n);
+    if (enc) r = PyUnicode_FromFormat("-----BEGIN CERTIFICATE-----\n%s-----END CERTIFICATE-----\n",
+                                      PyBytes_AS_STRING(enc));
+    Py_XDECREF(b64);
+    Py_XDECREF(enc);
+    return r;
+}
 
 /* ---------------------------------------------------------------------
  * wsgi.input: reads the body from the socket as the app asks for it
@@ -645,6 +658,30 @@ static int set_item(PyObject *d, PyObject *k, PyObject *v)
     return rc;
 }
 
+#ifdef GRANC_TLS
+/* HTTPS: the scheme, and mod_ssl's names for what the handshake settled
+ * (beyond Granian, which tells the app nothing of TLS). */
+static int tls_environ(conn *c, PyObject *env)
+{
+    const unsigned char *der;
+    size_t n;
+    if (set_item(env, k_scheme, PyUnicode_FromString("https")) ||
+        set_item(env, k_https, PyUnicode_FromString("on")) ||
+        set_item(env, k_ssl_protocol, PyUnicode_FromString(tls_version(c->tls))) ||
+        set_item(env, k_ssl_cipher, PyUnicode_FromString(tls_cipher(c->tls))))
+        return -1;
+    if (tls_client_chain(c->tls, &der, &n, 0) == 0) {
+        PyObject *pem = der_to_pem(der, n);
+        if (!pem || PyDict_SetItemString(env, "SSL_CLIENT_CERT", pem) < 0) {
+            Py_XDECREF(pem);
+            return -1;
+        }
+        Py_DECREF(pem);
+    }
+    return 0;
+}
+#endif
+
 /* PATH_INFO: percent-decoded, latin-1, less the --url-path-prefix. */
 static PyObject *path_info(slice path)
 {
@@ -705,6 +742,9 @@ static PyObject *build_environ(conn *c, PyObject *input)
         set_item(env, k_rport, PyUnicode_FromString(port)) ||
         PyDict_SetItem(env, k_input, input))
         goto fail;
+#ifdef GRANC_TLS
+    if (c->tls && tls_environ(c, env) < 0) goto fail;
+#endif
     for (size_t i = 0; i < rq->nheaders; i++) {
         slice name = rq->headers[i].name, val = rq->headers[i].value;
         PyObject *key;
@@ -825,7 +865,8 @@ void wsgi_handle(conn *c)
         access_rec a = {
             .addr = c->addr, .start = c->started, .status = r->h.code,
             .method = c->req->method, .path = c->req->path, .query = c->req->query,
-            .scheme = "http", .protocol = c->req->minor ? "HTTP/1.1" : "HTTP/1.0",
+            .scheme = c->tls ? "https" : "http",
+            .protocol = c->req->minor ? "HTTP/1.1" : "HTTP/1.0",
             .headers = c->req->headers, .nheaders = c->req->nheaders,
         };
         struct timespec ts;
@@ -866,6 +907,8 @@ int wsgi_init(const config *config, void *application, int workers)
     INTERN(k_input, "wsgi.input"); INTERN(k_ctype, "CONTENT_TYPE");
     INTERN(k_clen, "CONTENT_LENGTH");
     INTERN(proto11, "HTTP/1.1"); INTERN(proto10, "HTTP/1.0");
+    INTERN(k_scheme, "wsgi.url_scheme"); INTERN(k_https, "HTTPS");
+    INTERN(k_ssl_protocol, "SSL_PROTOCOL"); INTERN(k_ssl_cipher, "SSL_CIPHER");
     if (!(key_cache = PyDict_New())) return -1;
     /* Granian's environ starts from os.environ, CGI-style */
     PyObject *os = PyImport_ImportModule("os"), *sys = PyImport_ImportModule("sys");

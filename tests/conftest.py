@@ -63,7 +63,7 @@ class Server:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             out = self.log()
-            m = re.search(r"Listening at: http://[^ ]*:(\d+)", out)
+            m = re.search(r"Listening at: https?://[^ ]*:(\d+)", out)
             if m:
                 self.port = int(m.group(1))
             started = len(re.findall(r"Started worker-\d+", out))

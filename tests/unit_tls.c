@@ -215,7 +215,6 @@ static void test_load(void)
     load_bad(c, "--ssl-protocol-min tls1.3 is refused", "--ssl-protocol-min", "TLS 1.2 only",
              NULL);
     c.ssl_protocol_min = "tls1.2";
-    load_ok("rsa.crt", "rsa.key", NULL, "(tls1.2 set below)");
     {
         char err[256];
         ok(load(c, err) != NULL, "--ssl-protocol-min tls1.2");
