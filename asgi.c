@@ -535,6 +535,21 @@ static int out_end(Transport *t, PyObject *trailers)
     return rc ? rc : push(t, "\r\n", 2, NULL, 1);
 }
 
+/* The end of every send(): write what was queued, then tell the app how
+ * it went (at once, or once the output has drained). */
+static PyObject *send_result(Transport *t, int rc)
+{
+    if (rc < 0) return NULL;
+    flush(t);
+    if (t->gone) {                      /* ASGI 2.4: the client has gone */
+        PyErr_SetString(PyExc_OSError, "client disconnected");
+        return NULL;
+    }
+    if (q_busy(t))
+        return future(&t->send_fut);
+    return Py_NewRef(ready_none);
+}
+
 static int get_bool(PyObject *msg, PyObject *key)
 {
     PyObject *v = PyDict_GetItemWithError(msg, key);
@@ -641,16 +656,7 @@ static PyObject *asgi_send(Transport *t, PyObject *msg)
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
         return NULL;
     }
-    if (rc < 0) return NULL;
-    flush(t);
-    if (t->gone) {
-        PyErr_SetString(PyExc_OSError, "client disconnected");
-        return NULL;
-    }
-    if (q_busy(t))
-        return future(&t->send_fut);
-    Py_INCREF(ready_none);
-    return ready_none;
+    return send_result(t, rc);
 }
 
 /* ---------------------------------------------------------------------
@@ -872,19 +878,8 @@ static void finish(Transport *t)
     }
     c->dpos = c->dend;
     c->keep = t->h.keep && c->body_done && !c->broken && !(t->ws && t->h.code == 101);
-    if (cfg->access_log) {
-        access_rec a = {
-            .addr = c->addr, .start = c->started, .status = t->head_sent ? t->h.code : 500,
-            .scheme = t->ws ? (c->tls ? "wss" : "ws") : (c->tls ? "https" : "http"),
-            .method = c->req->method, .path = c->req->path, .query = c->req->query,
-            .protocol = c->req->minor ? "HTTP/1.1" : "HTTP/1.0",
-            .headers = c->req->headers, .nheaders = c->req->nheaders,
-        };
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        a.dt_ms = ((double)ts.tv_sec + ts.tv_nsec / 1e9 - c->started) * 1000.0;
-        log_access(&a);
-    }
+    wk_access_log(c, t->head_sent ? t->h.code : 500,
+                  t->ws ? (c->tls ? "wss" : "ws") : (c->tls ? "https" : "http"));
     c->app = NULL;
     wk_request_done(c);
     Py_DECREF(t);                       /* the reference c held */

@@ -287,8 +287,17 @@ static int ws_accept(Transport *t, PyObject *msg)
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "invalid subprotocol");
             return -1;
         }
-        n = snprintf(line, sizeof(line), "sec-websocket-protocol: %.*s\r\n", (int)sn, s);
-        if (push(t, line, (size_t)n, NULL, 1) < 0) return -1;
+        /* only one the client offered (RFC 6455 4.2.2): any other would
+         * make the client fail the handshake */
+        const http_header *offer = find_header(t->c->req, "sec-websocket-protocol");
+        char low[513];
+        for (Py_ssize_t i = 0; i < sn; i++)
+            low[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
+        low[sn] = 0;
+        if (offer && http_has_token(offer->value.p, offer->value.n, low)) {
+            n = snprintf(line, sizeof(line), "sec-websocket-protocol: %.*s\r\n", (int)sn, s);
+            if (push(t, line, (size_t)n, NULL, 1) < 0) return -1;
+        }
     }
     /* headers: sent (Granian drops them); the handshake's own are ours */
     PyObject *hd = PyDict_GetItemWithError(msg, k_headers);
@@ -410,15 +419,7 @@ static PyObject *ws_send(Transport *t, PyObject *msg)
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
         return NULL;
     }
-    if (rc < 0) return NULL;
-    flush(t);
-    if (t->gone) {
-        PyErr_SetString(PyExc_OSError, "client disconnected");
-        return NULL;
-    }
-    if (q_busy(t))
-        return future(&t->send_fut);
-    return Py_NewRef(ready_none);
+    return send_result(t, rc);
 }
 
 /* The socket is readable while the app owns a websocket. */

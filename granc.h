@@ -415,6 +415,7 @@ int conn_sendfile(conn *c, int fd, off_t off, size_t n);
 int conn_drain(conn *c);
 int conn_can_keep(conn *c);
 int wk_stopping(void);
+void wk_access_log(conn *c, int status, const char *scheme);
 /* Log the pending Python exception with its traceback (GIL held). */
 void wk_log_exception(const char *what);
 

@@ -85,6 +85,20 @@ static double wall(void)
 
 int wk_stopping(void) { return atomic_load(&stopping); }
 
+/* One access log line for c's request, if --access-log. */
+void wk_access_log(conn *c, int status, const char *scheme)
+{
+    if (!W.cfg->access_log) return;
+    access_rec a = {
+        .addr = c->addr, .start = c->started, .status = status, .scheme = scheme,
+        .dt_ms = (wall() - c->started) * 1000.0,
+        .method = c->req->method, .path = c->req->path, .query = c->req->query,
+        .protocol = c->req->minor ? "HTTP/1.1" : "HTTP/1.0",
+        .headers = c->req->headers, .nheaders = c->req->nheaders,
+    };
+    log_access(&a);
+}
+
 /* ---------------------------------------------------------------------
  * Python start-up and application loading
  * ------------------------------------------------------------------- */

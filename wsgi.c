@@ -861,19 +861,8 @@ void wsgi_handle(conn *c)
         c->keep = conn_drain(c);
         Py_END_ALLOW_THREADS
     }
-    if (cfg->access_log && r) {
-        access_rec a = {
-            .addr = c->addr, .start = c->started, .status = r->h.code,
-            .method = c->req->method, .path = c->req->path, .query = c->req->query,
-            .scheme = c->tls ? "https" : "http",
-            .protocol = c->req->minor ? "HTTP/1.1" : "HTTP/1.0",
-            .headers = c->req->headers, .nheaders = c->req->nheaders,
-        };
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        a.dt_ms = ((double)ts.tv_sec + ts.tv_nsec / 1e9 - c->started) * 1000.0;
-        log_access(&a);
-    }
+    if (r)
+        wk_access_log(c, r->h.code, c->tls ? "https" : "http");
     if (PyErr_Occurred()) wk_log_exception("Error while finishing a response");
     Py_XDECREF(env);
     Py_XDECREF((PyObject *)in);
