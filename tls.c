@@ -75,6 +75,7 @@ typedef struct xwrap {
     unsigned char *der;             /* the chain, certificate i at [off[i], off[i+1]) */
     size_t len, cap, off[TLS_MAX_CHAIN + 1];
     int n, overflow;
+    int verified;                   /* end_chain accepted it: only then is it shown */
 } xwrap;
 
 /* Per-connection memory: 37,352 bytes (36.5 KiB), mostly the BIDI buffer
@@ -679,11 +680,14 @@ static unsigned xw_end_chain(const br_x509_class **ctx)
     xwrap *x = (xwrap *)(void *)ctx;
     unsigned err = x->inner.vtable->end_chain(&x->inner.vtable);
 
-    if (err)
-        return err;
-    if (x->overflow)
-        return BR_ERR_X509_LIMIT_EXCEEDED;
-    return x->ctx->ncrls ? chain_revoked(x) : 0;
+    if (!err && x->overflow)
+        err = BR_ERR_X509_LIMIT_EXCEEDED;
+    if (!err && x->ctx->ncrls)
+        err = chain_revoked(x);
+    /* With optional client certificates BearSSL goes on after a failed
+     * check: the app must then see no certificate at all. */
+    x->verified = !err;
+    return err;
 }
 
 static const br_x509_pkey *xw_get_pkey(const br_x509_class *const *ctx, unsigned *usages)
@@ -1042,7 +1046,7 @@ const char *tls_alpn(tls_conn *t)
 
 int tls_client_chain(tls_conn *t, const unsigned char **der, size_t *len, int i)
 {
-    if (!t->ready || !t->x || i < 0 || i >= t->x->n)
+    if (!t->ready || !t->x || !t->x->verified || i < 0 || i >= t->x->n)
         return -1;
     *der = t->x->der + t->x->off[i];
     *len = t->x->off[i + 1] - t->x->off[i];

@@ -538,10 +538,11 @@ static void on_conn(ev_loop *l, int fd, void *udata, int mask)
             conn_close(c);
         return;
     }
+    size_t before = c->len;
+    ssize_t n = conn_fill(c);
     /* the head clock starts with its first byte (a TLS handshake counts
      * from the accept: its bytes never reach the buffer) */
-    if (c->len == 0 && !c->tls) c->since = now_ms();
-    ssize_t n = conn_fill(c);
+    if (before == 0 && c->len > 0) c->since = now_ms();
     if (n == -2 && c->state == CS_BODY) n = 1;  /* room full: the app reads on */
     if (n == -2) { reply_error(c, 431); return; }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {

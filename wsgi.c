@@ -920,13 +920,14 @@ int wsgi_init(const config *config, void *application, int workers)
         fixed(base_environ, "wsgi.file_wrapper", (Py_INCREF(&FileWrapperType),
                                                    (PyObject *)&FileWrapperType)))
         return -1;
-    /* request keys that os.environ may also hold must not leak into
-     * requests that lack them */
+    /* request keys that os.environ may also hold (HTTP_*, SSL_*, HTTPS,
+     * CONTENT_*) must not pose as facts of a request that lacks them */
     PyObject *keys = PyDict_Keys(base_environ);
     for (Py_ssize_t i = 0; keys && i < PyList_GET_SIZE(keys); i++) {
         PyObject *k = PyList_GET_ITEM(keys, i);
         const char *ks = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
-        if (ks && (!strncmp(ks, "HTTP_", 5) || !strcmp(ks, "CONTENT_TYPE") ||
+        if (ks && (!strncmp(ks, "HTTP_", 5) || !strncmp(ks, "SSL_", 4) ||
+                   !strcmp(ks, "HTTPS") || !strcmp(ks, "CONTENT_TYPE") ||
                    !strcmp(ks, "CONTENT_LENGTH")))
             PyDict_DelItem(base_environ, k);      /* also "httpoxy": HTTP_PROXY */
     }
