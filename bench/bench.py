@@ -57,7 +57,33 @@ ASGI = {
     "daphne": lambda p: ["/usr/bin/python3", "-m", "daphne", "-p", str(p), "hello_asgi:app"],
 }
 
-CASES = {"wsgi": WSGI, "asgi": ASGI}
+CERTS = "/tmp/granc-bench-certs"
+
+
+def certs():
+    """A self-signed EC certificate for the HTTPS cases (made once)."""
+    if not os.path.exists(f"{CERTS}/cert.pem"):
+        os.makedirs(CERTS, exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", f"{CERTS}/key.pem",
+                        "-out", f"{CERTS}/cert.pem", "-days", "30", "-subj", "/CN=127.0.0.1"],
+                       check=True, capture_output=True)
+    return f"{CERTS}/cert.pem", f"{CERTS}/key.pem"
+
+
+HTTPS = {
+    "granc": lambda p: ASGI["granc"](p)[:-1] + ["--ssl-certificate", certs()[0],
+                                                "--ssl-keyfile", certs()[1], "hello_asgi:app"],
+    "uvicorn-httptools": lambda p: ASGI["uvicorn-httptools"](p)[:-1] + [
+        "--ssl-certfile", certs()[0], "--ssl-keyfile", certs()[1], "hello_asgi:app"],
+}
+
+ASGI_ECHO = {k: (lambda f: lambda p: f(p)[:-1] + ["echo_asgi:app"])(f) for k, f in ASGI.items()}
+
+CASES = {"wsgi": WSGI, "asgi": ASGI, "asgi-echo": ASGI_ECHO, "https": HTTPS,
+         "https-handshakes": HTTPS}
+SCHEME = "http"
+WRK_HEADERS = []
 SERVERS = {}
 
 
@@ -106,6 +132,9 @@ def start(name):
     while time.time() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if SCHEME == "https":
+                    time.sleep(0.5)             # listening is enough
+                    return proc, port
                 s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 if s.recv(100).startswith(b"HTTP/1.1 200"):
                     return proc, port
@@ -117,7 +146,7 @@ def start(name):
 
 def wrk(port, seconds, conns):
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s",
-                          "--latency", f"http://127.0.0.1:{port}/"],
+                          "--latency"] + WRK_HEADERS + [f"{SCHEME}://127.0.0.1:{port}/"],
                          capture_output=True, text=True).stdout
     def unit(v, u):
         return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u]
@@ -138,6 +167,13 @@ def main():
     ap.add_argument("servers", nargs="*")
     a = ap.parse_args()
     SERVERS.update(CASES[a.case])
+    global SCHEME
+    if a.case.startswith("https"):
+        SCHEME = "https"
+    if a.case == "https-handshakes":        # a new TLS handshake per request
+        WRK_HEADERS.extend(["-H", "Connection: close"])
+    if a.case.endswith("echo"):             # POST 10 KiB, echoed back
+        WRK_HEADERS.extend(["-s", os.path.join(HERE, "post10k.lua")])
     a.servers = a.servers or list(SERVERS)
     results = {n: [] for n in a.servers}
     for rnd in range(a.rounds):
@@ -158,7 +194,8 @@ def main():
             results[name].append((reqs / a.seconds, reqs / cpu if cpu else 0, p50, p99, errs, rss))
             print(f"round {rnd + 1} {name}: {reqs / a.seconds:.0f} req/s", file=sys.stderr)
     med = {n: [statistics.median(x[i] for x in r) for i in range(6)] for n, r in results.items()}
-    print(f"\n{a.case.upper()} hello world (13 B), wrk -t1 -c{a.conns} -d{a.seconds}s, 1 worker, "
+    what = "10 KiB POST echo" if a.case.endswith("echo") else "hello world (13 B)"
+    print(f"\n{a.case.upper()} {what}, wrk -t1 -c{a.conns} -d{a.seconds}s, 1 worker, "
           f"median of {a.rounds}\n")
     print(f"| server | req/s | req/CPU-s | p50 ms | p99 ms | errors | RSS MiB |")
     print(f"|---|---|---|---|---|---|---|")
