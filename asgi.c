@@ -550,6 +550,39 @@ static PyObject *send_result(Transport *t, int rc)
     return Py_NewRef(ready_none);
 }
 
+/* The start of every send(): the message's type, or NULL with the error
+ * set (not a message, or the client has gone: ASGI 2.4's OSError). */
+static PyObject *send_type(Transport *t, PyObject *msg)
+{
+    PyObject *type = PyDict_Check(msg) ? PyDict_GetItemWithError(msg, k_type) : NULL;
+    if (!type) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
+        return NULL;
+    }
+    if (!t->c || t->gone) {
+        PyErr_SetString(PyExc_OSError, "client disconnected");
+        return NULL;
+    }
+    return type;
+}
+
+/* A response start message (http, or a websocket denial): status and
+ * headers into t. */
+static int take_start(Transport *t, PyObject *msg)
+{
+    PyObject *st = PyDict_GetItemWithError(msg, k_status);
+    PyObject *hd = PyDict_GetItemWithError(msg, k_headers);
+    long code = st ? PyLong_AsLong(st) : -1;
+    if (code < 100 || code > 999) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "invalid status");
+        return -1;
+    }
+    t->status = (int)code;
+    Py_XSETREF(t->start_headers, hd ? Py_NewRef(hd) : PyList_New(0));
+    t->started = 1;
+    return t->start_headers ? 0 : -1;
+}
+
 static int get_bool(PyObject *msg, PyObject *key)
 {
     PyObject *v = PyDict_GetItemWithError(msg, key);
@@ -583,33 +616,14 @@ static int send_pathsend(Transport *t, PyObject *msg)
 
 static PyObject *asgi_send(Transport *t, PyObject *msg)
 {
-    if (!PyDict_Check(msg)) {
-        PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
-        return NULL;
-    }
-    PyObject *type = PyDict_GetItemWithError(msg, k_type);
-    if (!type) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
-        return NULL;
-    }
-    if (!t->c || t->gone) {            /* ASGI 2.4: tell the app the client went */
-        PyErr_SetString(PyExc_OSError, "client disconnected");
-        return NULL;
-    }
+    PyObject *type = send_type(t, msg);
+    if (!type) return NULL;
     int rc = 0;
     if (PyUnicode_Compare(type, t_start) == 0) {
         if (t->started) return flow_error("Response already started");
-        PyObject *st = PyDict_GetItemWithError(msg, k_status);
-        PyObject *hd = PyDict_GetItemWithError(msg, k_headers);
-        long code = st ? PyLong_AsLong(st) : -1;
-        if (code < 100 || code > 999) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "invalid status");
+        if (take_start(t, msg) < 0 || (t->trailers = get_bool(msg, k_trailers)) < 0)
             return NULL;
-        }
-        t->status = (int)code;
-        t->start_headers = hd ? (Py_INCREF(hd), hd) : PyList_New(0);
-        if ((t->trailers = get_bool(msg, k_trailers)) < 0) return NULL;
-        t->started = 1;
+        PyObject *hd = t->start_headers;
         /* Server-sent events: the head leaves at once (as Granian) */
         for (Py_ssize_t i = 0; hd && PyList_Check(hd) && i < PyList_GET_SIZE(hd); i++) {
             PyObject *p = PyList_GET_ITEM(hd, i);

@@ -334,15 +334,8 @@ bad:
 
 static PyObject *ws_send(Transport *t, PyObject *msg)
 {
-    PyObject *type = PyDict_Check(msg) ? PyDict_GetItemWithError(msg, k_type) : NULL;
-    if (!type) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
-        return NULL;
-    }
-    if (!t->c || t->gone) {             /* ASGI 2.4: tell the app the client went */
-        PyErr_SetString(PyExc_OSError, "client disconnected");
-        return NULL;
-    }
+    PyObject *type = send_type(t, msg);
+    if (!type) return NULL;
     int rc = 0;
     if (PyUnicode_Compare(type, t_ws_accept) == 0) {
         if (t->wsstate != WSS_CONNECTING || t->started)
@@ -395,16 +388,7 @@ static PyObject *ws_send(Transport *t, PyObject *msg)
     } else if (PyUnicode_Compare(type, t_ws_rstart) == 0) {
         if (t->wsstate != WSS_CONNECTING || t->started)
             return flow_error("Response already started");
-        PyObject *st = PyDict_GetItemWithError(msg, k_status);
-        PyObject *hd = PyDict_GetItemWithError(msg, k_headers);
-        long code = st ? PyLong_AsLong(st) : -1;
-        if (code < 100 || code > 999) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "invalid status");
-            return NULL;
-        }
-        t->status = (int)code;
-        t->start_headers = hd ? Py_NewRef(hd) : PyList_New(0);
-        t->started = 1;
+        if (take_start(t, msg) < 0) return NULL;
     } else if (PyUnicode_Compare(type, t_ws_rbody) == 0) {
         if (!t->started || t->wsstate != WSS_CONNECTING) return flow_error("Response not started");
         if (t->finished) return flow_error("Response already finished");
