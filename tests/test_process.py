@@ -271,3 +271,20 @@ def test_blocking_threads_grow_on_demand_and_are_reaped(wsgi_server):
         time.sleep(0.5)
     assert _threads(worker) == idle              # reaped after the idle timeout
     assert httpx.get(s.url + "/info").status_code == 200   # and started again on demand
+
+
+def test_virtual_env_is_honoured(wsgi_server, tmp_path):
+    """$VIRTUAL_ENV decides sys.prefix and site-packages, as `python` does."""
+    venv = tmp_path / "venv"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python3*/site-packages"))
+    (site / "only_in_venv.py").write_text(
+        "import sys\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('content-type', 'text/plain')])\n"
+        "    return [sys.prefix.encode()]\n")
+    s = wsgi_server("only_in_venv:app", env={"VIRTUAL_ENV": str(venv)})
+    assert httpx.get(s.url + "/").text == str(venv)
+    # without it, the module is not found
+    r = run(["--interface", "wsgi", "--port", "0", "only_in_venv:app"])
+    assert r.returncode == 1 and "ModuleNotFoundError" in r.stdout + r.stderr
