@@ -60,13 +60,12 @@ enum kind {
  * a non-default value of such an option is refused at start-up.  When the
  * feature lands, flip its rows to FT_OK. */
 enum feat { FT_OK, FT_NOOP, FT_TLS, FT_HTTP2, FT_STATIC, FT_METRICS, FT_RELOAD,
-            FT_RESPAWN, FT_LIFETIME, FT_RSS, FT_LOGCONFIG, FT_ENVFILES, FT_PNAME };
+            FT_LOGCONFIG, FT_ENVFILES, FT_PNAME };
 
 static const char *const feat_name[] = {
     [FT_TLS] = "TLS", [FT_HTTP2] = "HTTP/2", [FT_STATIC] = "serving static files",
     [FT_METRICS] = "the metrics exporter", [FT_RELOAD] = "auto reload",
-    [FT_RESPAWN] = "respawning failed workers", [FT_LIFETIME] = "the worker lifetime",
-    [FT_RSS] = "the worker RSS limit", [FT_LOGCONFIG] = "a logging config file",
+    [FT_LOGCONFIG] = "a logging config file",
     [FT_ENVFILES] = "loading env files", [FT_PNAME] = "setting process names",
 };
 
@@ -185,17 +184,17 @@ static const opt opts[] = {
          "Require a client certificate"),
     STR("url-path-prefix", "URL_PATH_PREFIX", FT_OK, NULL, url_path_prefix,
         "URL prefix of the app (SCRIPT_NAME)"),
-    BOOL("respawn-failed-workers", "RESPAWN_FAILED_WORKERS", FT_RESPAWN, "off",
+    BOOL("respawn-failed-workers", "RESPAWN_FAILED_WORKERS", FT_OK, "off",
          respawn_failed_workers, "Respawn crashed workers"),
     NUM(K_FLOAT, "respawn-interval", "RESPAWN_INTERVAL", FT_OK, 0, NOMAX, "3.5",
         respawn_interval_s, "Seconds from a new worker's spawn to the old one's stop"),
-    NUM(K_DUR, "rss-sample-interval", "RSS_SAMPLE_INTERVAL", FT_RSS, 1, 300, "30",
+    NUM(K_DUR, "rss-sample-interval", "RSS_SAMPLE_INTERVAL", FT_OK, 1, 300, "30",
         rss_sample_interval_s, "RSS sampling period"),
-    INT("rss-samples", "RSS_SAMPLES", FT_RSS, 1, NOMAX, "1", rss_samples,
+    INT("rss-samples", "RSS_SAMPLES", FT_OK, 1, NOMAX, "1", rss_samples,
         "Samples over the limit before a respawn"),
-    NUM(K_DUR, "workers-lifetime", "WORKERS_LIFETIME", FT_LIFETIME, 60, NOMAX, NULL,
+    NUM(K_DUR, "workers-lifetime", "WORKERS_LIFETIME", FT_OK, 60, NOMAX, NULL,
         workers_lifetime_s, "Respawn workers older than this"),
-    INT("workers-max-rss", "WORKERS_MAX_RSS", FT_RSS, 1, NOMAX, NULL, workers_max_rss_mib,
+    INT("workers-max-rss", "WORKERS_MAX_RSS", FT_OK, 1, NOMAX, NULL, workers_max_rss_mib,
         "Respawn workers above this RSS (MiB)"),
     NUM(K_DUR, "workers-kill-timeout", "WORKERS_KILL_TIMEOUT", FT_OK, 1, 1800,
         "(wait forever)", workers_kill_timeout_s, "SIGKILL workers slower to stop"),
@@ -837,7 +836,14 @@ typedef struct kid {
     pid_t pid;                      /* 0: free entry */
     int id;                         /* worker number, 1..workers */
     int asked;                      /* we sent SIGTERM: its exit is expected */
+    int respawned;                  /* it replaces a worker that failed */
+    int over;                       /* RSS samples over --workers-max-rss in a row */
+    double born;                    /* monotonic seconds at spawn */
 } kid;
+
+/* Granian's crash-loop guard: a respawned worker that dies this soon
+ * after its spawn would only die again. */
+#define CRASH_LOOP_S 5.5
 
 static kid *kids;
 static int nkids;
@@ -909,7 +915,7 @@ static void wait_signal(double until)
     }
 }
 
-static int spawn(int id)
+static kid *spawn(int id)
 {
     kid *k = NULL;
     pid_t pid;
@@ -920,7 +926,7 @@ static int spawn(int id)
     fflush(NULL);                   /* or the child repeats buffered output */
     if (!k || (pid = fork()) < 0) {
         log_error("Cannot spawn worker-%d: %s", id, k ? strerror(errno) : "no free slot");
-        return -1;
+        return NULL;
     }
     if (pid == 0) {
         sigset_t none;
@@ -930,14 +936,15 @@ static int spawn(int id)
         sigprocmask(SIG_SETMASK, &none, NULL);
         wk_main(&cfg, ls, nls, id);
     }
-    *k = (kid){ .pid = pid, .id = id };
+    *k = (kid){ .pid = pid, .id = id, .born = now() };
     log_info("Spawning worker-%d with PID: %ld", id, (long)pid);
-    return 0;
+    return k;
 }
 
-/* Collect exited workers.  An exit we did not ask for stops the server: a
- * worker that could not load the app would only fail again, and respawning
- * crashed workers is not supported yet. */
+/* Collect exited workers.  An exit we did not ask for stops the server,
+ * unless --respawn-failed-workers replaces the worker.  Never respawned: a
+ * worker that could not load the app (it would only fail again), and one
+ * that was itself a respawn and died within CRASH_LOOP_S. */
 static void reap(void)
 {
     pid_t pid;
@@ -961,6 +968,16 @@ static void reap(void)
             } else {
                 log_error("Unexpected exit from worker-%d (exit status %d)",
                           k->id, WEXITSTATUS(st));
+            }
+            int load = WIFEXITED(st) && WEXITSTATUS(st) == WK_EXIT_LOAD;
+            if (cfg.respawn_failed_workers && !load && !failed && !got_stop) {
+                kid *n;
+                if (k->respawned && now() - k->born < CRASH_LOOP_S) {
+                    log_error("Worker crash loop detected, exiting");
+                } else if ((n = spawn(k->id))) {
+                    n->respawned = 1;
+                    break;
+                }
             }
             failed = 1;
             break;
@@ -1001,6 +1018,17 @@ static int wait_for(kid *k, double secs)
  * its predecessor is told to stop, so the shared listeners always have a
  * worker accepting.  A stop signal or a failure cuts it short; the
  * shutdown that follows stops old and new workers alike. */
+/* Replace one worker gracefully: the new one first, then, after
+ * --respawn-interval, the old one is told to stop.  -1 when a stop signal
+ * or a failure cut it short. */
+static int replace(kid *old)
+{
+    if (!spawn(old->id) || wait_for(NULL, cfg.respawn_interval_s) < 0)
+        return -1;
+    stop_worker(old);
+    return wait_for(old, cfg.workers_kill_timeout_s);
+}
+
 static void rolling_restart(void)
 {
     log_info("Restarting workers");
@@ -1009,14 +1037,68 @@ static void rolling_restart(void)
         for (int i = 0; i < nkids && !old; i++)
             if (kids[i].pid && kids[i].id == id && !kids[i].asked)
                 old = &kids[i];
-        if (!old)
-            continue;
-        if (spawn(id) < 0 || wait_for(NULL, cfg.respawn_interval_s) < 0)
-            return;
-        stop_worker(old);
-        if (wait_for(old, cfg.workers_kill_timeout_s) < 0)
+        if (old && replace(old) < 0)
             return;
     }
+}
+
+/* A worker's resident memory in MiB (Linux /proc; 0 elsewhere). */
+static long rss_mib(pid_t pid)
+{
+    char path[64];
+    long pages = 0, rss = 0;
+    snprintf(path, sizeof path, "/proc/%ld/statm", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
+        fclose(f);
+    }
+    return rss * (sysconf(_SC_PAGESIZE) / 1024) / 1024;
+}
+
+static double next_rss;             /* when the RSS monitor samples next */
+
+/* --workers-lifetime and --workers-max-rss: replace at most one worker per
+ * call (1 if it did).  Like Granian, a worker past 95 % of its lifetime is
+ * replaced, and one over the RSS limit for --rss-samples samples in a row. */
+static int check_workers(void)
+{
+    double t = now();
+    for (int i = 0; cfg.workers_lifetime_s && i < nkids; i++) {
+        kid *k = &kids[i];
+        if (k->pid && !k->asked && t - k->born >= 0.95 * cfg.workers_lifetime_s) {
+            log_info("worker-%d lifetime expired, respawning", k->id);
+            replace(k);
+            return 1;
+        }
+    }
+    if (!cfg.workers_max_rss_mib || t < next_rss)
+        return 0;
+    next_rss = t + cfg.rss_sample_interval_s;
+    for (int i = 0; i < nkids; i++) {
+        kid *k = &kids[i];
+        long mib = k->pid && !k->asked ? rss_mib(k->pid) : 0;
+        k->over = mib > cfg.workers_max_rss_mib ? k->over + 1 : 0;
+        if (k->over >= cfg.rss_samples) {
+            log_info("worker-%d RSS is %ld MiB, over the %d MiB limit: respawning",
+                     k->id, mib, cfg.workers_max_rss_mib);
+            replace(k);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The next time check_workers has something to look at (0: none). */
+static double next_check(void)
+{
+    double t = cfg.workers_max_rss_mib ? next_rss : 0;
+    for (int i = 0; cfg.workers_lifetime_s && i < nkids; i++) {
+        double due = kids[i].born + 0.95 * cfg.workers_lifetime_s;
+        if (kids[i].pid && !kids[i].asked && (t == 0 || due < t))
+            t = due;
+    }
+    return t;
 }
 
 /* SIGTERM every worker and wait for them all.  After the kill timeout, or
@@ -1054,7 +1136,8 @@ static int serve(void)
     nkids = cfg.workers + 1;
     kids = oom(calloc((size_t)nkids, sizeof *kids));
     for (int id = 1; id <= cfg.workers && !failed; id++)
-        failed = spawn(id) < 0;
+        failed = !spawn(id);
+    next_rss = now() + cfg.rss_sample_interval_s;
     for (;;) {
         reap();
         if (got_stop || failed)
@@ -1062,8 +1145,8 @@ static int serve(void)
         if (got_hup) {
             got_hup = 0;
             rolling_restart();
-        } else {
-            wait_signal(0);
+        } else if (!check_workers()) {
+            wait_signal(next_check());
         }
     }
     stop_all();

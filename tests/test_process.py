@@ -288,3 +288,76 @@ def test_virtual_env_is_honoured(wsgi_server, tmp_path):
     # without it, the module is not found
     r = run(["--interface", "wsgi", "--port", "0", "only_in_venv:app"])
     assert r.returncode == 1 and "ModuleNotFoundError" in r.stdout + r.stderr
+
+
+# ---- worker lifecycle --------------------------------------------------------
+
+def _wait_log(s, needle, timeout=30):
+    deadline = time.time() + timeout
+    while needle not in s.log() and time.time() < deadline:
+        time.sleep(0.1)
+    return needle in s.log()
+
+
+def test_respawn_failed_workers(wsgi_server):
+    s = wsgi_server("wsgi_app:app", "--respawn-failed-workers")
+    (first,) = s.worker_pids()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(s.url + "/exit")
+    deadline = time.time() + 20
+    while s.log().count("Started worker-1") < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    assert len(s.worker_pids()) == 2 and "Unexpected exit from worker-1" in s.log()
+    r = httpx.get(s.url + "/info")
+    assert r.status_code == 200 and r.json()["_pid"] == s.worker_pids()[1] != first
+    assert s.proc.poll() is None
+
+
+def test_crash_loop_stops_the_server(wsgi_server):
+    s = wsgi_server("wsgi_app:app", "--respawn-failed-workers")
+    for _ in range(2):                       # the respawned worker dies at once too
+        deadline = time.time() + 20
+        while True:
+            try:
+                httpx.get(s.url + "/exit", timeout=5)
+            except httpx.HTTPError:
+                break
+            assert time.time() < deadline
+    assert s.proc.wait(20) == 1
+    assert "Worker crash loop detected" in s.log()
+
+
+def test_import_failure_is_not_respawned():
+    r = run(["--interface", "wsgi", "--port", "0", "--respawn-failed-workers", "broken_app:app"])
+    assert r.returncode == 1 and r.stdout.count("Spawning worker") == 1
+
+
+def test_workers_max_rss_respawns_gracefully(wsgi_server):
+    s = wsgi_server("wsgi_app:app", "--workers-max-rss", "60", "--rss-sample-interval", "1",
+                    "--respawn-interval", "0.2")
+    (first,) = s.worker_pids()
+    assert httpx.get(s.url + "/grow").text == "grown"
+    assert _wait_log(s, "over the 60 MiB limit: respawning", 15), s.log()
+    deadline = time.time() + 15
+    while len(s.worker_pids()) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    new = s.worker_pids()[1]
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if httpx.get(s.url + "/info").json()["_pid"] == new:
+            break
+        time.sleep(0.1)
+    assert httpx.get(s.url + "/info").json()["_pid"] == new != first
+    assert s.proc.poll() is None
+
+
+@pytest.mark.slow
+def test_workers_lifetime(wsgi_server):
+    s = wsgi_server("wsgi_app:app", "--workers-lifetime", "60", "--respawn-interval", "0.2")
+    (first,) = s.worker_pids()
+    assert _wait_log(s, "lifetime expired, respawning", 75)
+    deadline = time.time() + 15
+    while len(s.worker_pids()) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)
+    assert httpx.get(s.url + "/info").json()["_pid"] == s.worker_pids()[1] != first

@@ -206,3 +206,15 @@ def make_app():
 
 class Holder:
     inner = staticmethod(app)
+
+
+HOARD = []
+
+
+def grow(environ, start_response):
+    HOARD.append(bytearray(80 * 1024 * 1024))      # touched: resident
+    start_response("200 OK", [("content-type", "text/plain")])
+    return [b"grown"]
+
+
+ROUTES["/grow"] = grow
