@@ -60,13 +60,13 @@ enum kind {
  * a non-default value of such an option is refused at start-up.  When the
  * feature lands, flip its rows to FT_OK. */
 enum feat { FT_OK, FT_NOOP, FT_TLS, FT_HTTP2, FT_STATIC, FT_METRICS, FT_RELOAD,
-            FT_LOGCONFIG, FT_ENVFILES, FT_PNAME };
+            FT_LOGCONFIG, FT_PNAME };
 
 static const char *const feat_name[] = {
     [FT_TLS] = "TLS", [FT_HTTP2] = "HTTP/2", [FT_STATIC] = "serving static files",
     [FT_METRICS] = "the metrics exporter", [FT_RELOAD] = "auto reload",
     [FT_LOGCONFIG] = "a logging config file",
-    [FT_ENVFILES] = "loading env files", [FT_PNAME] = "setting process names",
+    [FT_PNAME] = "setting process names",
 };
 
 #define NOMAX LLONG_MAX             /* no bound but the field's type */
@@ -200,7 +200,8 @@ static const opt opts[] = {
         "(wait forever)", workers_kill_timeout_s, "SIGKILL workers slower to stop"),
     BOOL("factory", "FACTORY", FT_OK, "off", factory, "Call the target to get the app"),
     STR("working-dir", "WORKING_DIR", FT_OK, NULL, working_dir, "Put first on sys.path"),
-    LIST(K_PATHS, "env-files", "ENV_FILES", FT_ENVFILES, NULL, env_files, "dotenv files"),
+    LIST(K_PATHS, "env-files", "ENV_FILES", FT_OK, NULL, env_files,
+         "dotenv files (never override the environment)"),
     LIST(K_LIST, "static-path-route", "STATIC_PATH_ROUTE", FT_STATIC, "/static",
          static_path_route, "URL prefixes of static files"),
     LIST(K_PATHS, "static-path-mount", "STATIC_PATH_MOUNT", FT_STATIC, NULL,
@@ -1029,9 +1030,61 @@ static int replace(kid *old)
     return wait_for(old, cfg.workers_kill_timeout_s);
 }
 
+/* --env-files: dotenv lines (KEY=value, optional "export ", '#'
+ * comments, single or double quotes, \n in double quotes) into the
+ * environment the workers inherit, never overriding a variable already
+ * set (python-dotenv's override=False, as Granian).  -1 with errno when a
+ * file cannot be read. */
+static int load_env_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[8192];
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f)) {
+        char *k = line, *v, *e;
+        while (*k == ' ' || *k == '\t') k++;
+        if (!strncmp(k, "export ", 7)) k += 7;
+        if (*k == '#' || !(v = strchr(k, '=')))
+            continue;
+        for (e = v; e > k && (e[-1] == ' ' || e[-1] == '\t'); e--) {}
+        *e = 0;
+        for (v++; *v == ' ' || *v == '\t'; v++) {}
+        e = v + strcspn(v, "\r\n");
+        *e = 0;
+        if (*v == '"' || *v == '\'') {         /* quoted: up to the same quote */
+            char q = *v++, *w = v, *r = v;
+            for (; *r && *r != q; r++)
+                *w++ = q == '"' && r[0] == '\\' && r[1] == 'n' ? (r++, '\n') : *r;
+            *w = 0;
+        } else {                                /* bare: an inline comment ends it */
+            char *c = strstr(v, " #");
+            if (c) *c = 0;
+            for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t'); e--) {}
+            *e = 0;
+        }
+        if (*k && strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                            "0123456789_.") == strlen(k))
+            setenv(k, v, 0);
+    }
+    fclose(f);
+    return 0;
+}
+
+static void load_env_files(int at_start)
+{
+    for (int i = 0; i < cfg.env_files.n; i++)
+        if (load_env_file(cfg.env_files.v[i]) < 0) {
+            if (at_start)
+                fatal("%s: %s: %s", NAME("env-files"), cfg.env_files.v[i], strerror(errno));
+            log_warn("%s: %s: %s", NAME("env-files"), cfg.env_files.v[i], strerror(errno));
+        }
+}
+
 static void rolling_restart(void)
 {
     log_info("Restarting workers");
+    load_env_files(0);              /* as Granian: re-read on reload */
     for (int id = 1; id <= cfg.workers; id++) {
         kid *old = NULL;
         for (int i = 0; i < nkids && !old; i++)
@@ -1184,6 +1237,7 @@ int main(int argc, char **argv)
     }
 #endif
     signals_init();                 /* before the first fork: no signal slips by */
+    load_env_files(1);
     if (cfg.pid_file)
         pidfile_write();
     if (cfg.uds)

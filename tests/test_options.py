@@ -266,7 +266,7 @@ SPEC = {
     "rss-samples": dict(lo=1, ok="3"),
     "workers-lifetime": dict(lo=60, ok="2h"),
     "workers-max-rss": dict(ok="512"),
-    "env-files": dict(ok=".env"),
+    "env-files": dict(ok="{apps}/test.env", bad=["{tmp}/missing.env"]),
     "static-path-route": dict(ok="/assets"),
     "static-path-mount": dict(ok="/srv/static"),
     "static-path-dir-to-file": dict(ok="index.html"),

@@ -361,3 +361,35 @@ def test_workers_lifetime(wsgi_server):
         time.sleep(0.1)
     time.sleep(1)
     assert httpx.get(s.url + "/info").json()["_pid"] == s.worker_pids()[1] != first
+
+
+def test_env_files(wsgi_server, tmp_path):
+    a, b = tmp_path / "a.env", tmp_path / "b.env"
+    a.write_text("# a comment\nPLAIN=one\nexport EXPORTED=two\nSPACED = three  # trailing\n"
+                 "DQ=\"line\\nbreak\"\nSQ='# not a comment'\nKEPT=from-file\n\nnot a line\n")
+    b.write_text("SECOND=yes\n")
+    s = wsgi_server("wsgi_app:app", "--env-files", str(a), "--env-files", str(b),
+                    "--respawn-interval", "0.2", env={"KEPT": "from-env"})
+    e = httpx.get(s.url + "/info").json()
+    assert (e["PLAIN"], e["EXPORTED"], e["SPACED"]) == ("one", "two", "three")
+    assert e["DQ"] == "line\nbreak" and e["SQ"] == "# not a comment"
+    assert e["SECOND"] == "yes"
+    assert e["KEPT"] == "from-env"                 # never overrides the environment
+    # SIGHUP re-reads the files: a variable added since reaches the new workers
+    b.write_text("SECOND=yes\nADDED=later\n")
+    s.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 20
+    while len(s.worker_pids()) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if httpx.get(s.url + "/info").json().get("ADDED") == "later":
+            break
+        time.sleep(0.2)
+    assert httpx.get(s.url + "/info").json().get("ADDED") == "later"
+
+
+def test_env_files_missing_exits_1(tmp_path):
+    r = run(["--interface", "wsgi", "--port", "0", "--env-files", str(tmp_path / "nope.env"),
+             "wsgi_app:app"])
+    assert r.returncode == 1 and "--env-files" in r.stderr and "Listening" not in r.stdout
