@@ -49,14 +49,14 @@ tests/granc-test: $(SRCS) $(HDRS) Makefile
 tests/granc-asan: $(SRCS) $(HDRS) Makefile
 	$(CC) $(SAN) $(WARN) -o $@ $(SRCS) $(call py_flags,$(TEST_PYTHON)) $(TLS_FLAGS)
 
-tests/unit_http: tests/unit_http.c http.c granc.h
+tests/unit_http: tests/unit_http.c tests/tap.h http.c granc.h
 	$(CC) $(SAN) $(WARN) -I. -o $@ tests/unit_http.c http.c
 tests/unit_ev: tests/unit_ev.c ev.c ev_epoll.c ev_kqueue.c granc.h
 	$(CC) $(SAN) $(WARN) -I. -o $@ tests/unit_ev.c ev.c
 # ws.c twice: its own SHA-1, and BearSSL's as in a TLS build.
-tests/unit_ws: tests/unit_ws.c ws.c granc.h
+tests/unit_ws: tests/unit_ws.c tests/tap.h ws.c granc.h
 	$(CC) $(SAN) $(WARN) -I. -o $@ tests/unit_ws.c ws.c
-tests/unit_ws_tls: tests/unit_ws.c ws.c granc.h
+tests/unit_ws_tls: tests/unit_ws.c tests/tap.h ws.c granc.h
 	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ tests/unit_ws.c ws.c -lbearssl
 # tls.c, TLS builds only; openssl(1) makes its certificates at run time.
 tests/unit_tls: tests/unit_tls.c tls.c granc.h

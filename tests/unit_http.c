@@ -18,54 +18,7 @@
 /* Largest input: a 414 target plus a few lines. */
 #define AREA_BYTES (64 * 1024)
 
-static char *area;          /* AREA_BYTES writable, then the guard page */
-static size_t area_size;
-
-static FILE *out;           /* results are buffered so the plan goes first */
-static char *out_buf;
-static size_t out_len;
-static int ntests, nfailed;
-
-static void ok(int cond, const char *fmt, ...)
-{
-    va_list ap;
-
-    ntests++;
-    if (!cond)
-        nfailed++;
-    fprintf(out, "%sok %d - ", cond ? "" : "not ", ntests);
-    va_start(ap, fmt);
-    vfprintf(out, fmt, ap);
-    va_end(ap);
-    fputc('\n', out);
-}
-
-static void guard_init(void)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-
-    area_size = (AREA_BYTES + page - 1) / page * page;
-    area = mmap(NULL, area_size + page, PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (area == MAP_FAILED || mprotect(area + area_size, page, PROT_NONE)) {
-        perror("mmap");
-        exit(2);
-    }
-}
-
-/* Copy s[0..n) so that it ends right before the guard page. */
-static char *guarded(const char *s, size_t n)
-{
-    char *p;
-
-    if (n > area_size) {
-        fprintf(stderr, "input too large\n");
-        exit(2);
-    }
-    p = area + area_size - n;
-    memcpy(p, s, n);
-    return p;
-}
+#include "tap.h"
 
 /* ---- request parser ------------------------------------------------------ */
 
@@ -139,7 +92,7 @@ static int accept_head(const char *desc, const char *s, size_t head_len)
     r = http_parse_request(req_buf, n, 0, &req, &st);
     ok(r == (int)head_len, "accept: %s (got %d, status %d)", desc, r, st);
     /* bytewise() compares with req, whose slices must survive it. */
-    req_buf = area;
+    req_buf = (const char *)area;
     memcpy(area, s, n);
     http_parse_request(req_buf, n, 0, &req, &st);
     ok(bytewise(s, head_len, (int)head_len, 0), "accept bytewise: %s", desc);
@@ -680,18 +633,12 @@ static void test_misc(void)
 
 int main(void)
 {
-    out = open_memstream(&out_buf, &out_len);
-    if (out == NULL)
-        return 2;
-    guard_init();
+    tap_begin();
     test_accept();
     test_reject();
     test_limits();
     test_partial();
     test_chunked();
     test_misc();
-    fclose(out);
-    printf("1..%d\n%s", ntests, out_buf);
-    free(out_buf);
-    return nfailed != 0;
+    return tap_end();
 }

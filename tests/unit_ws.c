@@ -25,54 +25,7 @@
 #define MAX         1000            /* max_message for most parses */
 #define MASK_KEY    "\x37\xfa\x21\x3d"
 
-static uint8_t *area;               /* AREA_BYTES writable, then the guard page */
-static size_t area_size;
-
-static FILE *out;                   /* results are buffered so the plan goes first */
-static char *out_buf;
-static size_t out_len;
-static int ntests, nfailed;
-
-static void ok(int cond, const char *fmt, ...)
-{
-    va_list ap;
-
-    ntests++;
-    if (!cond)
-        nfailed++;
-    fprintf(out, "%sok %d - ", cond ? "" : "not ", ntests);
-    va_start(ap, fmt);
-    vfprintf(out, fmt, ap);
-    va_end(ap);
-    fputc('\n', out);
-}
-
-static void guard_init(void)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-
-    area_size = (AREA_BYTES + page - 1) / page * page;
-    area = mmap(NULL, area_size + page, PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (area == MAP_FAILED || mprotect(area + area_size, page, PROT_NONE)) {
-        perror("mmap");
-        exit(2);
-    }
-}
-
-/* Copy s[0..n) so that it ends right before the guard page. */
-static uint8_t *guarded(const void *s, size_t n)
-{
-    uint8_t *p;
-
-    if (n > area_size) {
-        fprintf(stderr, "input too large\n");
-        exit(2);
-    }
-    p = area + area_size - n;
-    memmove(p, s, n);
-    return p;
-}
+#include "tap.h"
 
 /* ---- handshake ----------------------------------------------------------- */
 
@@ -715,10 +668,7 @@ static void test_close_codes(void)
 
 int main(void)
 {
-    out = open_memstream(&out_buf, &out_len);
-    if (out == NULL)
-        return 2;
-    guard_init();
+    tap_begin();
     test_accept_key();
     test_parse_accept();
     test_parse_reject();
@@ -727,8 +677,5 @@ int main(void)
     test_utf8();
     test_frame_head();
     test_close_codes();
-    fclose(out);
-    printf("1..%d\n%s", ntests, out_buf);
-    free(out_buf);
-    return nfailed != 0;
+    return tap_end();
 }
