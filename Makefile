@@ -15,7 +15,7 @@ PREFIX      ?= /usr/local
 CFLAGS      ?= -O2 -g
 FUZZ_SECONDS ?= 30
 
-SRCS = granc.c ev.c http.c log.c worker.c wsgi.c asgi.c ws.c
+SRCS = granc.c master.c ev.c http.c log.c worker.c wsgi.c asgi.c ws.c
 HDRS = granc.h ev_epoll.c ev_kqueue.c asgi_ws.c
 
 WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)

@@ -6,10 +6,7 @@
  * environment, --help and the "not supported yet" check all walk that
  * table, so adding or enabling an option is a one-row change.
  *
- * The master then binds every listener, forks the workers and supervises
- * them from a sigsuspend() loop, as nginx does: signals stay blocked except
- * while sleeping, handlers only set flags, all work happens in the loop.
- * The master never starts Python.
+ * Then master.c takes over.
  */
 #include "granc.h"
 
@@ -250,12 +247,8 @@ static config dflt;                 /* the defaults alone, for comparisons */
  * Values
  * =================================================================== */
 
-static pid_t master_pid;            /* 0 until the master owns files to clean */
-static void cleanup(void);
-
 /* Every start-up error: one line on stderr, exit 1. */
-static void fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void fatal(const char *fmt, ...)
+void die(const char *fmt, ...)
 {
     va_list ap;
 
@@ -264,7 +257,7 @@ static void fatal(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-    cleanup();
+    master_cleanup();
     exit(1);
 }
 
@@ -291,6 +284,12 @@ static int opt_find(const char *name, size_t len)
 #define OPT(name) opt_find(name, sizeof name - 1)
 /* The flag or the variable an option's value came from, for messages. */
 #define NAME(name) label(OPT(name), src[OPT(name)])
+
+const char *opt_label(const char *name)
+{
+    int i = opt_find(name, strlen(name));
+    return i < 0 ? name : label(i, src[i]);
+}
 
 /* Strict integer: optional sign, digits, nothing else. */
 static int parse_ll(const char *s, int base, long long *out)
@@ -369,7 +368,7 @@ static int parse_bool(const char *s)
 static void *oom(void *p)
 {
     if (!p)
-        fatal("out of memory");
+        die("out of memory");
     return p;
 }
 
@@ -385,12 +384,12 @@ static void bad_number(int i, int from, const char *v)
     char range[64];
 
     if (o->kind == K_OCTAL)
-        fatal("%s: must be a file mode such as 0660 (got \"%s\")", label(i, from), v);
+        die("%s: must be a file mode such as 0660 (got \"%s\")", label(i, from), v);
     if (o->hi == NOMAX)
         snprintf(range, sizeof range, ">= %lld", o->lo);
     else
         snprintf(range, sizeof range, "in %lld..%lld", o->lo, o->hi);
-    fatal("%s: must be %s %s (got \"%s\")", label(i, from),
+    die("%s: must be %s %s (got \"%s\")", label(i, from),
           o->kind == K_DUR ? "a duration (seconds or NdNhNmNs)"
           : o->kind == K_FLOAT ? "a number" : "an integer", range, v);
 }
@@ -409,7 +408,7 @@ static void set_value(config *c, int i, const char *v, int from)
     switch (o->kind) {
     case K_BOOL:
         if ((k = parse_bool(v)) < 0)
-            fatal("%s: must be a boolean: 1/0, true/false, yes/no, on/off, t/f, y/n (got \"%s\")",
+            die("%s: must be a boolean: 1/0, true/false, yes/no, on/off, t/f, y/n (got \"%s\")",
                   label(i, from), v);
         *(int *)field = k;
         break;
@@ -433,7 +432,7 @@ static void set_value(config *c, int i, const char *v, int from)
         break;
     case K_ENUM: case K_LEVEL: case K_WORD:
         if ((k = choice_index(o->choices, v)) < 0)
-            fatal("%s: must be one of %s (got \"%s\")", label(i, from), o->choices, v);
+            die("%s: must be one of %s (got \"%s\")", label(i, from), o->choices, v);
         if (o->kind != K_WORD) {
             *(int *)field = o->kind == K_LEVEL ? levels[k] : k;
             break;
@@ -520,7 +519,7 @@ static void usage(void)
 static void set_target(const char *a)
 {
     if (cfg.target)
-        fatal("unexpected extra argument \"%s\" (one APP only)", a);
+        die("unexpected extra argument \"%s\" (one APP only)", a);
     cfg.target = a;
 }
 
@@ -553,7 +552,7 @@ static void parse_args(int argc, char **argv)
             continue;
         }
         if (a[1] != '-')
-            fatal("%s: unknown option (see --help)", a);
+            die("%s: unknown option (see --help)", a);
         eq = strchr(name, '=');
         len = eq ? (size_t)(eq - name) : strlen(name);
         if ((k = opt_find(name, len)) < 0 && len > 3 && !strncmp(name, "no-", 3)) {
@@ -563,17 +562,17 @@ static void parse_args(int argc, char **argv)
             neg = 1;
         }
         if (k < 0)
-            fatal("--%.*s: unknown option (see --help)", (int)len, name);
+            die("--%.*s: unknown option (see --help)", (int)len, name);
         if (opts[k].kind == K_BOOL) {
             if (neg && eq)
-                fatal("--no-%s: takes no value", opts[k].name);
+                die("--no-%s: takes no value", opts[k].name);
             val = eq ? eq + 1 : neg ? "false" : "true";
         } else if (eq) {
             val = eq + 1;
         } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) {
             val = argv[++i];
         } else {
-            fatal("--%s: missing value", opts[k].name);
+            die("--%s: missing value", opts[k].name);
         }
         set_value(&cfg, k, val, SRC_ARGV);
     }
@@ -622,29 +621,29 @@ static void resolve(void)
     struct stat st;
 
     if (!cfg.target)
-        fatal("missing APP argument: module[:attr] or file.py (see --help)");
+        die("missing APP argument: module[:attr] or file.py (see --help)");
     if (cfg.iface == IF_RSGI)
-        fatal("%s: RSGI is not supported yet; use --interface asgi or wsgi",
+        die("%s: RSGI is not supported yet; use --interface asgi or wsgi",
               label(ii, src[ii]));
     if (cfg.loop && (!strcmp(cfg.loop, "rloop") || !strcmp(cfg.loop, "winloop")))
-        fatal("%s: %s is not available in granc (use auto, asyncio or uvloop)",
+        die("%s: %s is not available in granc (use auto, asyncio or uvloop)",
               label(OPT("loop"), src[OPT("loop")]), cfg.loop);
     if (cfg.http == HTTPM_2)
-        fatal("%s: HTTP/2 is not supported yet", label(ih, src[ih]));
+        die("%s: HTTP/2 is not supported yet", label(ih, src[ih]));
     for (int i = 0; i < NOPTS; i++) {
         if (opts[i].feat == FT_TLS && TLS_BUILT)
             continue;
         if (opts[i].feat == FT_TLS && src[i] != SRC_DEFAULT && !same_value(i, &cfg, &dflt))
-            fatal("%s: TLS needs BearSSL: install libbearssl-dev and rebuild granc",
+            die("%s: TLS needs BearSSL: install libbearssl-dev and rebuild granc",
                   label(i, src[i]));
         if (opts[i].feat > FT_NOOP && src[i] != SRC_DEFAULT && !same_value(i, &cfg, &dflt))
-            fatal("%s: %s is not supported yet", label(i, src[i]), feat_name[opts[i].feat]);
+            die("%s: %s is not supported yet", label(i, src[i]), feat_name[opts[i].feat]);
     }
     if (cfg.ssl_protocol_min && !strcmp(cfg.ssl_protocol_min, "tls1.3"))
-        fatal("%s: TLS 1.3 is not available: BearSSL speaks TLS 1.2 only",
+        die("%s: TLS 1.3 is not available: BearSSL speaks TLS 1.2 only",
               NAME("ssl-protocol-min"));
     if (!cfg.ssl_certificate != !cfg.ssl_keyfile)
-        fatal("%s: TLS needs both --ssl-certificate and --ssl-keyfile",
+        die("%s: TLS needs both --ssl-certificate and --ssl-keyfile",
               cfg.ssl_certificate ? NAME("ssl-certificate") : NAME("ssl-keyfile"));
 
     if (!cfg.backpressure)
@@ -653,560 +652,10 @@ static void resolve(void)
         cfg.blocking_threads = cfg.iface == IF_WSGI && cfg.backpressure / 2 > 1
                                ? cfg.backpressure / 2 : 1;
     else if (cfg.iface != IF_WSGI && cfg.blocking_threads > 1)
-        fatal("%s: must be 1 on async interfaces (got %d)", label(ib, src[ib]),
+        die("%s: must be 1 on async interfaces (got %d)", label(ib, src[ib]),
               cfg.blocking_threads);
     if (cfg.working_dir && (stat(cfg.working_dir, &st) || !S_ISDIR(st.st_mode)))
-        fatal("%s: %s is not a directory", label(iw, src[iw]), cfg.working_dir);
-}
-
-/* ===================================================================
- * Master: pid file and listeners
- * =================================================================== */
-
-static listener ls[MAX_LISTENERS];
-static int nls;
-static int uds_bound;               /* we created the socket file */
-static int pid_written;
-
-static long pidfile_read(void)
-{
-    FILE *f = fopen(cfg.pid_file, "r");
-    long pid = 0;
-
-    if (f) {
-        if (fscanf(f, "%ld", &pid) != 1)
-            pid = 0;
-        fclose(f);
-    }
-    return pid;
-}
-
-/* Remove what the master created.  Workers never do: the files are the
- * master's, and a worker exiting must not unlink the live socket. */
-static void cleanup(void)
-{
-    if (!master_pid || getpid() != master_pid)
-        return;
-    if (pid_written && pidfile_read() == (long)master_pid)
-        unlink(cfg.pid_file);
-    if (uds_bound)
-        unlink(cfg.uds);
-    pid_written = uds_bound = 0;
-}
-
-static void pidfile_write(void)
-{
-    long pid = pidfile_read();
-    FILE *f;
-
-    if (pid > 0 && pid != (long)master_pid && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
-        fatal("%s: %s holds the PID of running process %ld", NAME("pid-file"), cfg.pid_file, pid);
-    if (!(f = fopen(cfg.pid_file, "w")))
-        fatal("%s: %s: %s", NAME("pid-file"), cfg.pid_file, strerror(errno));
-    fprintf(f, "%ld\n", (long)master_pid);
-    if (fclose(f))
-        fatal("%s: %s: %s", NAME("pid-file"), cfg.pid_file, strerror(errno));
-    pid_written = 1;
-}
-
-/* Workers accept from an event loop and inherit the socket across fork:
- * non-blocking, FD_CLOEXEC off. */
-static void listen_ready(int fd, const char *what)
-{
-    if (listen(fd, cfg.backlog) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0
-        || fcntl(fd, F_SETFD, 0) < 0)
-        fatal("%s: listen: %s", what, strerror(errno));
-}
-
-/* The address and port fields of an IPv4 or IPv6 socket address. */
-static void *ip_of(struct sockaddr_storage *sa, uint16_t **port)
-{
-    struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
-
-    *port = sa->ss_family == AF_INET ? &s4->sin_port : &s6->sin6_port;
-    return sa->ss_family == AF_INET ? (void *)&s4->sin_addr : (void *)&s6->sin6_addr;
-}
-
-/* Bind every distinct address of the host (localhost may give 127.0.0.1 and
- * ::1).  One socket per address is shared by all workers, not one
- * SO_REUSEPORT socket each: queued connections then survive a rolling
- * restart, and --port 0 yields a single port. */
-static void bind_tcp(void)
-{
-    struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
-                              .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *res, *ai;
-    char port[16];
-    int err, has4 = 0, one = 1;
-
-    snprintf(port, sizeof port, "%d", cfg.port);
-    if ((err = getaddrinfo(cfg.host, port, &hints, &res)))
-        fatal("%s: %s: %s", NAME("host"), cfg.host, gai_strerror(err));
-    for (ai = res; ai; ai = ai->ai_next)
-        has4 |= ai->ai_family == AF_INET;
-    for (ai = res; ai && nls < MAX_LISTENERS; ai = ai->ai_next) {
-        struct sockaddr_storage sa;
-        socklen_t salen = sizeof sa;
-        listener *l = &ls[nls];
-        const char *lb = ai->ai_family == AF_INET6 ? "[" : "";
-        const char *rb = ai->ai_family == AF_INET6 ? "]" : "";
-        uint16_t *pp;
-        void *ip;
-        int fd, dup = 0;
-
-        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
-            continue;
-        memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
-        ip = ip_of(&sa, &pp);
-        inet_ntop(ai->ai_family, ip, l->addr, sizeof l->addr);
-        for (int j = 0; j < nls; j++)
-            dup |= !strcmp(ls[j].addr, l->addr);
-        if (dup)
-            continue;
-        if (nls > 0 && cfg.port == 0)   /* all addresses on the port we got */
-            *pp = htons((uint16_t)ls[0].port);
-        if ((fd = socket(ai->ai_family, SOCK_STREAM, 0)) < 0)
-            fatal("%s: %s: socket: %s", NAME("host"), l->addr, strerror(errno));
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        /* "::" alone stays dual-stack; next to an IPv4 address of the same
-         * name it must leave the IPv4 side to that socket. */
-        if (ai->ai_family == AF_INET6)
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &has4, sizeof has4);
-        if (bind(fd, (struct sockaddr *)&sa, ai->ai_addrlen) < 0)
-            fatal("%s/%s: cannot bind %s%s%s:%d: %s", NAME("host"), NAME("port"), lb, l->addr, rb,
-                  ntohs(*pp), strerror(errno));
-        listen_ready(fd, "--host/--port");
-        getsockname(fd, (struct sockaddr *)&sa, &salen);
-        l->fd = fd;
-        l->family = ai->ai_family;
-        l->port = ntohs(*pp);
-        nls++;
-        log_info("Listening at: %s://%s%s%s:%d", cfg.ssl_certificate ? "https" : "http",
-                 lb, l->addr, rb, l->port);
-    }
-    freeaddrinfo(res);
-    if (nls == 0)
-        fatal("%s: %s: no IPv4 or IPv6 address", NAME("host"), cfg.host);
-}
-
-/* A socket file left by a crashed server refuses connections: replace it.
- * A live one, or a file that is not a socket, belongs to someone else. */
-static void bind_uds(void)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    struct stat st;
-    int fd;
-
-    if (strlen(cfg.uds) >= sizeof sa.sun_path)
-        fatal("%s: path longer than %zu bytes", NAME("uds"), sizeof sa.sun_path - 1);
-    strcpy(sa.sun_path, cfg.uds);
-    if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
-        fatal("%s: socket: %s", NAME("uds"), strerror(errno));
-    if (lstat(cfg.uds, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode))
-            fatal("%s: %s exists and is not a socket", NAME("uds"), cfg.uds);
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
-            fatal("%s: %s is in use by a running server", NAME("uds"), cfg.uds);
-        if (errno != ECONNREFUSED)
-            fatal("%s: %s: %s", NAME("uds"), cfg.uds, strerror(errno));
-        unlink(cfg.uds);
-        close(fd);                  /* a failed connect leaves it unusable */
-        if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
-            fatal("%s: socket: %s", NAME("uds"), strerror(errno));
-    }
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-        fatal("%s: cannot bind %s: %s", NAME("uds"), cfg.uds, strerror(errno));
-    uds_bound = 1;
-    if (cfg.uds_permissions >= 0 && chmod(cfg.uds, (mode_t)cfg.uds_permissions) < 0)
-        fatal("%s: chmod %s: %s", NAME("uds-permissions"), cfg.uds, strerror(errno));
-    listen_ready(fd, "--uds");
-    ls[0] = (listener){ .fd = fd, .family = AF_UNIX, .port = 0 };
-    snprintf(ls[0].addr, sizeof ls[0].addr, "%s", cfg.uds);
-    nls = 1;
-    log_info("Listening at: unix:%s", cfg.uds);
-}
-
-/* ===================================================================
- * Master: workers and signals
- * =================================================================== */
-
-/* A worker process.  During a rolling restart a slot briefly has two, the
- * new one and the retiring one: hence workers + 1 entries. */
-typedef struct kid {
-    pid_t pid;                      /* 0: free entry */
-    int id;                         /* worker number, 1..workers */
-    int asked;                      /* we sent SIGTERM: its exit is expected */
-    int respawned;                  /* it replaces a worker that failed */
-    int over;                       /* RSS samples over --workers-max-rss in a row */
-    double born;                    /* monotonic seconds at spawn */
-} kid;
-
-/* Granian's crash-loop guard: a respawned worker that dies this soon
- * after its spawn would only die again. */
-#define CRASH_LOOP_S 5.5
-
-static kid *kids;
-static int nkids;
-static int failed;                  /* a worker exited unasked: stop, exit 1 */
-static sigset_t waitmask;           /* the mask while asleep in sigsuspend */
-static volatile sig_atomic_t got_stop, got_hup;
-
-static const int handled[] = { SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGALRM };
-#define NHANDLED ((int)(sizeof handled / sizeof handled[0]))
-
-/* Record and return.  SIGCHLD and SIGALRM need no flag: each wake-up reaps
- * and checks the clock anyway. */
-static void on_signal(int sig)
-{
-    int saved = errno;
-
-    if (sig == SIGINT || sig == SIGTERM)
-        got_stop = 1;
-    else if (sig == SIGHUP)
-        got_hup = 1;
-    errno = saved;
-}
-
-/* Block the handled signals for good; they are delivered only inside
- * sigsuspend(), so no flag can change between a check and the sleep. */
-static void signals_init(void)
-{
-    struct sigaction sa = { .sa_handler = on_signal };
-    sigset_t block;
-
-    sigemptyset(&block);
-    for (int i = 0; i < NHANDLED; i++)
-        sigaddset(&block, handled[i]);
-    sa.sa_mask = block;
-    sigprocmask(SIG_BLOCK, &block, &waitmask);
-    for (int i = 0; i < NHANDLED; i++) {
-        sigaction(handled[i], &sa, NULL);
-        sigdelset(&waitmask, handled[i]);
-    }
-}
-
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Sleep until a handled signal arrives, or until `until` (monotonic
- * seconds, 0 = no limit) passes by way of a one-shot SIGALRM. */
-static void wait_signal(double until)
-{
-    struct itimerval it = { { 0, 0 }, { 0, 0 } };
-    long long us;
-
-    if (until > 0) {
-        if (until <= now())
-            return;
-        us = (long long)((until - now()) * 1e6) + 1;   /* never 0: that disarms */
-        it.it_value.tv_sec = (time_t)(us / 1000000);
-        it.it_value.tv_usec = (suseconds_t)(us % 1000000);
-        setitimer(ITIMER_REAL, &it, NULL);
-    }
-    sigsuspend(&waitmask);
-    if (until > 0) {
-        memset(&it, 0, sizeof it);
-        setitimer(ITIMER_REAL, &it, NULL);
-    }
-}
-
-static kid *spawn(int id)
-{
-    kid *k = NULL;
-    pid_t pid;
-
-    for (int i = 0; i < nkids && !k; i++)
-        if (!kids[i].pid)
-            k = &kids[i];
-    fflush(NULL);                   /* or the child repeats buffered output */
-    if (!k || (pid = fork()) < 0) {
-        log_error("Cannot spawn worker-%d: %s", id, k ? strerror(errno) : "no free slot");
-        return NULL;
-    }
-    if (pid == 0) {
-        sigset_t none;
-        for (int i = 0; i < NHANDLED; i++)
-            signal(handled[i], SIG_DFL);
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        wk_main(&cfg, ls, nls, id);
-    }
-    *k = (kid){ .pid = pid, .id = id, .born = now() };
-    log_info("Spawning worker-%d with PID: %ld", id, (long)pid);
-    return k;
-}
-
-/* Collect exited workers.  An exit we did not ask for stops the server,
- * unless --respawn-failed-workers replaces the worker.  Never respawned: a
- * worker that could not load the app (it would only fail again), and one
- * that was itself a respawn and died within CRASH_LOOP_S. */
-static void reap(void)
-{
-    pid_t pid;
-    int st;
-
-    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-        for (int i = 0; i < nkids; i++) {
-            kid *k = &kids[i];
-            if (k->pid != pid)
-                continue;
-            k->pid = 0;
-            if (k->asked)
-                break;
-            if (WIFEXITED(st) && WEXITSTATUS(st) == WK_EXIT_LOAD) {
-                if (!failed)
-                    log_error("Application could not be loaded (worker-%d), "
-                              "shutting down", k->id);
-            } else if (WIFSIGNALED(st)) {
-                log_error("Unexpected exit from worker-%d (killed by signal %d)",
-                          k->id, WTERMSIG(st));
-            } else {
-                log_error("Unexpected exit from worker-%d (exit status %d)",
-                          k->id, WEXITSTATUS(st));
-            }
-            int load = WIFEXITED(st) && WEXITSTATUS(st) == WK_EXIT_LOAD;
-            if (cfg.respawn_failed_workers && !load && !failed && !got_stop) {
-                kid *n;
-                if (k->respawned && now() - k->born < CRASH_LOOP_S) {
-                    log_error("Worker crash loop detected, exiting");
-                } else if ((n = spawn(k->id))) {
-                    n->respawned = 1;
-                    break;
-                }
-            }
-            failed = 1;
-            break;
-        }
-    }
-}
-
-static void stop_worker(kid *k)
-{
-    log_info("Stopping worker-%d", k->id);
-    k->asked = 1;
-    kill(k->pid, SIGTERM);
-}
-
-/* Keep reaping until `secs` have passed (k == NULL) or until worker k has
- * exited, SIGKILLing it when `secs` run out (0: never).  -1 as soon as a
- * stop signal or a failure calls the main loop back. */
-static int wait_for(kid *k, double secs)
-{
-    double until = secs > 0 ? now() + secs : 0;
-
-    for (;;) {
-        reap();
-        if (got_stop || failed)
-            return -1;
-        if (k ? !k->pid : now() >= until)
-            return 0;
-        if (k && until > 0 && now() >= until) {
-            log_warn("worker-%d did not stop in %g s, killing it", k->id, secs);
-            kill(k->pid, SIGKILL);
-            until = 0;
-        }
-        wait_signal(until);
-    }
-}
-
-/* SIGHUP: replace the workers one at a time, each new one spawned before
- * its predecessor is told to stop, so the shared listeners always have a
- * worker accepting.  A stop signal or a failure cuts it short; the
- * shutdown that follows stops old and new workers alike. */
-/* Replace one worker gracefully: the new one first, then, after
- * --respawn-interval, the old one is told to stop.  -1 when a stop signal
- * or a failure cut it short. */
-static int replace(kid *old)
-{
-    if (!spawn(old->id) || wait_for(NULL, cfg.respawn_interval_s) < 0)
-        return -1;
-    stop_worker(old);
-    return wait_for(old, cfg.workers_kill_timeout_s);
-}
-
-/* --env-files: dotenv lines (KEY=value, optional "export ", '#'
- * comments, single or double quotes, \n in double quotes) into the
- * environment the workers inherit, never overriding a variable already
- * set (python-dotenv's override=False, as Granian).  -1 with errno when a
- * file cannot be read. */
-static int load_env_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char line[8192];
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f)) {
-        char *k = line, *v, *e;
-        while (*k == ' ' || *k == '\t') k++;
-        if (!strncmp(k, "export ", 7)) k += 7;
-        if (*k == '#' || !(v = strchr(k, '=')))
-            continue;
-        for (e = v; e > k && (e[-1] == ' ' || e[-1] == '\t'); e--) {}
-        *e = 0;
-        for (v++; *v == ' ' || *v == '\t'; v++) {}
-        e = v + strcspn(v, "\r\n");
-        *e = 0;
-        if (*v == '"' || *v == '\'') {         /* quoted: up to the same quote */
-            char q = *v++, *w = v, *r = v;
-            for (; *r && *r != q; r++)
-                *w++ = q == '"' && r[0] == '\\' && r[1] == 'n' ? (r++, '\n') : *r;
-            *w = 0;
-        } else {                                /* bare: an inline comment ends it */
-            char *c = strstr(v, " #");
-            if (c) *c = 0;
-            for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t'); e--) {}
-            *e = 0;
-        }
-        if (*k && strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                            "0123456789_.") == strlen(k))
-            setenv(k, v, 0);
-    }
-    fclose(f);
-    return 0;
-}
-
-static void load_env_files(int at_start)
-{
-    for (int i = 0; i < cfg.env_files.n; i++)
-        if (load_env_file(cfg.env_files.v[i]) < 0) {
-            if (at_start)
-                fatal("%s: %s: %s", NAME("env-files"), cfg.env_files.v[i], strerror(errno));
-            log_warn("%s: %s: %s", NAME("env-files"), cfg.env_files.v[i], strerror(errno));
-        }
-}
-
-static void rolling_restart(void)
-{
-    log_info("Restarting workers");
-    load_env_files(0);              /* as Granian: re-read on reload */
-    for (int id = 1; id <= cfg.workers; id++) {
-        kid *old = NULL;
-        for (int i = 0; i < nkids && !old; i++)
-            if (kids[i].pid && kids[i].id == id && !kids[i].asked)
-                old = &kids[i];
-        if (old && replace(old) < 0)
-            return;
-    }
-}
-
-/* A worker's resident memory in MiB (Linux /proc; 0 elsewhere). */
-static long rss_mib(pid_t pid)
-{
-    char path[64];
-    long pages = 0, rss = 0;
-    snprintf(path, sizeof path, "/proc/%ld/statm", (long)pid);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
-        fclose(f);
-    }
-    return rss * (sysconf(_SC_PAGESIZE) / 1024) / 1024;
-}
-
-static double next_rss;             /* when the RSS monitor samples next */
-
-/* --workers-lifetime and --workers-max-rss: replace at most one worker per
- * call (1 if it did).  Like Granian, a worker past 95 % of its lifetime is
- * replaced, and one over the RSS limit for --rss-samples samples in a row. */
-static int check_workers(void)
-{
-    double t = now();
-    for (int i = 0; cfg.workers_lifetime_s && i < nkids; i++) {
-        kid *k = &kids[i];
-        if (k->pid && !k->asked && t - k->born >= 0.95 * cfg.workers_lifetime_s) {
-            log_info("worker-%d lifetime expired, respawning", k->id);
-            replace(k);
-            return 1;
-        }
-    }
-    if (!cfg.workers_max_rss_mib || t < next_rss)
-        return 0;
-    next_rss = t + cfg.rss_sample_interval_s;
-    for (int i = 0; i < nkids; i++) {
-        kid *k = &kids[i];
-        long mib = k->pid && !k->asked ? rss_mib(k->pid) : 0;
-        k->over = mib > cfg.workers_max_rss_mib ? k->over + 1 : 0;
-        if (k->over >= cfg.rss_samples) {
-            log_info("worker-%d RSS is %ld MiB, over the %d MiB limit: respawning",
-                     k->id, mib, cfg.workers_max_rss_mib);
-            replace(k);
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* The next time check_workers has something to look at (0: none). */
-static double next_check(void)
-{
-    double t = cfg.workers_max_rss_mib ? next_rss : 0;
-    for (int i = 0; cfg.workers_lifetime_s && i < nkids; i++) {
-        double due = kids[i].born + 0.95 * cfg.workers_lifetime_s;
-        if (kids[i].pid && !kids[i].asked && (t == 0 || due < t))
-            t = due;
-    }
-    return t;
-}
-
-/* SIGTERM every worker and wait for them all.  After the kill timeout, or
- * at once on a second INT/TERM, the rest get SIGKILL. */
-static void stop_all(void)
-{
-    double until = cfg.workers_kill_timeout_s ? now() + cfg.workers_kill_timeout_s : 0;
-    int alive, killed = 0;
-
-    log_info("Shutting down granc");
-    got_stop = 0;
-    for (int i = 0; i < nkids; i++)
-        if (kids[i].pid && !kids[i].asked)
-            stop_worker(&kids[i]);
-    for (;;) {
-        reap();
-        alive = 0;
-        for (int i = 0; i < nkids; i++)
-            alive += kids[i].pid != 0;
-        if (!alive)
-            return;
-        if (!killed && (got_stop || (until > 0 && now() >= until))) {
-            log_warn("Killing %d worker(s) that did not stop", alive);
-            for (int i = 0; i < nkids; i++)
-                if (kids[i].pid)
-                    kill(kids[i].pid, SIGKILL);
-            killed = 1;
-        }
-        wait_signal(killed ? 0 : until);
-    }
-}
-
-static int serve(void)
-{
-    nkids = cfg.workers + 1;
-    kids = oom(calloc((size_t)nkids, sizeof *kids));
-    for (int id = 1; id <= cfg.workers && !failed; id++)
-        failed = !spawn(id);
-    next_rss = now() + cfg.rss_sample_interval_s;
-    for (;;) {
-        reap();
-        if (got_stop || failed)
-            break;
-        if (got_hup) {
-            got_hup = 0;
-            rolling_restart();
-        } else if (!check_workers()) {
-            wait_signal(next_check());
-        }
-    }
-    stop_all();
-    for (int i = 0; i < nls; i++)
-        close(ls[i].fd);
-    cleanup();
-    return failed;
+        die("%s: %s is not a directory", label(iw, src[iw]), cfg.working_dir);
 }
 
 int main(int argc, char **argv)
@@ -1222,27 +671,18 @@ int main(int argc, char **argv)
     log_init(cfg.log, cfg.log_level, NULL);
     i = OPT("access-log-fmt");
     if (cfg.access_log && log_access_init(cfg.access_log_fmt) < 0)
-        fatal("%s: invalid format \"%s\"", label(i, src[i]), cfg.access_log_fmt);
+        die("%s: invalid format \"%s\"", label(i, src[i]), cfg.access_log_fmt);
     warn_unknown_env();
     if ((cpus = sysconf(_SC_NPROCESSORS_ONLN)) > 0 && cfg.workers > cpus)
         log_warn("%d workers is more than the %ld online CPUs", cfg.workers, cpus);
 
-    master_pid = getpid();
-    log_info("Starting granc %s (main PID: %ld)", GRANC_VERSION, (long)master_pid);
+    log_info("Starting granc %s (main PID: %ld)", GRANC_VERSION, (long)getpid());
 #ifdef GRANC_TLS
     if (cfg.ssl_certificate) {      /* bad files stop us before anything is bound */
         char err[512];
         if (!(cfg.tls = tls_load(&cfg, err, sizeof err)))
-            fatal("%s", err);
+            die("%s", err);
     }
 #endif
-    signals_init();                 /* before the first fork: no signal slips by */
-    load_env_files(1);
-    if (cfg.pid_file)
-        pidfile_write();
-    if (cfg.uds)
-        bind_uds();
-    else
-        bind_tcp();
-    return serve();
+    return master_run(&cfg);
 }

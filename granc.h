@@ -129,6 +129,21 @@ typedef struct config {
     struct tls_ctx *tls;             /* loaded --ssl-* files, or NULL */
 } config;
 
+/* A start-up error: one line "granc: ..." on stderr, then exit 1. */
+void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+/* "--flag" or "GRANIAN_VAR": whichever set the option (for messages). */
+const char *opt_label(const char *name);
+
+/* ===================================================================
+ * master.c -- the master process
+ * =================================================================== */
+
+/* Bind the listeners, fork the workers, supervise them until a stop
+ * signal or a failure; returns the server's exit status. */
+int master_run(const config *cfg);
+/* Remove the pid file and socket file the master created (master only). */
+void master_cleanup(void);
+
 /* One bound listening socket, created by the master, inherited by workers. */
 typedef struct listener {
     int fd;
