@@ -15,7 +15,7 @@ PREFIX      ?= /usr/local
 CFLAGS      ?= -O2 -g
 FUZZ_SECONDS ?= 30
 
-SRCS = granc.c master.c ev.c http.c log.c worker.c wsgi.c asgi.c ws.c
+SRCS = granc.c master.c reload.c metrics.c ev.c http.c log.c worker.c wsgi.c asgi.c ws.c
 HDRS = granc.h ev_epoll.c ev_kqueue.c asgi_ws.c
 
 WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)
@@ -58,6 +58,11 @@ tests/unit_ws: tests/unit_ws.c tests/tap.h ws.c granc.h
 	$(CC) $(SAN) $(WARN) -I. -o $@ tests/unit_ws.c ws.c
 tests/unit_ws_tls: tests/unit_ws.c tests/tap.h ws.c granc.h
 	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ tests/unit_ws.c ws.c -lbearssl
+# reload.c twice: inotify, and the portable stat() scan forced on Linux.
+tests/unit_reload: tests/unit_reload.c tests/tap.h reload.c log.c http.c granc.h
+	$(CC) $(SAN) $(WARN) -I. -o $@ tests/unit_reload.c reload.c log.c http.c
+tests/unit_reload_poll: tests/unit_reload.c tests/tap.h reload.c log.c http.c granc.h
+	$(CC) $(SAN) $(WARN) -DRELOAD_POLL -I. -o $@ tests/unit_reload.c reload.c log.c http.c
 # tls.c, TLS builds only; openssl(1) makes its certificates at run time.
 tests/unit_tls: tests/unit_tls.c tls.c granc.h
 	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ tests/unit_tls.c tls.c -lbearssl
@@ -72,11 +77,14 @@ kqueue-check:
 deps:
 	@sh tests/deps.sh
 
-unit: tests/unit_http tests/unit_ev tests/unit_ws tests/unit_ws_tls $(UNIT_TLS) kqueue-check
+unit: tests/unit_http tests/unit_ev tests/unit_ws tests/unit_ws_tls tests/unit_reload \
+      tests/unit_reload_poll $(UNIT_TLS) kqueue-check
 	./tests/unit_http
 	./tests/unit_ev
 	./tests/unit_ws
 	./tests/unit_ws_tls
+	./tests/unit_reload
+	./tests/unit_reload_poll
 	$(if $(UNIT_TLS),./$(UNIT_TLS))
 
 pytest: tests/granc-test
@@ -112,4 +120,4 @@ install: granc
 clean:
 	rm -f granc granc-asan tests/granc-test tests/granc-asan tests/unit_http \
 	      tests/unit_ev tests/fuzz_http tests/unit_ws tests/unit_ws_tls tests/fuzz_ws \
-	      tests/unit_tls
+	      tests/unit_tls tests/unit_reload tests/unit_reload_poll

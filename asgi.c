@@ -742,13 +742,13 @@ static PyObject *build_scope(conn *c)
     }
     const listener *ls = c->ls;
     int uds = ls->family == AF_UNIX;
-    PyObject *scheme = c->tls ? s_https_scheme : s_http_scheme;
+    PyObject *scheme = conn_secure(c) ? s_https_scheme : s_http_scheme;
     Py_INCREF(s_http); Py_INCREF(asgi_dict); Py_INCREF(scheme);
     Py_INCREF(rq->minor ? v11 : v10);
     if (set(scope, k_type, s_http) || set(scope, k_asgi, asgi_dict) ||
         set(scope, k_http_version, rq->minor ? v11 : v10) ||
         set(scope, k_server, server_tuple(ls)) ||
-        set(scope, k_client, addr_tuple(c->addr, uds ? 0 : c->port)) ||
+        set(scope, k_client, addr_tuple(conn_client(c), uds ? 0 : conn_client_port(c))) ||
         set(scope, k_scheme, scheme) ||
         set(scope, k_method, PyUnicode_DecodeLatin1(rq->method.p, (Py_ssize_t)rq->method.n, NULL)) ||
         set(scope, k_root_path, PyUnicode_FromString(cfg->url_path_prefix ? cfg->url_path_prefix : "")) ||
@@ -893,7 +893,7 @@ static void finish(Transport *t)
     c->dpos = c->dend;
     c->keep = t->h.keep && c->body_done && !c->broken && !(t->ws && t->h.code == 101);
     wk_access_log(c, t->head_sent ? t->h.code : 500,
-                  t->ws ? (c->tls ? "wss" : "ws") : (c->tls ? "https" : "http"));
+                  t->ws ? (conn_secure(c) ? "wss" : "ws") : (conn_secure(c) ? "https" : "http"));
     c->app = NULL;
     wk_request_done(c);
     Py_DECREF(t);                       /* the reference c held */
@@ -988,12 +988,17 @@ static const char runner_src[] =
 "            log(40, f'ASGI lifespan startup failed: {failed}')\n"
 "            return 3\n"
 "    done = loop.create_future()\n"
+"    timer = [None, False]\n"
 "    def tick():\n"
-"        poll()\n"
+"        timer[1] = poll()\n"
 "        if not done.done():\n"
-"            loop.call_later(0.5, tick)\n"
-"    loop.add_reader(fd, poll)\n"
-"    loop.call_later(0.5, tick)\n"
+"            timer[0] = loop.call_later(0.05 if timer[1] else 0.5, tick)\n"
+"    def ready():\n"
+"        if poll() and not timer[1]:\n"
+"            timer[0].cancel()\n"
+"            tick()\n"
+"    loop.add_reader(fd, ready)\n"
+"    timer[0] = loop.call_later(0.5, tick)\n"
 "    listen(state, loop, done)\n"
 "    await done\n"
 "    loop.remove_reader(fd)\n"
@@ -1019,7 +1024,7 @@ static PyObject *py_poll(PyObject *self, PyObject *unused)
     if (wk_poll() && drained_fut)
         resolve(&drained_fut, Py_NewRef(Py_None));
     if (PyErr_Occurred()) wk_log_exception("granc: error in the event loop");
-    Py_RETURN_NONE;
+    return PyBool_FromLong(wk_stopping());    /* the tick quickens while stopping */
 }
 
 static PyObject *py_listen(PyObject *self, PyObject *args)

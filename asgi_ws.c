@@ -77,7 +77,7 @@ static PyObject *ws_scope(conn *c)
         if (s) { if (PyList_Append(subs, s) < 0) Py_CLEAR(subs); Py_DECREF(s); }
     }
     Py_INCREF(s_websocket);
-    PyObject *scheme = c->tls ? s_wss_scheme : s_ws_scheme;
+    PyObject *scheme = conn_secure(c) ? s_wss_scheme : s_ws_scheme;
     Py_INCREF(scheme);
     if (!subs || set(scope, k_type, s_websocket) || set(scope, k_scheme, scheme) ||
         PyDict_DelItem(scope, k_method) < 0 || set(scope, k_subprotocols, subs)) {

@@ -25,6 +25,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -56,14 +59,10 @@ enum kind {
  * documented, no effect in granc.  Any other value names a missing feature:
  * a non-default value of such an option is refused at start-up.  When the
  * feature lands, flip its rows to FT_OK. */
-enum feat { FT_OK, FT_NOOP, FT_TLS, FT_HTTP2, FT_STATIC, FT_METRICS, FT_RELOAD,
-            FT_LOGCONFIG, FT_PNAME };
+enum feat { FT_OK, FT_NOOP, FT_TLS, FT_HTTP2, FT_STATIC };
 
 static const char *const feat_name[] = {
     [FT_TLS] = "TLS", [FT_HTTP2] = "HTTP/2", [FT_STATIC] = "serving static files",
-    [FT_METRICS] = "the metrics exporter", [FT_RELOAD] = "auto reload",
-    [FT_LOGCONFIG] = "a logging config file",
-    [FT_PNAME] = "setting process names",
 };
 
 #define NOMAX LLONG_MAX             /* no bound but the field's type */
@@ -105,6 +104,10 @@ static const opt opts[] = {
     STR("host", "HOST", FT_OK, "127.0.0.1", host, "IP address or host name to bind"),
     INT("port", "PORT", FT_OK, 0, 65535, "8000", port, "Port to bind (0: any free port)"),
     STR("uds", "UDS", FT_OK, NULL, uds, "Unix socket to bind instead of TCP"),
+    INT("fd", "FD", FT_OK, 0, NOMAX, "(none)", fd,
+        "granc: serve on this inherited listening socket"),
+    LIST(K_LIST, "forwarded-allow-ips", "FORWARDED_ALLOW_IPS", FT_OK, NULL,
+         forwarded_allow_ips, "granc: peers trusted for X-Forwarded-For/-Proto"),
     NUM(K_OCTAL, "uds-permissions", "UDS_PERMISSIONS", FT_OK, 0, 07777, "(umask)",
         uds_permissions, "Mode of the socket file"),
     ONE(K_ENUM, "interface", "INTERFACE", FT_OK, "rsgi|asgi|asginl|wsgi", "rsgi", iface,
@@ -163,7 +166,7 @@ static const opt opts[] = {
     BOOL("log", "LOG_ENABLED", FT_OK, "on", log, "Server log"),
     ONE(K_LEVEL, "log-level", "LOG_LEVEL", FT_OK,
         "critical|error|warning|warn|info|debug|notset", "info", log_level, "Log level"),
-    STR("log-config", "LOG_CONFIG", FT_LOGCONFIG, NULL, log_config, "Logging config (JSON)"),
+    STR("log-config", "LOG_CONFIG", FT_OK, NULL, log_config, "Logging config (JSON)"),
     BOOL("access-log", "LOG_ACCESS_ENABLED", FT_OK, "off", access_log, "Access log"),
     STR("access-log-fmt", "LOG_ACCESS_FMT", FT_OK,
         "[%(time)s] %(addr)s - \"%(method)s %(path)s %(protocol)s\" %(status)d %(dt_ms).3f",
@@ -195,6 +198,12 @@ static const opt opts[] = {
         "Respawn workers above this RSS (MiB)"),
     NUM(K_DUR, "workers-kill-timeout", "WORKERS_KILL_TIMEOUT", FT_OK, 1, 1800,
         "(wait forever)", workers_kill_timeout_s, "SIGKILL workers slower to stop"),
+    NUM(K_DUR, "graceful-timeout", "GRACEFUL_TIMEOUT", FT_OK, 1, 86400, "(wait forever)",
+        graceful_timeout_s, "granc: close what is left of a drain after this"),
+    INT("max-requests", "MAX_REQUESTS", FT_OK, 0, NOMAX, "0", max_requests,
+        "granc: replace a worker after this many requests (0: never)"),
+    INT("max-requests-jitter", "MAX_REQUESTS_JITTER", FT_OK, 0, NOMAX, "0",
+        max_requests_jitter, "granc: random extra requests per worker, 0..N"),
     BOOL("factory", "FACTORY", FT_OK, "off", factory, "Call the target to get the app"),
     STR("working-dir", "WORKING_DIR", FT_OK, NULL, working_dir, "Put first on sys.path"),
     LIST(K_PATHS, "env-files", "ENV_FILES", FT_OK, NULL, env_files,
@@ -207,27 +216,27 @@ static const opt opts[] = {
         static_path_dir_to_file, "Index file of directories"),
     NUM(K_DUR, "static-path-expires", "STATIC_PATH_EXPIRES", FT_STATIC, 0, NOMAX, "86400",
         static_path_expires_s, "Static files max-age"),
-    BOOL("metrics", "METRICS_ENABLED", FT_METRICS, "off", metrics, "Metrics exporter"),
-    NUM(K_DUR, "metrics-scrape-interval", "METRICS_SCRAPE_INTERVAL", FT_METRICS, 1, 60,
+    BOOL("metrics", "METRICS_ENABLED", FT_OK, "off", metrics, "Metrics exporter"),
+    NUM(K_DUR, "metrics-scrape-interval", "METRICS_SCRAPE_INTERVAL", FT_OK, 1, 60,
         "15", metrics_scrape_interval_s, "Metrics collection period"),
-    STR("metrics-address", "METRICS_ADDRESS", FT_METRICS, "127.0.0.1", metrics_address,
+    STR("metrics-address", "METRICS_ADDRESS", FT_OK, "127.0.0.1", metrics_address,
         "Metrics exporter address"),
-    INT("metrics-port", "METRICS_PORT", FT_METRICS, 0, 65535, "9090", metrics_port,
+    INT("metrics-port", "METRICS_PORT", FT_OK, 0, 65535, "9090", metrics_port,
         "Metrics exporter port"),
-    BOOL("reload", "RELOAD", FT_RELOAD, "off", reload, "Restart on file changes"),
-    LIST(K_PATHS, "reload-paths", "RELOAD_PATHS", FT_RELOAD, "(working directory)",
+    BOOL("reload", "RELOAD", FT_OK, "off", reload, "Restart on file changes"),
+    LIST(K_PATHS, "reload-paths", "RELOAD_PATHS", FT_OK, "(working directory)",
          reload_paths, "Paths to watch"),
-    LIST(K_LIST, "reload-ignore-dirs", "RELOAD_IGNORE_DIRS", FT_RELOAD, NULL,
+    LIST(K_LIST, "reload-ignore-dirs", "RELOAD_IGNORE_DIRS", FT_OK, NULL,
          reload_ignore_dirs, "Directory names to ignore"),
-    LIST(K_LIST, "reload-ignore-patterns", "RELOAD_IGNORE_PATTERNS", FT_RELOAD, NULL,
+    LIST(K_LIST, "reload-ignore-patterns", "RELOAD_IGNORE_PATTERNS", FT_OK, NULL,
          reload_ignore_patterns, "Name patterns (regex) to ignore"),
-    LIST(K_PATHS, "reload-ignore-paths", "RELOAD_IGNORE_PATHS", FT_RELOAD, NULL,
+    LIST(K_PATHS, "reload-ignore-paths", "RELOAD_IGNORE_PATHS", FT_OK, NULL,
          reload_ignore_paths, "Paths to ignore"),
-    INT("reload-tick", "RELOAD_TICK", FT_RELOAD, 50, 5000, "50", reload_tick_ms,
+    INT("reload-tick", "RELOAD_TICK", FT_OK, 50, 5000, "50", reload_tick_ms,
         "Watch period (ms)"),
-    BOOL("reload-ignore-worker-failure", "RELOAD_IGNORE_WORKER_FAILURE", FT_RELOAD, "off",
+    BOOL("reload-ignore-worker-failure", "RELOAD_IGNORE_WORKER_FAILURE", FT_OK, "off",
          reload_ignore_worker_failure, "Survive worker crashes on reload"),
-    STR("process-name", "PROCESS_NAME", FT_PNAME, NULL, process_name, "Process title"),
+    STR("process-name", "PROCESS_NAME", FT_OK, NULL, process_name, "Process title"),
     STR("pid-file", "PID_FILE", FT_OK, NULL, pid_file, "File to write the master PID to"),
 };
 #define NOPTS ((int)(sizeof opts / sizeof opts[0]))
@@ -610,6 +619,7 @@ static void set_defaults(void)
         if (opts[i].def && opts[i].def[0] != '(')
             set_value(&dflt, i, opts[i].def, SRC_DEFAULT);
     dflt.uds_permissions = -1;
+    dflt.fd = -1;
     cfg = dflt;
 }
 
@@ -619,6 +629,7 @@ static void resolve(void)
     int ii = OPT("interface"), ih = OPT("http"), ib = OPT("blocking-threads");
     int iw = OPT("working-dir");
     struct stat st;
+    char bad[64];
 
     if (!cfg.target)
         die("missing APP argument: module[:attr] or file.py (see --help)");
@@ -654,8 +665,62 @@ static void resolve(void)
     else if (cfg.iface != IF_WSGI && cfg.blocking_threads > 1)
         die("%s: must be 1 on async interfaces (got %d)", label(ib, src[ib]),
               cfg.blocking_threads);
+    if (cfg.log_config && access(cfg.log_config, R_OK) < 0)
+        die("%s: %s: %s", NAME("log-config"), cfg.log_config, strerror(errno));
+    if (proxy_trust_init(&cfg.forwarded_allow_ips, bad, sizeof bad) < 0)
+        die("%s: \"%s\" is not an IP address, a CIDR, unix or *", NAME("forwarded-allow-ips"), bad);
     if (cfg.working_dir && (stat(cfg.working_dir, &st) || !S_ISDIR(st.st_mode)))
         die("%s: %s is not a directory", label(iw, src[iw]), cfg.working_dir);
+}
+
+/* ===================================================================
+ * Process titles, without a library
+ * =================================================================== */
+
+/* ps(1) shows the memory of argv[0], which runs on through the other
+ * arguments and the environment strings.  At start-up argv and environ
+ * move to the heap (config strings then point there), which frees that
+ * area for titles. */
+static char *title_area;
+static size_t title_len;
+
+static char **title_init(int argc, char **argv)
+{
+    char **av = oom(calloc((size_t)argc + 1, sizeof *av)), **ev;
+    char *end = argv[0] + strlen(argv[0]) + 1;
+    int n = 0;
+
+    for (int i = 1; i < argc && argv[i] == end; i++)
+        end = argv[i] + strlen(argv[i]) + 1;
+    for (; environ[n]; n++)
+        if (environ[n] == end)
+            end = environ[n] + strlen(environ[n]) + 1;
+    ev = oom(calloc((size_t)n + 1, sizeof *ev));
+    for (int i = 0; i < n; i++)
+        ev[i] = oom(strdup(environ[i]));
+    for (int i = 0; i < argc; i++)
+        av[i] = oom(strdup(argv[i]));
+    environ = ev;
+    title_area = argv[0];
+    title_len = (size_t)(end - argv[0]);
+    return av;
+}
+
+void proc_title(const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (title_len > 1) {
+        memset(title_area, 0, title_len);
+        memcpy(title_area, buf, strnlen(buf, title_len - 1));
+    }
+#ifdef __linux__
+    prctl(PR_SET_NAME, buf, 0, 0, 0);  /* comm: what top and pkill see */
+#endif
 }
 
 int main(int argc, char **argv)
@@ -663,6 +728,7 @@ int main(int argc, char **argv)
     long cpus;
     int i;
 
+    argv = title_init(argc, argv);
     set_defaults();
     parse_args(argc, argv);
     parse_env();

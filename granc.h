@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <poll.h>
 #include <time.h>
 
 #define GRANC_VERSION   "0.1.0"
@@ -122,6 +123,11 @@ typedef struct config {
             reload_ignore_paths;
     int reload_tick_ms;
     int reload_ignore_worker_failure;
+    int graceful_timeout_s;          /* granc: 0 = wait forever */
+    int max_requests, max_requests_jitter;   /* granc: 0 = off */
+    /* granc: inherited listener, and proxies trusted for X-Forwarded-* */
+    int fd;                          /* -1 = bind --host/--port or --uds */
+    strlist forwarded_allow_ips;
     /* process */
     const char *process_name;
     const char *pid_file;
@@ -133,6 +139,8 @@ typedef struct config {
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 /* "--flag" or "GRANIAN_VAR": whichever set the option (for messages). */
 const char *opt_label(const char *name);
+/* Set the process title (ps) and, on Linux, its name (top, pkill). */
+void proc_title(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ===================================================================
  * master.c -- the master process
@@ -143,6 +151,80 @@ const char *opt_label(const char *name);
 int master_run(const config *cfg);
 /* Remove the pid file and socket file the master created (master only). */
 void master_cleanup(void);
+
+/* ===================================================================
+ * reload.c -- --reload: watch files, tell the master when one changed
+ * =================================================================== */
+
+typedef struct reload_watch reload_watch;
+
+/* Watch --reload-paths (default: the working directory) recursively,
+ * filtered as watchfiles' DefaultFilter extended by --reload-ignore-dirs,
+ * --reload-ignore-patterns and --reload-ignore-paths.  NULL with a
+ * one-line reason in err on failure. */
+reload_watch *reload_open(const config *cfg, char *err, size_t errlen);
+/* A descriptor that turns readable when events are pending (inotify), or
+ * -1 when the caller must call reload_changed every --reload-tick ms
+ * (the portable stat() scan). */
+int reload_fd(reload_watch *w);
+/* Consume pending events.  1 when a watched file changed: the changes are
+ * logged ("Changes detected, reloading workers.." and one line per path);
+ * 0 otherwise.  Once a change counts, it waits until the trees have been
+ * quiet for --reload-tick, at most 1.6 s. */
+int reload_changed(reload_watch *w);
+/* Release the watch (the master at exit; a worker right after fork). */
+void reload_close(reload_watch *w);
+
+/* ===================================================================
+ * metrics.c -- --metrics: counters in shared memory, a Prometheus exporter
+ * =================================================================== */
+
+/* One worker's counters, in memory shared with the master.  The worker
+ * writes them with relaxed atomic adds (several of its threads may);
+ * the master reads them when scraped: there is no collection lag. */
+typedef struct wk_metrics {
+    /* set by the master */
+    pid_t pid;                       /* 0: the slot is free */
+    int id;                          /* worker number, the "worker" label */
+    double born;                     /* monotonic seconds at spawn */
+    /* set by the worker (Granian's names without the granian_ prefix) */
+    uint64_t connections_active;     /* gauge */
+    uint64_t connections_handled, connections_err, requests_handled;
+    uint64_t static_requests_handled, static_requests_err;
+    uint64_t blocking_threads, blocking_queue;               /* gauges */
+    uint64_t blocking_idle_cumulative, blocking_busy_cumulative; /* us */
+    uint64_t py_wait_cumulative;     /* us */
+} wk_metrics;
+
+#define M_ADD(field, n) __atomic_fetch_add(&wk_m->field, (uint64_t)(n), __ATOMIC_RELAXED)
+#define M_SUB(field, n) __atomic_fetch_sub(&wk_m->field, (uint64_t)(n), __ATOMIC_RELAXED)
+#define M_SET(field, v) __atomic_store_n(&wk_m->field, (uint64_t)(v), __ATOMIC_RELAXED)
+/* This process's slot: a shared one in workers when --metrics is on,
+ * else a private dummy, so that counting never needs a branch. */
+extern wk_metrics *wk_m;
+
+/* The master's own counters (Granian's workers_* metrics). */
+enum { MC_SPAWNS, MC_RESPAWN_ERR, MC_RESPAWN_LIFETIME, MC_RESPAWN_RSS, MC_N };
+
+/* Master, before any fork: map nslots shared slots and bind the exporter
+ * on --metrics-address:--metrics-port (die() on failure). */
+void metrics_open(const config *cfg, int nslots);
+wk_metrics *metrics_slot(int i);     /* NULL when metrics are off */
+/* Master: slot i now belongs to worker `id` with `pid` (born now), or is
+ * free again (pid 0). */
+void metrics_worker(int i, pid_t pid, int id);
+/* In a freshly forked worker: close the exporter's descriptors (an
+ * inherited client socket would outlive the master's close), point wk_m
+ * at slot i and zero its counters. */
+void metrics_child(int i);
+void metrics_count(int which);       /* MC_*: one more */
+/* The master's poll set: the exporter's listener and its clients.  Fills
+ * up to max entries, returns how many; lowers *timeout_ms (-1: none) to
+ * the nearest client deadline. */
+int metrics_pollfds(struct pollfd *p, int max, int *timeout_ms);
+/* Serve what poll reported on the entries metrics_pollfds filled. */
+void metrics_handle(const struct pollfd *p, int n);
+void metrics_close(void);
 
 /* One bound listening socket, created by the master, inherited by workers. */
 typedef struct listener {
@@ -360,6 +442,10 @@ typedef struct access_rec {
 } access_rec;
 
 int log_access_init(const char *fmt);   /* -1 on a bad format */
+/* Where finished lines go instead of stdout (NULL: stdout): the level,
+ * whether it is an access line, the text without "[LEVEL] ". */
+typedef void log_sink_fn(int level, int access, const char *line, size_t n);
+void log_set_sink(log_sink_fn *fn);
 void log_access(const access_rec *r);
 
 /* ===================================================================
@@ -398,7 +484,31 @@ typedef struct conn {
     struct conn *qnext;              /* pool queue / done list link */
     void *app;                       /* the interface's state while CS_APP */
     tls_conn *tls;                   /* the TLS engine, or NULL */
+    unsigned trusted : 1;            /* the peer is in --forwarded-allow-ips */
+    unsigned counted : 1;            /* TLS: handshake done, in the metrics */
+    signed char fwd_proto;           /* X-Forwarded-Proto: 1 https, -1 http, 0 none */
+    char fwd[64];                    /* X-Forwarded-For's client, or "" */
 } conn;
+
+/* The client and scheme as the app sees them: the peer's, unless a
+ * trusted proxy said otherwise (then the port is 0, as in uvicorn). */
+static inline const char *conn_client(const conn *c) { return c->fwd[0] ? c->fwd : c->addr; }
+static inline int conn_client_port(const conn *c) { return c->fwd[0] ? 0 : c->port; }
+static inline int conn_secure(const conn *c)
+{
+    return c->fwd_proto ? c->fwd_proto > 0 : c->tls != NULL;
+}
+/* Parse --forwarded-allow-ips (IPs, CIDRs, "unix", "*"; commas allowed);
+ * -1 with the bad entry in bad. */
+int proxy_trust_init(const strlist *l, char *bad, size_t badlen);
+
+/* Worker -> master messages: one atomic write each on a shared pipe. */
+enum { WM_READY = 1, WM_RECYCLE };  /* the app is loaded; --max-requests reached */
+typedef struct tell_msg {
+    pid_t pid;
+    int what;
+} tell_msg;
+extern int wk_tell_fd;              /* the pipe's write end, in workers */
 
 /* Runs worker number id (1-based) on the inherited listeners; never
  * returns: exits with one of the WK_EXIT_* codes. */

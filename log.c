@@ -8,6 +8,9 @@
  * The access log format is Granian's: Python %-style named atoms such as
  * "%(addr)s" or "%(dt_ms).3f".  It is compiled once into a list of pieces
  * so that a request is logged without parsing anything.
+ *
+ * With --log-config, workers hand their finished lines to a sink instead
+ * (worker.c passes them to Python's logging); the master always writes.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +24,9 @@
 
 static int log_enabled = 1;
 static int log_level = LL_INFO;
+static log_sink_fn *sink;
+
+void log_set_sink(log_sink_fn *fn) { sink = fn; }
 
 void log_init(int enabled, int level, const char *prefix)
 {
@@ -55,7 +61,7 @@ void log_msg(int level, const char *fmt, ...)
     if (!log_enabled || level < log_level)
         return;
     char buf[LOG_LINE_MAX + 1];
-    int n = snprintf(buf, LOG_LINE_MAX, "[%s] ", level_name(level));
+    int n = sink ? 0 : snprintf(buf, LOG_LINE_MAX, "[%s] ", level_name(level));
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(buf + n, LOG_LINE_MAX - (size_t)n, fmt, ap);
@@ -65,7 +71,8 @@ void log_msg(int level, const char *fmt, ...)
     /* a traceback ends with a newline of its own */
     if (len > LOG_LINE_MAX - 1) len = LOG_LINE_MAX - 1;
     while (len > 0 && buf[len - 1] == '\n') len--;
-    write_line(buf, len);
+    if (sink) sink(level, 0, buf, len);
+    else write_line(buf, len);
 }
 
 /* ---- access log ---- */
@@ -221,5 +228,6 @@ void log_access(const access_rec *r)
         if (w > 0) n = n + (size_t)w < cap ? n + (size_t)w : cap - 1;
     next:;
     }
-    write_line(out, n);
+    if (sink) sink(LL_INFO, 1, out, n);
+    else write_line(out, n);
 }

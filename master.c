@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -195,6 +196,100 @@ static void bind_uds(void)
     log_info("Listening at: unix:%s", cfg.uds);
 }
 
+/* An inherited listening socket (--fd, or systemd's LISTEN_FDS): the
+ * address is whatever it is bound to; --host, --port and --uds are moot. */
+static void inherit(int fd, const char *what)
+{
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof sa, il = sizeof(int);
+    listener *l = &ls[nls];
+    int type = 0, acc = 0;
+    uint16_t *pp;
+
+    if (nls == MAX_LISTENERS)
+        die("%s: more than %d sockets", what, MAX_LISTENERS);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &il) < 0 || type != SOCK_STREAM
+        || getsockname(fd, (struct sockaddr *)&sa, &salen) < 0)
+        die("%s: descriptor %d is not a stream socket", what, fd);
+    il = sizeof(int);
+    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &il);
+    if (!acc)                           /* bound but not listening yet */
+        listen_ready(fd, what);
+    else if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, 0) < 0)
+        die("%s: descriptor %d: %s", what, fd, strerror(errno));
+    l->fd = fd;
+    l->family = sa.ss_family;
+    if (sa.ss_family == AF_UNIX) {
+        struct sockaddr_un *su = (struct sockaddr_un *)&sa;
+        snprintf(l->addr, sizeof l->addr, "%.*s", (int)sizeof l->addr - 1,
+                 su->sun_path[0] ? su->sun_path : "@");
+        log_info("Listening at: unix:%s", l->addr);
+    } else if (sa.ss_family == AF_INET || sa.ss_family == AF_INET6) {
+        inet_ntop(sa.ss_family, ip_of(&sa, &pp), l->addr, sizeof l->addr);
+        l->port = ntohs(*pp);
+        log_info("Listening at: %s://%s%s%s:%d", cfg.ssl_certificate ? "https" : "http",
+                 sa.ss_family == AF_INET6 ? "[" : "", l->addr,
+                 sa.ss_family == AF_INET6 ? "]" : "", l->port);
+    } else {
+        die("%s: descriptor %d is not an IP or Unix socket", what, fd);
+    }
+    log_debug("Using inherited descriptor %d (%s)", fd, what);
+    nls++;
+}
+
+/* systemd socket activation (sd_listen_fds(3)): descriptors 3.. when
+ * LISTEN_PID is ours.  The variables are removed so that the workers'
+ * applications do not take the sockets for theirs.  1 if it applied. */
+static int listen_fds(void)
+{
+    const char *p = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
+    long pid = p ? atol(p) : 0, count = n ? atol(n) : 0;
+
+    if (!p || !n || pid != (long)getpid())
+        return 0;
+    if (count < 1 || count > MAX_LISTENERS)
+        die("LISTEN_FDS: must be 1..%d (got \"%s\")", MAX_LISTENERS, n);
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    for (int i = 0; i < count; i++)
+        inherit(3 + i, "LISTEN_FDS");
+    return 1;
+}
+
+/* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET ("@"
+ * starts an abstract name).  The variable is taken at start-up so that
+ * workers and their applications cannot speak for the service. */
+static struct sockaddr_un notify_sa;
+static socklen_t notify_len;
+
+static void notify_init(void)
+{
+    const char *p = getenv("NOTIFY_SOCKET");
+    size_t n = p ? strlen(p) : 0;
+
+    if (!n || n >= sizeof notify_sa.sun_path || (p[0] != '/' && p[0] != '@'))
+        return;
+    notify_sa.sun_family = AF_UNIX;
+    memcpy(notify_sa.sun_path, p, n);
+    if (p[0] == '@')
+        notify_sa.sun_path[0] = 0;
+    notify_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    unsetenv("NOTIFY_SOCKET");
+}
+
+static void notify(const char *msg)
+{
+    int fd;
+
+    if (!notify_len || (fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+        return;
+    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&notify_sa,
+               notify_len) < 0)
+        log_debug("NOTIFY_SOCKET: %s", strerror(errno));
+    close(fd);
+}
+
 /* ===================================================================
  * Master: workers and signals
  * =================================================================== */
@@ -206,6 +301,9 @@ typedef struct kid {
     int id;                         /* worker number, 1..workers */
     int asked;                      /* we sent SIGTERM: its exit is expected */
     int respawned;                  /* it replaces a worker that failed */
+    int ready;                      /* it said WM_READY: the app is loaded */
+    int gen;                        /* the reload it was spawned after */
+    int recycle;                    /* it said WM_RECYCLE: --max-requests */
     int over;                       /* RSS samples over --workers-max-rss in a row */
     double born;                    /* monotonic seconds at spawn */
 } kid;
@@ -217,14 +315,19 @@ typedef struct kid {
 static kid *kids;
 static int nkids;
 static int failed;                  /* a worker exited unasked: stop, exit 1 */
-static sigset_t waitmask;           /* the mask while asleep in sigsuspend */
+static int ready_sent;              /* READY=1 went to systemd for this generation */
+static int gen;                     /* reloads so far: workers' generation */
+static int tell[2] = { -1, -1 };    /* workers -> master messages (wk_tell) */
+static reload_watch *watch;         /* --reload */
+static int got_change;              /* --reload saw a change */
+static double next_scan;            /* --reload without inotify: next scan */
+static sigset_t waitmask;           /* the mask while asleep in ppoll */
 static volatile sig_atomic_t got_stop, got_hup;
 
-static const int handled[] = { SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGALRM };
+static const int handled[] = { SIGINT, SIGTERM, SIGHUP, SIGCHLD };
 #define NHANDLED ((int)(sizeof handled / sizeof handled[0]))
 
-/* Record and return.  SIGCHLD and SIGALRM need no flag: each wake-up reaps
- * and checks the clock anyway. */
+/* Record and return.  SIGCHLD needs no flag: each wake-up reaps. */
 static void on_signal(int sig)
 {
     int saved = errno;
@@ -237,7 +340,7 @@ static void on_signal(int sig)
 }
 
 /* Block the handled signals for good; they are delivered only inside
- * sigsuspend(), so no flag can change between a check and the sleep. */
+ * ppoll(), so no flag can change between a check and the sleep. */
 static void signals_init(void)
 {
     struct sigaction sa = { .sa_handler = on_signal };
@@ -262,25 +365,86 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Sleep until a handled signal arrives, or until `until` (monotonic
- * seconds, 0 = no limit) passes by way of a one-shot SIGALRM. */
-static void wait_signal(double until)
+static kid *find(pid_t pid)
 {
-    struct itimerval it = { { 0, 0 }, { 0, 0 } };
-    long long us;
+    for (int i = 0; i < nkids; i++)
+        if (kids[i].pid == pid)
+            return &kids[i];
+    return NULL;
+}
 
-    if (until > 0) {
-        if (until <= now())
+/* READY=1 once every worker of the current generation has loaded the
+ * app (after start-up, and again after each reload). */
+static void check_ready(void)
+{
+    int live = 0;
+
+    for (int i = 0; i < nkids; i++) {
+        if (!kids[i].pid || kids[i].asked || kids[i].gen != gen)
+            continue;
+        if (!kids[i].ready)
             return;
-        us = (long long)((until - now()) * 1e6) + 1;   /* never 0: that disarms */
-        it.it_value.tv_sec = (time_t)(us / 1000000);
-        it.it_value.tv_usec = (suseconds_t)(us % 1000000);
-        setitimer(ITIMER_REAL, &it, NULL);
+        live++;
     }
-    sigsuspend(&waitmask);
-    if (until > 0) {
-        memset(&it, 0, sizeof it);
-        setitimer(ITIMER_REAL, &it, NULL);
+    if (!ready_sent && live >= cfg.workers) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "READY=1\nMAINPID=%ld", (long)master_pid);
+        notify(msg);
+        ready_sent = 1;
+    }
+}
+
+/* Messages from the workers: a pipe shared by all, each message one
+ * atomic write of a tell_msg. */
+static void read_tells(void)
+{
+    tell_msg m;
+    kid *k;
+
+    while (read(tell[0], &m, sizeof m) == (ssize_t)sizeof m) {
+        if (!(k = find(m.pid)))
+            continue;
+        if (m.what == WM_READY)
+            k->ready = 1;
+        else if (m.what == WM_RECYCLE && !k->asked)
+            k->recycle = 1;
+    }
+    check_ready();
+}
+
+/* Sleep until a signal, a worker's message, an exporter client or a file
+ * change needs the master, or until `until` (monotonic seconds, 0 = no
+ * limit).  ppoll unblocks the handled signals only while it sleeps, as
+ * sigsuspend would. */
+static void wait_events(double until)
+{
+    struct pollfd p[64];
+    int n = 0, ms = -1, rfd = watch ? reload_fd(watch) : -1, m0;
+    struct timespec ts;
+
+    if (until > 0)
+        ms = until <= now() ? 0 : (int)((until - now()) * 1000) + 1;
+    if (watch && rfd < 0) {         /* the stat() scanner runs on a tick */
+        int due = next_scan <= now() ? 0 : (int)((next_scan - now()) * 1000) + 1;
+        ms = ms < 0 || due < ms ? due : ms;
+    }
+    p[n++] = (struct pollfd){ .fd = tell[0], .events = POLLIN };
+    if (rfd >= 0)
+        p[n++] = (struct pollfd){ .fd = rfd, .events = POLLIN };
+    m0 = n;
+    n += metrics_pollfds(p + n, (int)(sizeof p / sizeof p[0]) - n, &ms);
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (long)(ms % 1000) * 1000000;
+    if (ppoll(p, (nfds_t)n, ms < 0 ? NULL : &ts, &waitmask) > 0) {
+        if (p[0].revents)
+            read_tells();
+        if (rfd >= 0 && p[1].revents && reload_changed(watch))
+            got_change = 1;
+        metrics_handle(p + m0, n - m0);
+    }
+    if (watch && rfd < 0 && next_scan <= now()) {
+        got_change |= reload_changed(watch);
+        next_scan = now() + cfg.reload_tick_ms / 1000.0;
     }
 }
 
@@ -303,9 +467,18 @@ static kid *spawn(int id)
             signal(handled[i], SIG_DFL);
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        if (watch)
+            reload_close(watch);
+        metrics_child((int)(k - kids));
+        close(tell[0]);
+        wk_tell_fd = tell[1];
+        if (cfg.process_name)
+            proc_title("%s worker-%d", cfg.process_name, id);
         wk_main(&cfg, ls, nls, id);
     }
-    *k = (kid){ .pid = pid, .id = id, .born = now() };
+    *k = (kid){ .pid = pid, .id = id, .born = now(), .gen = gen };
+    metrics_worker((int)(k - kids), pid, id);
+    metrics_count(MC_SPAWNS);
     log_info("Spawning worker-%d with PID: %ld", id, (long)pid);
     return k;
 }
@@ -313,44 +486,49 @@ static kid *spawn(int id)
 /* Collect exited workers.  An exit we did not ask for stops the server,
  * unless --respawn-failed-workers replaces the worker.  Never respawned: a
  * worker that could not load the app (it would only fail again), and one
- * that was itself a respawn and died within CRASH_LOOP_S. */
+ * that was itself a respawn and died within CRASH_LOOP_S.  Under --reload
+ * with --reload-ignore-worker-failure the master waits for the next
+ * change instead. */
 static void reap(void)
 {
     pid_t pid;
     int st;
+    kid *k, *n;
 
     while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-        for (int i = 0; i < nkids; i++) {
-            kid *k = &kids[i];
-            if (k->pid != pid)
-                continue;
-            k->pid = 0;
-            if (k->asked)
-                break;
-            if (WIFEXITED(st) && WEXITSTATUS(st) == WK_EXIT_LOAD) {
-                if (!failed)
-                    log_error("Application could not be loaded (worker-%d), "
-                              "shutting down", k->id);
-            } else if (WIFSIGNALED(st)) {
-                log_error("Unexpected exit from worker-%d (killed by signal %d)",
-                          k->id, WTERMSIG(st));
-            } else {
-                log_error("Unexpected exit from worker-%d (exit status %d)",
-                          k->id, WEXITSTATUS(st));
-            }
-            int load = WIFEXITED(st) && WEXITSTATUS(st) == WK_EXIT_LOAD;
-            if (cfg.respawn_failed_workers && !load && !failed && !got_stop) {
-                kid *n;
-                if (k->respawned && now() - k->born < CRASH_LOOP_S) {
-                    log_error("Worker crash loop detected, exiting");
-                } else if ((n = spawn(k->id))) {
-                    n->respawned = 1;
-                    break;
-                }
-            }
-            failed = 1;
-            break;
+        if (!(k = find(pid)))
+            continue;
+        k->pid = 0;
+        metrics_worker((int)(k - kids), 0, 0);
+        if (k->asked)
+            continue;
+        int load = WIFEXITED(st) && WEXITSTATUS(st) == WK_EXIT_LOAD;
+        if (load) {
+            if (!failed)
+                log_error("Application could not be loaded (worker-%d)%s", k->id,
+                          cfg.reload && cfg.reload_ignore_worker_failure
+                          ? "" : ", shutting down");
+        } else if (WIFSIGNALED(st)) {
+            log_error("Unexpected exit from worker-%d (killed by signal %d)",
+                      k->id, WTERMSIG(st));
+        } else {
+            log_error("Unexpected exit from worker-%d (exit status %d)",
+                      k->id, WEXITSTATUS(st));
         }
+        if (cfg.reload && cfg.reload_ignore_worker_failure) {
+            log_info("Waiting for a change to reload workers");
+            continue;
+        }
+        if (cfg.respawn_failed_workers && !load && !failed && !got_stop) {
+            if (k->respawned && now() - k->born < CRASH_LOOP_S) {
+                log_error("Worker crash loop detected, exiting");
+            } else if ((n = spawn(k->id))) {
+                n->respawned = 1;
+                metrics_count(MC_RESPAWN_ERR);
+                continue;
+            }
+        }
+        failed = 1;
     }
 }
 
@@ -379,14 +557,10 @@ static int wait_for(kid *k, double secs)
             kill(k->pid, SIGKILL);
             until = 0;
         }
-        wait_signal(until);
+        wait_events(until);
     }
 }
 
-/* SIGHUP: replace the workers one at a time, each new one spawned before
- * its predecessor is told to stop, so the shared listeners always have a
- * worker accepting.  A stop signal or a failure cuts it short; the
- * shutdown that follows stops old and new workers alike. */
 /* Replace one worker gracefully: the new one first, then, after
  * --respawn-interval, the old one is told to stop.  -1 when a stop signal
  * or a failure cut it short. */
@@ -449,9 +623,26 @@ static void load_env_files(int at_start)
         }
 }
 
+/* systemd's reload protocol: RELOADING=1 with the time, READY=1 when the
+ * new generation has loaded (check_ready). */
+static void notify_reloading(void)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%lld",
+             (long long)(now() * 1e6));
+    notify(msg);
+    ready_sent = 0;
+    gen++;
+}
+
+/* SIGHUP: replace the workers one at a time, each new one spawned before
+ * its predecessor is told to stop, so the shared listeners always have a
+ * worker accepting.  A stop signal or a failure cuts it short; the
+ * shutdown that follows stops old and new workers alike. */
 static void rolling_restart(void)
 {
     log_info("Restarting workers");
+    notify_reloading();
     load_env_files(0);              /* as Granian: re-read on reload */
     for (int id = 1; id <= cfg.workers; id++) {
         kid *old = NULL;
@@ -461,6 +652,22 @@ static void rolling_restart(void)
         if (old && replace(old) < 0)
             return;
     }
+}
+
+/* --reload: as Granian, stop every worker, then spawn them all (the new
+ * code may not even load; a rolling restart would serve two versions). */
+static void reload_all(void)
+{
+    notify_reloading();
+    load_env_files(0);
+    for (int i = 0; i < nkids; i++)
+        if (kids[i].pid && !kids[i].asked)
+            stop_worker(&kids[i]);
+    for (int i = 0; i < nkids; i++)
+        if (kids[i].pid && wait_for(&kids[i], cfg.workers_kill_timeout_s) < 0)
+            return;
+    for (int id = 1; id <= cfg.workers && !failed; id++)
+        failed = !spawn(id);
 }
 
 /* A worker's resident memory in MiB (Linux /proc; 0 elsewhere). */
@@ -479,16 +686,26 @@ static long rss_mib(pid_t pid)
 
 static double next_rss;             /* when the RSS monitor samples next */
 
-/* --workers-lifetime and --workers-max-rss: replace at most one worker per
- * call (1 if it did).  Like Granian, a worker past 95 % of its lifetime is
- * replaced, and one over the RSS limit for --rss-samples samples in a row. */
+/* --max-requests, --workers-lifetime and --workers-max-rss: replace at
+ * most one worker per call (1 if it did).  Like Granian, a worker past
+ * 95 % of its lifetime is replaced, and one over the RSS limit for
+ * --rss-samples samples in a row. */
 static int check_workers(void)
 {
     double t = now();
+    for (int i = 0; i < nkids; i++) {
+        kid *k = &kids[i];
+        if (k->pid && !k->asked && k->recycle) {
+            log_info("worker-%d served its --max-requests, respawning", k->id);
+            replace(k);
+            return 1;
+        }
+    }
     for (int i = 0; cfg.workers_lifetime_s && i < nkids; i++) {
         kid *k = &kids[i];
         if (k->pid && !k->asked && t - k->born >= 0.95 * cfg.workers_lifetime_s) {
             log_info("worker-%d lifetime expired, respawning", k->id);
+            metrics_count(MC_RESPAWN_LIFETIME);
             replace(k);
             return 1;
         }
@@ -503,6 +720,7 @@ static int check_workers(void)
         if (k->over >= cfg.rss_samples) {
             log_info("worker-%d RSS is %ld MiB, over the %d MiB limit: respawning",
                      k->id, mib, cfg.workers_max_rss_mib);
+            metrics_count(MC_RESPAWN_RSS);
             replace(k);
             return 1;
         }
@@ -530,6 +748,7 @@ static void stop_all(void)
     int alive, killed = 0;
 
     log_info("Shutting down granc");
+    notify("STOPPING=1");
     got_stop = 0;
     for (int i = 0; i < nkids; i++)
         if (kids[i].pid && !kids[i].asked)
@@ -548,14 +767,14 @@ static void stop_all(void)
                     kill(kids[i].pid, SIGKILL);
             killed = 1;
         }
-        wait_signal(killed ? 0 : until);
+        wait_events(killed ? 0 : until);
     }
 }
 
 static int serve(void)
 {
-    nkids = cfg.workers + 1;
-    kids = calloc((size_t)nkids, sizeof *kids);
+    if (pipe2(tell, O_NONBLOCK | O_CLOEXEC) < 0)
+        die("pipe: %s", strerror(errno));
     for (int id = 1; id <= cfg.workers && !failed; id++)
         failed = !spawn(id);
     next_rss = now() + cfg.rss_sample_interval_s;
@@ -566,30 +785,52 @@ static int serve(void)
         if (got_hup) {
             got_hup = 0;
             rolling_restart();
+        } else if (got_change) {
+            got_change = 0;
+            reload_all();
         } else if (!check_workers()) {
-            wait_signal(next_check());
+            wait_events(next_check());
         }
     }
     stop_all();
     for (int i = 0; i < nls; i++)
         close(ls[i].fd);
+    metrics_close();
+    if (watch)
+        reload_close(watch);
     master_cleanup();
     return failed;
 }
 
-
 /* Bind, fork, supervise; the exit status of the server. */
 int master_run(const config *c)
 {
+    char err[512];
+
     cfg = *c;
     master_pid = getpid();
     signals_init();                 /* before the first fork: no signal slips by */
+    notify_init();
     load_env_files(1);
     if (cfg.pid_file)
         pidfile_write();
-    if (cfg.uds)
+    if (cfg.reload && !(watch = reload_open(&cfg, err, sizeof err)))
+        die("%s", err);
+    if (cfg.reload && (cfg.workers_lifetime_s || cfg.workers_max_rss_mib)) {
+        log_info("--workers-lifetime and --workers-max-rss do not apply with --reload");
+        cfg.workers_lifetime_s = cfg.workers_max_rss_mib = 0;
+    }
+    if (cfg.fd >= 0)
+        inherit(cfg.fd, NAME("fd"));
+    else if (!listen_fds() && cfg.uds)
         bind_uds();
-    else
+    else if (!nls)
         bind_tcp();
+    nkids = cfg.workers + 1;
+    if (!(kids = calloc((size_t)nkids, sizeof *kids)))
+        die("out of memory");
+    metrics_open(&cfg, nkids);
+    if (cfg.process_name)
+        proc_title("%s", cfg.process_name);
     return serve();
 }

@@ -26,6 +26,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -41,6 +42,9 @@
 #define LINGER_MS       2000     /* reading leftovers before closing after an error */
 #define DRAIN_MAX       (1 << 20)/* unread body discarded to keep a connection */
 #define BUF_IDLE_MS     1000     /* idle connections give their buffer back */
+#define STOP_GRACE_MS   250      /* when stopping: a keep-alive connection that
+                                    just got a response may still send the next
+                                    request, which gets served ("close") */
 
 static struct worker {
     const config *cfg;
@@ -55,6 +59,9 @@ static struct worker {
     int inflight;                /* requests dispatched and not finished */
     conn *waitq, *waitq_tail;    /* complete requests over --backpressure */
     int inline_mode;             /* --blocking-threads 1: run the app here */
+    uint64_t served, recycle_at; /* requests done; --max-requests (+ jitter) */
+    int64_t force_at;            /* --graceful-timeout: when a drain is cut */
+    int forced;                  /* it was: exit without waiting */
     int asgi;                    /* ASGI: the app runs as asyncio tasks here */
     PyThreadState *main_ts;
     /* the application thread pool */
@@ -63,10 +70,12 @@ static struct worker {
     conn *qhead, *qtail;         /* requests waiting for a thread */
     conn *done;                  /* requests finished, for the loop */
     int nthreads, idle, pool_stop;
+    int nqueued;                 /* requests in qhead..qtail */
 } W = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
         .gone = PTHREAD_COND_INITIALIZER };
 
 static volatile sig_atomic_t stop_flag;
+int wk_tell_fd = -1;
 static atomic_int stopping;      /* read by app threads when writing heads */
 
 static int64_t now_ms(void)
@@ -74,6 +83,13 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static double wall(void)
@@ -85,12 +101,144 @@ static double wall(void)
 
 int wk_stopping(void) { return atomic_load(&stopping); }
 
+/* A message to the master (tell_msg): one write, atomic on a pipe. */
+static void wk_tell(int what)
+{
+    tell_msg m = { .pid = getpid(), .what = what };
+    if (wk_tell_fd >= 0 && write(wk_tell_fd, &m, sizeof(m)) < 0)
+        log_debug("worker-%d: cannot reach the master: %s", W.id, strerror(errno));
+}
+
+/* ---------------------------------------------------------------------
+ * --forwarded-allow-ips: proxies whose X-Forwarded-For/-Proto we believe
+ * ------------------------------------------------------------------- */
+
+typedef struct trust_net {
+    int family;                  /* AF_INET or AF_INET6 */
+    unsigned char ip[16];
+    int bits;                    /* prefix length */
+} trust_net;
+
+static trust_net *trusted;
+static int ntrusted, trust_any, trust_unix;
+
+static int trust_add(const char *s)
+{
+    char ip[64];
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    trust_net t = { 0 };
+    if (!strcmp(s, "*")) return trust_any = 1;
+    if (!strcmp(s, "unix")) return trust_unix = 1;
+    if (n >= sizeof(ip)) return -1;
+    memcpy(ip, s, n);
+    ip[n] = 0;
+    t.family = strchr(ip, ':') ? AF_INET6 : AF_INET;
+    if (inet_pton(t.family, ip, t.ip) != 1) return -1;
+    int max = t.family == AF_INET ? 32 : 128;
+    char *end;
+    long bits = slash ? strtol(slash + 1, &end, 10) : max;
+    if (slash && (!slash[1] || *end || bits < 0 || bits > max)) return -1;
+    t.bits = (int)bits;
+    trust_net *g = realloc(trusted, sizeof(*g) * (size_t)(ntrusted + 1));
+    if (!g) return -1;
+    trusted = g;
+    trusted[ntrusted++] = t;
+    return 0;
+}
+
+int proxy_trust_init(const strlist *l, char *bad, size_t badlen)
+{
+    for (int i = 0; i < l->n; i++) {
+        char *copy = strdup(l->v[i]), *save = NULL;
+        if (!copy) return -1;
+        for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save))
+            if (trust_add(tok) < 0) {
+                snprintf(bad, badlen, "%s", tok);
+                free(copy);
+                return -1;
+            }
+        free(copy);
+    }
+    return 0;
+}
+
+/* Is this peer (an IP as text; "" on a Unix socket) a trusted proxy? */
+static int trust_peer(const char *addr, int family)
+{
+    unsigned char ip[16];
+    if (trust_any) return 1;
+    if (family == AF_UNIX) return trust_unix;
+    if (!*addr) return 0;
+    int fam = strchr(addr, ':') ? AF_INET6 : AF_INET;
+    if (inet_pton(fam, addr, ip) != 1) return 0;
+    if (fam == AF_INET6 && !memcmp(ip, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12)) {
+        memmove(ip, ip + 12, 4);        /* ::ffff:a.b.c.d is an IPv4 peer */
+        fam = AF_INET;
+    }
+    for (int i = 0; i < ntrusted; i++) {
+        const trust_net *t = &trusted[i];
+        int b = t->bits;
+        if (t->family != fam) continue;
+        if (memcmp(ip, t->ip, (size_t)(b / 8))) continue;
+        if (b % 8 && ((ip[b / 8] ^ t->ip[b / 8]) & (0xff00 >> (b % 8)) & 0xff)) continue;
+        return 1;
+    }
+    return 0;
+}
+
+/* The last header named `lower`, or an empty slice. */
+static slice header(const http_request *rq, const char *lower)
+{
+    slice v = { "", 0 };
+    for (size_t i = 0; i < rq->nheaders; i++)
+        if (http_name_is(rq->headers[i].name, lower)) v = rq->headers[i].value;
+    return v;
+}
+
+/* The next comma-separated item of v before *end, from the right, trimmed. */
+static slice item_before(slice v, size_t *end)
+{
+    size_t e = *end, b;
+    while (e > 0 && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t')) e--;
+    for (b = e; b > 0 && v.p[b - 1] != ','; b--) {}
+    *end = b > 0 ? b - 1 : 0;
+    while (b < e && (v.p[b] == ' ' || v.p[b] == '\t')) b++;
+    return (slice){ v.p + b, e - b };
+}
+
+/* What a trusted proxy says of the client, as uvicorn reads it: in
+ * X-Forwarded-For the rightmost address that is not itself a trusted
+ * proxy (the leftmost if all are); X-Forwarded-Proto's last value. */
+static void forwarded(conn *c)
+{
+    c->fwd[0] = 0;
+    c->fwd_proto = 0;
+    if (!c->trusted) return;
+    slice v = header(c->req, "x-forwarded-for");
+    size_t end = v.n;
+    while (v.n) {
+        slice h = item_before(v, &end);
+        if (h.n && h.n < sizeof(c->fwd)) {
+            memcpy(c->fwd, h.p, h.n);
+            c->fwd[h.n] = 0;
+            if (!trust_peer(c->fwd, AF_INET)) break;
+        }
+        if (end == 0) break;
+    }
+    v = header(c->req, "x-forwarded-proto");
+    end = v.n;
+    slice p = item_before(v, &end);
+    if (http_has_token(p.p, p.n, "https") || http_has_token(p.p, p.n, "wss")) c->fwd_proto = 1;
+    else if (http_has_token(p.p, p.n, "http") || http_has_token(p.p, p.n, "ws")) c->fwd_proto = -1;
+}
+
 /* One access log line for c's request, if --access-log. */
 void wk_access_log(conn *c, int status, const char *scheme)
 {
     if (!W.cfg->access_log) return;
     access_rec a = {
-        .addr = c->addr, .start = c->started, .status = status, .scheme = scheme,
+        .addr = conn_client(c), .start = c->started, .status = status, .scheme = scheme,
         .dt_ms = (wall() - c->started) * 1000.0,
         .method = c->req->method, .path = c->req->path, .query = c->req->query,
         .protocol = c->req->minor ? "HTTP/1.1" : "HTTP/1.0",
@@ -182,6 +330,69 @@ static PyObject *load_app(const config *cfg)
     return app;
 }
 
+/* --log-config: Granian's default dictConfig, shallowly updated with the
+ * file's JSON object (a "loggers" key there replaces granc's loggers),
+ * then the level of "_granian" forced to --log-level, as Granian does. */
+static const char logconf_src[] =
+"import copy, json, logging, logging.config\n"
+"BASE = {'version': 1, 'disable_existing_loggers': False,\n"
+" 'formatters': {\n"
+"  'generic': {'()': 'logging.Formatter', 'fmt': '[%(levelname)s] %(message)s',\n"
+"              'datefmt': '[%Y-%m-%d %H:%M:%S %z]'},\n"
+"  'access': {'()': 'logging.Formatter', 'fmt': '%(message)s',\n"
+"             'datefmt': '[%Y-%m-%d %H:%M:%S %z]'}},\n"
+" 'handlers': {\n"
+"  'console': {'formatter': 'generic', 'class': 'logging.StreamHandler', 'stream': 'ext://sys.stdout'},\n"
+"  'access': {'formatter': 'access', 'class': 'logging.StreamHandler', 'stream': 'ext://sys.stdout'}},\n"
+" 'loggers': {\n"
+"  '_granian': {'handlers': ['console'], 'level': 'INFO', 'propagate': False},\n"
+"  'granian.access': {'handlers': ['access'], 'level': 'INFO', 'propagate': False}}}\n"
+"def setup(path, level, enabled):\n"
+"    conf = copy.deepcopy(BASE)\n"
+"    with open(path) as f:\n"
+"        conf.update(json.load(f))\n"
+"    conf['loggers'].setdefault('_granian', {})['level'] = level\n"
+"    logging.config.dictConfig(conf)\n"
+"    server = logging.getLogger('_granian')\n"
+"    if not enabled:\n"
+"        server.setLevel(logging.CRITICAL + 1)\n"
+"    return server, logging.getLogger('granian.access')\n";
+
+static PyObject *py_loggers[2];  /* _granian, granian.access */
+
+/* A finished line into Python's logging, from any thread. */
+static void py_log_sink(int level, int access, const char *line, size_t n)
+{
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *msg = PyUnicode_DecodeUTF8(line, (Py_ssize_t)n, "backslashreplace");
+    PyObject *r = msg ? PyObject_CallMethod(py_loggers[access], "log", "iO", level, msg) : NULL;
+    if (!r) PyErr_Clear();      /* a broken handler must not break the server */
+    Py_XDECREF(r);
+    Py_XDECREF(msg);
+    PyGILState_Release(g);
+}
+
+static int log_config_apply(const config *cfg)
+{
+    PyObject *g = PyDict_New(), *r = NULL, *pair = NULL;
+    if (!g) return -1;
+    PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins());
+    if ((r = PyRun_String(logconf_src, Py_file_input, g, g)))
+        pair = PyObject_CallFunction(PyDict_GetItemString(g, "setup"), "sii",
+                                     cfg->log_config, cfg->log_level, cfg->log);
+    Py_XDECREF(r);
+    Py_DECREF(g);
+    if (!pair || !PyArg_ParseTuple(pair, "OO", &py_loggers[0], &py_loggers[1])) {
+        Py_XDECREF(pair);
+        return -1;
+    }
+    Py_INCREF(py_loggers[0]);
+    Py_INCREF(py_loggers[1]);
+    Py_DECREF(pair);
+    log_set_sink(py_log_sink);
+    return 0;
+}
+
 /* Log the pending Python exception with its traceback, and clear it. */
 void wk_log_exception(const char *what)
 {
@@ -269,6 +480,7 @@ static void conn_close(conn *c)
     if (c->tls) tls_free(c->tls);
 #endif
     close(c->fd);
+    M_SUB(connections_active, 1);
     if (c->prev) c->prev->next = c->next; else W.conns = c->next;
     if (c->next) c->next->prev = c->prev;
     W.nconns--;
@@ -296,6 +508,16 @@ static void conn_linger(conn *c)
 #ifdef GRANC_TLS
     if (c->tls) tls_close(c->tls, c->fd);
 #endif
+    char b;
+    if (atomic_load(&stopping) && c->len == c->dend
+        && recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) {
+        conn_close(c);          /* draining, nothing unread: no RST to fear */
+        if (W.asgi) {           /* the drain may be over: have asyncio poll */
+            ssize_t w = write(W.wake[1], "c", 1);
+            (void)w;
+        }
+        return;
+    }
     shutdown(c->fd, SHUT_WR);
     c->state = CS_LINGER;
     c->since = now_ms();
@@ -372,6 +594,7 @@ static int begin_request(conn *c, size_t head)
     c->keep = 0;
     c->broken = 0;
     c->started = wall();
+    forwarded(c);
     return 0;
 }
 
@@ -380,8 +603,16 @@ static int begin_request(conn *c, size_t head)
 static int finish_request(conn *c)
 {
     W.inflight--;
+    M_ADD(requests_handled, 1);
+    if (++W.served == W.recycle_at) {
+        log_info("worker-%d: %llu requests served (--max-requests), asking for a replacement",
+                 W.id, (unsigned long long)W.served);
+        wk_tell(WM_RECYCLE);
+    }
     if (c->broken) { conn_close(c); return 0; }
-    if (!c->keep || atomic_load(&stopping)) { conn_linger(c); return 0; }
+    /* a response that promised keep-alive is kept even when stopping: the
+     * client may already be sending its next request (stop_sweep) */
+    if (!c->keep) { conn_linger(c); return 0; }
     size_t rest = c->len - c->dend;
     memmove(c->buf, c->buf + c->dend, rest);
     c->len = rest;
@@ -395,9 +626,13 @@ static void pool_submit(conn *c);
 
 static void run_inline(conn *c)
 {
+    int64_t t1 = now_us();
     PyEval_RestoreThread(W.main_ts);
+    int64_t t2 = now_us();
     wsgi_handle(c);
     W.main_ts = PyEval_SaveThread();
+    M_ADD(py_wait_cumulative, t2 - t1);
+    M_ADD(blocking_busy_cumulative, now_us() - t1);
 }
 
 static void sweep(int64_t now);
@@ -543,9 +778,14 @@ static void on_conn(ev_loop *l, int fd, void *udata, int mask)
     /* the head clock starts with its first byte (a TLS handshake counts
      * from the accept: its bytes never reach the buffer) */
     if (before == 0 && c->len > 0) c->since = now_ms();
+    if (c->tls && !c->counted && c->len > 0) {      /* Granian: handshake done */
+        c->counted = 1;
+        M_ADD(connections_handled, 1);
+    }
     if (n == -2 && c->state == CS_BODY) n = 1;  /* room full: the app reads on */
     if (n == -2) { reply_error(c, 431); return; }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        if (c->tls && !c->counted && n < 0) M_ADD(connections_err, 1);   /* handshake */
         conn_close(c);
         return;
     }
@@ -585,10 +825,13 @@ static void conn_new(int fd, const listener *ls, struct sockaddr_storage *sa)
         return;
     }
 #endif
+    c->trusted = (ntrusted || trust_any || trust_unix) && trust_peer(c->addr, ls->family);
     c->next = W.conns;
     if (W.conns) W.conns->prev = c;
     W.conns = c;
     W.nconns++;
+    if (!c->tls) M_ADD(connections_handled, 1);    /* TLS: after its handshake */
+    M_ADD(connections_active, 1);
     want_read(c);
 }
 
@@ -602,6 +845,7 @@ static void on_accept(ev_loop *l, int fd, void *udata, int mask)
         memset(&sa, 0, sizeof(sa));
         int cfd = accept4(fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
+            if (errno != EAGAIN && errno != EINTR) M_ADD(connections_err, 1);
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* out of descriptors: stop accepting for a second rather
                  * than spin on a listener that stays readable */
@@ -629,6 +873,7 @@ static void *pool_thread(void *arg)
     PyThreadState *ts = PyThreadState_New(PyInterpreterState_Main());
     pthread_mutex_lock(&W.mu);
     for (;;) {
+        int64_t t0 = now_us();
         while (!W.qhead && !W.pool_stop) {
             struct timespec dl;
             clock_gettime(CLOCK_REALTIME, &dl);
@@ -636,17 +881,24 @@ static void *pool_thread(void *arg)
             W.idle++;
             int rc = pthread_cond_timedwait(&W.work, &W.mu, &dl);
             W.idle--;
-            if (rc == ETIMEDOUT && !W.qhead) break;     /* reaped when idle */
+            if (rc == ETIMEDOUT && !W.qhead && W.nthreads > 1) break;  /* reaped, but one */
         }
         if (!W.qhead) break;
         conn *c = W.qhead;
         W.qhead = c->qnext;
         if (!W.qhead) W.qtail = NULL;
+        W.nqueued--;
+        M_SUB(blocking_queue, 1);
         pthread_mutex_unlock(&W.mu);
 
+        int64_t t1 = now_us();
         PyEval_RestoreThread(ts);
+        int64_t t2 = now_us();
         wsgi_handle(c);
         PyEval_SaveThread();
+        M_ADD(blocking_idle_cumulative, t1 - t0);
+        M_ADD(py_wait_cumulative, t2 - t1);
+        M_ADD(blocking_busy_cumulative, now_us() - t1);
 
         pthread_mutex_lock(&W.mu);
         int was_empty = W.done == NULL;
@@ -663,9 +915,24 @@ static void *pool_thread(void *arg)
     PyThreadState_DeleteCurrent();
     pthread_mutex_lock(&W.mu);
     W.nthreads--;
+    M_SET(blocking_threads, W.nthreads);
     pthread_cond_broadcast(&W.gone);
     pthread_mutex_unlock(&W.mu);
     return NULL;
+}
+
+/* One more application thread (W.mu held). */
+static void pool_grow(void)
+{
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &at, pool_thread, NULL) == 0)
+        M_SET(blocking_threads, ++W.nthreads);
+    else if (W.nthreads == 0)
+        log_error("worker-%d: cannot start an application thread", W.id);
+    pthread_attr_destroy(&at);
 }
 
 static void pool_submit(conn *c)
@@ -674,17 +941,11 @@ static void pool_submit(conn *c)
     c->qnext = NULL;
     if (W.qtail) W.qtail->qnext = c; else W.qhead = c;
     W.qtail = c;
-    if (W.idle == 0 && W.nthreads < W.cfg->blocking_threads) {
-        pthread_t t;
-        pthread_attr_t at;
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &at, pool_thread, NULL) == 0)
-            W.nthreads++;
-        else if (W.nthreads == 0)
-            log_error("worker-%d: cannot start an application thread", W.id);
-        pthread_attr_destroy(&at);
-    }
+    M_ADD(blocking_queue, 1);
+    /* more waiting requests than idle threads: an idle thread that has
+     * been signalled but not yet woken must not count twice (#873) */
+    if (++W.nqueued > W.idle && W.nthreads < W.cfg->blocking_threads)
+        pool_grow();
     pthread_cond_signal(&W.work);
     pthread_mutex_unlock(&W.mu);
 }
@@ -860,28 +1121,65 @@ int conn_drain(conn *c)
  * Signals, sweeps and the loop
  * ------------------------------------------------------------------- */
 
+/* --graceful-timeout with --blocking-threads 1: the app runs on the loop
+ * thread, which cannot sweep while it does.  Only async-signal-safe calls. */
+static void on_alarm(int sig)
+{
+    static const char msg[] = "[WARNING] graceful timeout: worker exiting with requests in flight\n";
+    (void)sig;
+    if (W.cfg->log) {
+        ssize_t w = write(STDOUT_FILENO, msg, sizeof(msg) - 1);
+        (void)w;
+    }
+    _exit(WK_EXIT_OK);
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
     int saved = errno;
+    /* inline, the loop thread may be in the app and see the stop only when
+     * it returns: --graceful-timeout needs a timer of its own */
+    if (!stop_flag && W.inline_mode && W.cfg->graceful_timeout_s)
+        alarm((unsigned)W.cfg->graceful_timeout_s);
     stop_flag = 1;
     ssize_t w = write(W.wake[1], "s", 1);
     (void)w;
     errno = saved;
 }
 
+static void stop_sweep(int64_t now);
+
 static void begin_stop(void)
 {
     atomic_store(&stopping, 1);
     log_debug("worker-%d: draining", W.id);
+    if (W.cfg->graceful_timeout_s)
+        W.force_at = now_ms() + (int64_t)W.cfg->graceful_timeout_s * 1000;
     accept_pause();
-    /* idle keep-alive connections go at once; the rest finish their request */
+    /* idle keep-alive connections go (stop_sweep), the rest finish their
+     * request; websockets are told */
     for (conn *c = W.conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == CS_HEAD && c->len == 0)
-            conn_close(c);
-        else if (c->state == CS_APP && W.asgi && c->app)
+        if (c->state == CS_APP && W.asgi && c->app)
             asgi_stop(c);
+    }
+    stop_sweep(now_ms());
+}
+
+/* While stopping, often: close the idle keep-alive connections, except one
+ * that got its response under STOP_GRACE_MS ago and whose client may be
+ * sending the next request right now (closing it would lose that request:
+ * the response said keep-alive).  Bytes already there get served. */
+static void stop_sweep(int64_t now)
+{
+    for (conn *c = W.conns, *next; c; c = next) {
+        next = c->next;
+        int unread = 0;
+        if (c->state != CS_HEAD || c->len > 0) continue;
+        if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0) continue;
+        if (now - c->since >= STOP_GRACE_MS)
+            conn_close(c);
     }
 }
 
@@ -909,6 +1207,22 @@ void wk_listen(void)
 {
     accept_resume();
     log_info("Started worker-%d", W.id);
+    wk_tell(WM_READY);
+}
+
+/* --graceful-timeout ran out: what is still open is cut (sockets shut
+ * down, so application threads blocked on them fail at once) and the
+ * worker exits without waiting for the requests to notice. */
+static void force_stop(void)
+{
+    log_warn("worker-%d: graceful timeout (%d s): closing %d connection(s)", W.id,
+             W.cfg->graceful_timeout_s, W.nconns);
+    for (conn *c = W.conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == CS_APP) { shutdown(c->fd, SHUT_RDWR); c->broken = 1; }
+        else conn_close(c);
+    }
+    W.forced = 1;
 }
 
 /* ASGI: asyncio saw granc's loop descriptor readable (or a second went
@@ -919,7 +1233,8 @@ int wk_poll(void)
     ev_poll(W.loop, 0);
     int64_t now = now_ms();
     if (now - last >= 1000) { sweep(now); last = now; }
-    return atomic_load(&stopping) && W.nconns == 0 && W.inflight == 0;
+    if (atomic_load(&stopping)) stop_sweep(now);
+    return atomic_load(&stopping) && ((W.nconns == 0 && W.inflight == 0) || W.forced);
 }
 
 /* Once a second: idle and slow connections, buffers of idle ones. */
@@ -944,6 +1259,7 @@ static void sweep(int64_t now)
             }
         }
     }
+    if (W.force_at && now >= W.force_at && !W.forced) force_stop();
     if (W.accept_resume && now >= W.accept_resume) {
         W.accept_resume = 0;
         if (!W.waitq) accept_resume();
@@ -958,6 +1274,11 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
     W.id = id;
     W.inline_mode = cfg->blocking_threads == 1;
     W.asgi = cfg->iface == IF_ASGI || cfg->iface == IF_ASGINL;
+    if (cfg->max_requests) {         /* jitter spreads the workers' recycling */
+        srand((unsigned)getpid() ^ (unsigned)now_us());
+        W.recycle_at = (uint64_t)cfg->max_requests
+                       + (cfg->max_requests_jitter ? (uint64_t)rand() % ((uint64_t)cfg->max_requests_jitter + 1) : 0);
+    }
 
     struct rlimit rl;       /* idle keep-alive connections are cheap: allow many */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -977,10 +1298,16 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 
     py_start();
+    if (cfg->log_config && log_config_apply(cfg) < 0) {
+        wk_log_exception("--log-config: the logging configuration failed");
+        exit(WK_EXIT_LOAD);
+    }
     PyObject *app = load_app(cfg);
     if (!app || (W.asgi ? asgi_init(cfg, app) : wsgi_init(cfg, app, cfg->workers)) < 0) {
         PyErr_Print();
@@ -995,26 +1322,46 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
         exit(WK_EXIT_ERROR);
     }
     if (W.asgi) {               /* asyncio drives the loop; the GIL stays here */
+        M_SET(blocking_threads, 1);
         int rc = asgi_run(ev_fd(W.loop));
+        log_set_sink(NULL);     /* Python is about to go */
+        if (W.forced) {         /* tasks still hold connections: no finalizing */
+            log_info("Stopped worker-%d", id);
+            _exit(rc);
+        }
         Py_DECREF(app);
         if (Py_FinalizeEx() < 0 && rc == WK_EXIT_OK) rc = WK_EXIT_ERROR;
         log_info("Stopped worker-%d", id);
         exit(rc);
     }
     W.main_ts = PyEval_SaveThread();
+    if (W.inline_mode) {
+        M_SET(blocking_threads, 1);     /* the loop thread runs the app */
+    } else {                            /* one thread waits from the start */
+        pthread_mutex_lock(&W.mu);
+        pool_grow();
+        pthread_mutex_unlock(&W.mu);
+    }
     wk_listen();
 
     int tick = cfg->http1_header_read_timeout_ms < 1000 ? cfg->http1_header_read_timeout_ms : 1000;
     int64_t last = now_ms();
-    while (!atomic_load(&stopping) || W.nconns > 0 || W.inflight > 0) {
-        if (ev_poll(W.loop, tick) < 0 && errno != EINTR) {
+    while (!W.forced && (!atomic_load(&stopping) || W.nconns > 0 || W.inflight > 0)) {
+        int stop = atomic_load(&stopping);
+        if (ev_poll(W.loop, stop ? 50 : tick) < 0 && errno != EINTR) {
             log_error("worker-%d: event loop: %s", id, strerror(errno));
             break;
         }
         int64_t now = now_ms();
         if (now - last >= tick) { sweep(now); last = now; }
+        if (stop) stop_sweep(now);
+    }
+    if (W.forced) {             /* app threads may be stuck in Python */
+        log_info("Stopped worker-%d", id);
+        _exit(WK_EXIT_OK);
     }
     pool_shutdown();
+    log_set_sink(NULL);         /* Python is about to go */
     PyEval_RestoreThread(W.main_ts);
     Py_DECREF(app);
     int rc = Py_FinalizeEx() < 0 ? WK_EXIT_ERROR : WK_EXIT_OK;

@@ -730,7 +730,7 @@ static PyObject *build_environ(conn *c, PyObject *input)
     if (m) Py_INCREF(m);
     else m = latin1(rq->method.p, rq->method.n);
     char port[16];
-    snprintf(port, sizeof(port), "%d", c->port);
+    snprintf(port, sizeof(port), "%d", conn_client_port(c));
     Py_INCREF(rq->minor ? proto11 : proto10);
     if (set_item(env, k_method, m) ||
         set_item(env, k_path, path_info(rq->path)) ||
@@ -738,13 +738,15 @@ static PyObject *build_environ(conn *c, PyObject *input)
         set_item(env, k_proto, rq->minor ? proto11 : proto10) ||
         set_item(env, k_sname, PyUnicode_FromString(c->ls->addr)) ||
         set_item(env, k_sport, PyUnicode_FromFormat("%d", c->ls->port)) ||
-        set_item(env, k_raddr, PyUnicode_FromString(c->addr)) ||
+        set_item(env, k_raddr, PyUnicode_FromString(conn_client(c))) ||
         set_item(env, k_rport, PyUnicode_FromString(port)) ||
         PyDict_SetItem(env, k_input, input))
         goto fail;
 #ifdef GRANC_TLS
     if (c->tls && tls_environ(c, env) < 0) goto fail;
 #endif
+    if (c->fwd_proto && set_item(env, k_scheme, PyUnicode_FromString(c->fwd_proto > 0 ? "https" : "http")))
+        goto fail;                  /* a trusted proxy's X-Forwarded-Proto */
     for (size_t i = 0; i < rq->nheaders; i++) {
         slice name = rq->headers[i].name, val = rq->headers[i].value;
         PyObject *key;
@@ -862,7 +864,7 @@ void wsgi_handle(conn *c)
         Py_END_ALLOW_THREADS
     }
     if (r)
-        wk_access_log(c, r->h.code, c->tls ? "https" : "http");
+        wk_access_log(c, r->h.code, conn_secure(c) ? "https" : "http");
     if (PyErr_Occurred()) wk_log_exception("Error while finishing a response");
     Py_XDECREF(env);
     Py_XDECREF((PyObject *)in);

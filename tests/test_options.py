@@ -27,8 +27,8 @@ GRANIAN_VERSION = "2.8.1"
 MAN = os.path.join(ROOT, "granc.1")
 
 # ---------------------------------------------------------------------------
-# What Granian 2.8.1 has (granian-reference.md section 2), plus granc's one
-# extension.  (flag, variable, default); None: no default, or a computed one
+# What Granian 2.8.1 has (granian-reference.md section 2), plus granc's
+# extensions.  (flag, variable, default); None: no default, or a computed one
 # that --help describes in parentheses.
 # ---------------------------------------------------------------------------
 EXPECTED = [
@@ -107,6 +107,11 @@ EXPECTED = [
     # granc's extensions
     ("http1-max-body-size", "GRANIAN_HTTP1_MAX_BODY_SIZE", "0"),
     ("ws-max-message-size", "GRANIAN_WS_MAX_MESSAGE_SIZE", "16777216"),
+    ("fd", "GRANIAN_FD", None),
+    ("forwarded-allow-ips", "GRANIAN_FORWARDED_ALLOW_IPS", None),
+    ("graceful-timeout", "GRANIAN_GRACEFUL_TIMEOUT", None),
+    ("max-requests", "GRANIAN_MAX_REQUESTS", "0"),
+    ("max-requests-jitter", "GRANIAN_MAX_REQUESTS_JITTER", "0"),
 ]
 
 # The variables that do not follow the flag name (click names them after the
@@ -128,6 +133,7 @@ IRREGULAR = {"ws": "GRANIAN_WEBSOCKETS", "log": "GRANIAN_LOG_ENABLED",
 #   same     other options set from the same source (argv or environment)
 #   uds      serve on a Unix socket instead of --port 0
 #   quiet    the log is silent: wait for readiness by polling requests
+#   inherit  a listening TCP socket is passed to granc as this descriptor
 #   target, cwd ("tmp"), path, workers, check(server, response, tmp)
 # Values may hold {tmp} (a short temporary directory), {apps}, {busy} (a
 # port something else listens on).
@@ -202,6 +208,57 @@ def _check_pid_file(s, r, tmp):
         assert int(f.read()) == s.proc.pid
 
 
+def _check_forwarded(s, r, tmp):
+    with client(s) as c:
+        e = c.get(s_url(s, "/info"), headers={"x-forwarded-for": "1.2.3.4",
+                                              "x-forwarded-proto": "https"}).json()
+    assert (e["REMOTE_ADDR"], e["REMOTE_PORT"], e["wsgi.url_scheme"]) == ("1.2.3.4", "0", "https")
+
+
+def _check_inherited(s, r, tmp):
+    assert s.port == s.inherited_port
+
+
+def _check_max_requests(s, r, tmp):
+    # the first request was one; the second asks for a replacement
+    with client(s) as c:
+        assert c.get(s_url(s, "/info")).status_code == 200
+    _wait_log(s, "worker-1 served its --max-requests, respawning")
+    deadline = time.monotonic() + 20
+    while s.log().count("Started worker-1") < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert s.log().count("Started worker-1") == 2
+
+
+def _check_log_config(s, r, tmp):
+    assert "LOGCONF INFO Started worker-1" in s.log()
+
+
+def _check_metrics(s, r, tmp):
+    m = re.search(r"Metrics exporter listening at: http://127\.0\.0\.1:(\d+)", s.log())
+    assert m, s.log()
+    text = httpx.get(f"http://127.0.0.1:{m.group(1)}/metrics", timeout=10).text
+    assert "granian_" in text
+
+
+def _check_reload(s, r, tmp):
+    assert s.proc.poll() is None
+
+
+def _proc(pid, what):
+    with open(f"/proc/{pid}/{what}", "rb") as f:
+        return f.read().rstrip(b"\0\n").decode()
+
+
+def _check_process_name(s, r, tmp):
+    assert _proc(s.proc.pid, "cmdline") == _proc(s.proc.pid, "comm") == "myapp"
+    (worker,) = s.worker_pids()
+    assert _proc(worker, "cmdline") == "myapp worker-1"
+    assert _proc(worker, "comm") == "myapp worker-1"
+
+
+RELOAD_TMP = {"reload": "on", "reload-paths": "{tmp}"}   # watch an empty directory
+
 UDS_BAD = ["/nonexistent-granc-dir/g.sock", "/tmp/" + "x" * 120 + ".sock"]
 
 SPEC = {
@@ -243,6 +300,29 @@ SPEC = {
                         bad=["/nonexistent-granc-dir", "{apps}/wsgi_app.py"]),
     "pid-file": dict(ok="{tmp}/granc.pid", check=_check_pid_file,
                      bad=["/nonexistent-granc-dir/granc.pid"]),
+    "fd": dict(lo=0, ok="5", inherit=5, check=_check_inherited, bad=["99"]),
+    "forwarded-allow-ips": dict(ok="127.0.0.1", check=_check_forwarded,
+                                bad=["300.1.1.1", "1.2.3.4/99", "unix,nope"]),
+    "graceful-timeout": dict(lo=1, hi=86400, ok="1m30s"),
+    "max-requests": dict(lo=0, ok="2", same={"respawn-interval": "0.2"},
+                         check=_check_max_requests),
+    "max-requests-jitter": dict(lo=0, ok="3", same={"max-requests": "1000"}),
+    "log-config": dict(ok="{apps}/log_config.json", check=_check_log_config,
+                       bad=["{tmp}/missing.json"]),
+    "metrics": dict(ok="on", same={"metrics-port": "0"}, check=_check_metrics),
+    "metrics-scrape-interval": dict(lo=1, hi=60, ok="30"),
+    "metrics-address": dict(ok="0.0.0.0"),
+    "metrics-port": dict(hi=65535, ok="9100"),
+    "reload": dict(ok="on", same={"reload-paths": "{tmp}"}, check=_check_reload),
+    "reload-paths": dict(ok="{tmp}", same={"reload": "on"}, check=_check_reload,
+                         bad=["/nonexistent-granc-dir"]),
+    "reload-ignore-dirs": dict(ok="node_modules", same=RELOAD_TMP, check=_check_reload),
+    "reload-ignore-patterns": dict(ok=r".*\.pyc", same=RELOAD_TMP, check=_check_reload,
+                                   bad=["("]),
+    "reload-ignore-paths": dict(ok="{tmp}/ignored", same=RELOAD_TMP, check=_check_reload),
+    "reload-tick": dict(lo=50, hi=5000, ok="100", same=RELOAD_TMP, check=_check_reload),
+    "reload-ignore-worker-failure": dict(ok="on", same=RELOAD_TMP, check=_check_reload),
+    "process-name": dict(ok="myapp", check=_check_process_name),
     # -- not supported yet
     "http2-adaptive-window": dict(ok="on"),
     "http2-initial-connection-window-size": dict(lo=1024, ok="2097152"),
@@ -253,7 +333,6 @@ SPEC = {
     "http2-max-frame-size": dict(lo=1024, ok="32768"),
     "http2-max-headers-size": dict(lo=1, ok="8192"),
     "http2-max-send-buffer-size": dict(lo=1024, ok="8192"),
-    "log-config": dict(ok="/etc/granc/logging.json"),
     "ssl-certificate": dict(tls=True, ok="/etc/ssl/cert.pem"),
     "ssl-keyfile": dict(tls=True, ok="/etc/ssl/key.pem"),
     "ssl-keyfile-password": dict(tls=True, ok="secret"),
@@ -271,18 +350,6 @@ SPEC = {
     "static-path-mount": dict(ok="/srv/static"),
     "static-path-dir-to-file": dict(ok="index.html"),
     "static-path-expires": dict(lo=0, ok="1h"),
-    "metrics": dict(ok="on"),
-    "metrics-scrape-interval": dict(lo=1, hi=60, ok="30"),
-    "metrics-address": dict(ok="0.0.0.0"),
-    "metrics-port": dict(hi=65535, ok="9100"),
-    "reload": dict(ok="on"),
-    "reload-paths": dict(ok="/srv/app"),
-    "reload-ignore-dirs": dict(ok="node_modules"),
-    "reload-ignore-patterns": dict(ok=r".*\.pyc"),
-    "reload-ignore-paths": dict(ok="/srv/app/tmp"),
-    "reload-tick": dict(lo=50, hi=5000, ok="100"),
-    "reload-ignore-worker-failure": dict(ok="on"),
-    "process-name": dict(ok="myapp"),
 }
 
 # Values of implemented options that granc refuses as features it lacks.
@@ -498,14 +565,38 @@ def same_outcome(r_env, r_argv, o):
 
 
 class OptServer(Server):
-    """A Server whose command line is exactly what the test gives."""
+    """A Server whose command line is exactly what the test gives; with
+    inherit, a listening socket is passed to it as that descriptor."""
 
-    def __init__(self, argv, target, env, cwd, uds, workers, quiet):
+    def __init__(self, argv, target, env, cwd, uds, workers, quiet, inherit=None):
         super().__init__(target, env=env, cwd=cwd, uds=uds, workers=workers)
-        self.argv, self.quiet = argv, quiet
+        self.argv, self.quiet, self.inherit = argv, quiet, inherit
+        self.inherited_port = None
 
     def cmd(self):
         return [BIN] + self.argv + [self.target]
+
+    def start(self, wait=True):
+        if self.inherit is None:
+            return super().start(wait)
+        sk = socket.socket()
+        sk.bind(("127.0.0.1", 0))
+        sk.listen(16)
+        self.inherited_port = sk.getsockname()[1]
+        src, dst = sk.fileno(), self.inherit
+
+        def pre():
+            os.dup2(src, dst, inheritable=True)
+        self.logf = open(self.log_path, "wb")
+        try:
+            self.proc = subprocess.Popen(self.cmd(), stdout=self.logf, stderr=subprocess.STDOUT,
+                                         cwd=self.cwd, env=self.env, pass_fds=[dst],
+                                         preexec_fn=pre)
+        finally:
+            sk.close()
+        if wait:
+            self.wait_ready()
+        return self
 
     def wait_ready(self):
         if not self.quiet:
@@ -534,9 +625,9 @@ def s_url(s, path):
 
 
 def serve_once(argv, env=None, target="wsgi_app:app", cwd=APPS, uds=None, workers=1,
-               quiet=False, path="/info", check=None, tmp=None):
+               quiet=False, path="/info", check=None, tmp=None, inherit=None):
     """Start granc, make one request, run check, stop; exit status must be 0."""
-    s = OptServer(argv, target, env, cwd, uds, workers, quiet)
+    s = OptServer(argv, target, env, cwd, uds, workers, quiet, inherit)
     try:
         s.start()
         with client(s) as c:
@@ -775,7 +866,8 @@ def test_implemented_option_starts(o, src, ctx):
     serve_once(argv, env, target=s.get("target", "wsgi_app:app"),
                cwd=ctx.tmp if s.get("cwd") == "tmp" else APPS, uds=uds,
                workers=s.get("workers", 1), quiet=s.get("quiet", False),
-               path=s.get("path", "/info"), check=s.get("check"), tmp=ctx.tmp)
+               path=s.get("path", "/info"), check=s.get("check"), tmp=ctx.tmp,
+               inherit=s.get("inherit"))
 
 
 # ===========================================================================
