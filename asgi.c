@@ -682,14 +682,83 @@ static int set(PyObject *d, PyObject *k, PyObject *v);
 #define INTERN(var, s) if (!(var = PyUnicode_InternFromString(s))) return -1
 #include "asgi_ws.c"
 
+/* A pair, stealing both references (NULL if either is). */
+static PyObject *pair(PyObject *a, PyObject *b)
+{
+    PyObject *t = a && b ? PyTuple_New(2) : NULL;
+    if (!t) { Py_XDECREF(a); Py_XDECREF(b); return NULL; }
+    PyTuple_SET_ITEM(t, 0, a);
+    PyTuple_SET_ITEM(t, 1, b);
+    return t;
+}
+
 static PyObject *addr_tuple(const char *ip, int port)
 {
     char num[12];
-    int n = 0;
-    char tmp[12];
-    do tmp[n++] = (char)('0' + port % 10); while ((port /= 10) > 0);
-    for (int i = 0; i < n; i++) num[i] = tmp[n - 1 - i];
-    return Py_BuildValue("(ss#)", ip, num, (Py_ssize_t)n);
+    int n = snprintf(num, sizeof(num), "%d", port);   /* Granian: the port as str */
+    return pair(PyUnicode_FromString(ip), PyUnicode_FromStringAndSize(num, n));
+}
+
+/* Per-request objects that are nearly always the same, made once: the
+ * scope's keys and constant values (a copy of a dict of the right size
+ * costs less than growing a new one), and common header names and
+ * methods (no allocation for them). */
+static PyObject *scope_tmpl;
+static const char *const common_names[] = {
+    "host", "user-agent", "accept", "accept-encoding", "accept-language", "connection",
+    "content-type", "content-length", "cookie", "referer", "origin", "cache-control",
+    "authorization", "upgrade", "sec-websocket-key", "sec-websocket-version",
+    "x-forwarded-for", "x-forwarded-proto", "if-none-match", "if-modified-since",
+};
+#define NCOMMON (sizeof(common_names) / sizeof(common_names[0]))
+static PyObject *common_bytes[NCOMMON];
+static const char *const common_methods[] = { "GET", "POST", "HEAD", "PUT", "DELETE",
+                                              "OPTIONS", "PATCH" };
+#define NMETHODS (sizeof(common_methods) / sizeof(common_methods[0]))
+static PyObject *method_strs[NMETHODS];
+
+static PyObject *header_name(slice nm)
+{
+    for (size_t i = 0; i < NCOMMON; i++)
+        if (strlen(common_names[i]) == nm.n && http_name_is(nm, common_names[i]))
+            return Py_NewRef(common_bytes[i]);
+    PyObject *name = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)nm.n);
+    if (!name) return NULL;
+    char *p = PyBytes_AS_STRING(name);
+    for (size_t j = 0; j < nm.n; j++)
+        p[j] = (nm.p[j] >= 'A' && nm.p[j] <= 'Z') ? (char)(nm.p[j] + 32) : nm.p[j];
+    return name;
+}
+
+static PyObject *method_str(slice m)
+{
+    for (size_t i = 0; i < NMETHODS; i++)
+        if (strlen(common_methods[i]) == m.n && !memcmp(common_methods[i], m.p, m.n))
+            return Py_NewRef(method_strs[i]);
+    return PyUnicode_DecodeLatin1(m.p, (Py_ssize_t)m.n, NULL);
+}
+
+static int scope_init(void)
+{
+    for (size_t i = 0; i < NCOMMON; i++)
+        if (!(common_bytes[i] = PyBytes_FromString(common_names[i]))) return -1;
+    for (size_t i = 0; i < NMETHODS; i++)
+        if (!(method_strs[i] = PyUnicode_InternFromString(common_methods[i]))) return -1;
+    PyObject *root = PyUnicode_FromString(cfg->url_path_prefix ? cfg->url_path_prefix : "");
+    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+    scope_tmpl = root && empty ? PyDict_New() : NULL;
+    PyObject *const kv[][2] = {
+        { k_type, s_http }, { k_asgi, asgi_dict }, { k_http_version, v11 },
+        { k_server, Py_None }, { k_client, Py_None }, { k_scheme, s_http_scheme },
+        { k_method, Py_None }, { k_root_path, root }, { k_path, Py_None },
+        { k_raw_path, Py_None }, { k_query, empty }, { k_headers, Py_None },
+        { k_extensions, ext_dict }, { k_state, Py_None },
+    };
+    for (size_t i = 0; scope_tmpl && i < sizeof(kv) / sizeof(kv[0]); i++)
+        if (PyDict_SetItem(scope_tmpl, kv[i][0], kv[i][1]) < 0) Py_CLEAR(scope_tmpl);
+    Py_XDECREF(root);
+    Py_XDECREF(empty);
+    return scope_tmpl ? 0 : -1;
 }
 
 /* scope["server"]: one tuple per listener, made once. */
@@ -720,7 +789,7 @@ static int set(PyObject *d, PyObject *k, PyObject *v)
 static PyObject *build_scope(conn *c)
 {
     http_request *rq = c->req;
-    PyObject *scope = PyDict_New();
+    PyObject *scope = PyDict_Copy(scope_tmpl);
     if (!scope) return NULL;
     char stackbuf[2048];
     char *dec = rq->path.n <= sizeof(stackbuf) ? stackbuf : malloc(rq->path.n);
@@ -730,33 +799,24 @@ static PyObject *build_scope(conn *c)
     if (dec != stackbuf) free(dec);
     PyObject *headers = PyList_New((Py_ssize_t)rq->nheaders);
     for (size_t i = 0; headers && i < rq->nheaders; i++) {
-        slice nm = rq->headers[i].name, val = rq->headers[i].value;
-        PyObject *name = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)nm.n);
-        if (!name) { Py_CLEAR(headers); break; }
-        char *p = PyBytes_AS_STRING(name);
-        for (size_t j = 0; j < nm.n; j++)
-            p[j] = (nm.p[j] >= 'A' && nm.p[j] <= 'Z') ? (char)(nm.p[j] + 32) : nm.p[j];
-        PyObject *pair = Py_BuildValue("(Ny#)", name, val.p, (Py_ssize_t)val.n);
-        if (!pair) { Py_CLEAR(headers); break; }
-        PyList_SET_ITEM(headers, (Py_ssize_t)i, pair);
+        slice val = rq->headers[i].value;
+        PyObject *hp = pair(header_name(rq->headers[i].name),
+                            PyBytes_FromStringAndSize(val.p, (Py_ssize_t)val.n));
+        if (!hp) { Py_CLEAR(headers); break; }
+        PyList_SET_ITEM(headers, (Py_ssize_t)i, hp);
     }
     const listener *ls = c->ls;
     int uds = ls->family == AF_UNIX;
-    PyObject *scheme = conn_secure(c) ? s_https_scheme : s_http_scheme;
-    Py_INCREF(s_http); Py_INCREF(asgi_dict); Py_INCREF(scheme);
-    Py_INCREF(rq->minor ? v11 : v10);
-    if (set(scope, k_type, s_http) || set(scope, k_asgi, asgi_dict) ||
-        set(scope, k_http_version, rq->minor ? v11 : v10) ||
+    if ((!rq->minor && set(scope, k_http_version, Py_NewRef(v10))) ||
+        (conn_secure(c) && set(scope, k_scheme, Py_NewRef(s_https_scheme))) ||
         set(scope, k_server, server_tuple(ls)) ||
         set(scope, k_client, addr_tuple(conn_client(c), uds ? 0 : conn_client_port(c))) ||
-        set(scope, k_scheme, scheme) ||
-        set(scope, k_method, PyUnicode_DecodeLatin1(rq->method.p, (Py_ssize_t)rq->method.n, NULL)) ||
-        set(scope, k_root_path, PyUnicode_FromString(cfg->url_path_prefix ? cfg->url_path_prefix : "")) ||
+        set(scope, k_method, method_str(rq->method)) ||
         set(scope, k_path, path) ||
         set(scope, k_raw_path, PyBytes_FromStringAndSize(rq->path.p, (Py_ssize_t)rq->path.n)) ||
-        set(scope, k_query, PyBytes_FromStringAndSize(rq->query.p, (Py_ssize_t)rq->query.n)) ||
+        (rq->query.n && set(scope, k_query, PyBytes_FromStringAndSize(rq->query.p, (Py_ssize_t)rq->query.n))) ||
         set(scope, k_headers, headers) ||
-        set(scope, k_extensions, c->tls ? tls_extensions(c) : Py_NewRef(ext_dict)) ||
+        (c->tls && set(scope, k_extensions, tls_extensions(c))) ||
         set(scope, k_state, PyDict_Copy(lifespan_state))) {
         Py_DECREF(scope);
         return NULL;
@@ -1111,5 +1171,6 @@ int asgi_init(const config *config, void *application)
     lifespan_state = PyDict_New();
     Py_INCREF(Py_None);
     ready_none = ready(Py_None);
-    return ready_none && asgi_dict && ext_dict && msg_disconnect && lifespan_state ? 0 : -1;
+    if (!asgi_dict || !ext_dict || scope_init() < 0) return -1;
+    return ready_none && msg_disconnect && lifespan_state ? 0 : -1;
 }

@@ -688,14 +688,10 @@ size_t http_pct_decode(const char *in, size_t n, char *out)
 /* Whether p[0,n) is a token (RFC 9110 5.6.2). */
 int http_is_token(const char *p, size_t n)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
     if (n == 0) return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (!((ch >= '0' && ch <= '9') || ((ch | 32) >= 'a' && (ch | 32) <= 'z') ||
-              (ch && strchr(extra, ch))))
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)p[i]))
             return 0;
-    }
     return 1;
 }
 

@@ -356,6 +356,24 @@ static int put(obuf *b, const char *s, size_t n)
  * too).  headers: a list of (name, value) pairs, str or bytes.  reason:
  * the app's phrase, or NULL for the standard one.  total: the body length
  * when known, else -1.  Fills h; a bad header raises and returns -1. */
+/* The response header names the server looks at, told apart by length
+ * first: most names are none of them and cost one switch. */
+enum { H_OTHER, H_TE, H_KEEP_ALIVE, H_CONNECTION, H_CLEN, H_SERVER, H_DATE };
+
+static int special_header(const char *k, size_t n)
+{
+    slice s = { k, n };
+    switch (n) {
+    case 4:  return http_name_is(s, "date") ? H_DATE : H_OTHER;
+    case 6:  return http_name_is(s, "server") ? H_SERVER : H_OTHER;
+    case 10: return http_name_is(s, "connection") ? H_CONNECTION
+                  : http_name_is(s, "keep-alive") ? H_KEEP_ALIVE : H_OTHER;
+    case 14: return http_name_is(s, "content-length") ? H_CLEN : H_OTHER;
+    case 17: return http_name_is(s, "transfer-encoding") ? H_TE : H_OTHER;
+    }
+    return H_OTHER;
+}
+
 int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
                     void *headers_obj, int64_t total, const char **out, size_t *outn)
 {
@@ -395,13 +413,14 @@ int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
                 goto fail;
             }
         /* framing and connection management are the server's business */
-        if (http_name_is((slice){k, (size_t)kn}, "transfer-encoding") || http_name_is((slice){k, (size_t)kn}, "keep-alive"))
+        int special = special_header(k, (size_t)kn);
+        if (special == H_TE || special == H_KEEP_ALIVE)
             continue;
-        if (http_name_is((slice){k, (size_t)kn}, "connection")) {
+        if (special == H_CONNECTION) {
             close |= http_has_token(v, (size_t)vn, "close");
             continue;
         }
-        if (http_name_is((slice){k, (size_t)kn}, "content-length")) {
+        if (special == H_CLEN) {
             if (h->code < 200 || h->code == 204)
                 continue;               /* RFC 9110 8.6: never on these */
             int64_t cl = 0;
@@ -412,8 +431,8 @@ int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
             }
             h->clen = cl;
         }
-        has_server |= http_name_is((slice){k, (size_t)kn}, "server");
-        has_date |= http_name_is((slice){k, (size_t)kn}, "date");
+        has_server |= special == H_SERVER;
+        has_date |= special == H_DATE;
         if (put(b, k, (size_t)kn) || PUTS(b, ": ") || put(b, v, (size_t)vn) || PUTS(b, "\r\n"))
             goto fail;
     }
