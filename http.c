@@ -55,16 +55,12 @@
 
 /* ---- character classes (RFC 9110 5.6.2, 5.5) ---------------------------- */
 
+/* tchar: "!#$%&'*+-.^_`|~", digits and letters, one bit per ASCII code. */
+static const uint32_t tchar_bits[4] = { 0x00000000, 0x03ff6cfa, 0xc7fffffe, 0x57ffffff };
+
 static int is_tchar(unsigned char c)
 {
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
-    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
-    case '~':
-        return 1;
-    }
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-           (c >= 'A' && c <= 'Z');
+    return c < 128 && (tchar_bits[c >> 5] >> (c & 31) & 1);
 }
 
 static int is_vchar(unsigned char c) { return c >= 0x21 && c <= 0x7e; }
