@@ -23,9 +23,11 @@
  *     (else 400) and name no other coding (else 501); it is 400 with
  *     Content-Length or in an HTTP/1.0 request.  HTTP/1.1 needs exactly
  *     one Host; more than one Host is 400 in any version.
- *   - Chunked bodies: strict hex sizes below 2^63, extensions capped at
- *     HTTP_MAX_CHUNK_EXT bytes, trailers capped at HTTP_MAX_TRAILER bytes
- *     and discarded, CRLF everywhere.
+ *   - Chunked bodies: strict hex sizes below 2^63; extensions follow the
+ *     grammar exactly (";" token ["=" (token / quoted-string)], BWS
+ *     around ";" and "="), so a quote can never hide a line end, and are
+ *     capped at HTTP_MAX_CHUNK_EXT bytes; trailers capped at
+ *     HTTP_MAX_TRAILER bytes and discarded; CRLF everywhere.
  *
  * After any of these answers (400, 414, 431, 501, 505) the connection is
  * closed: the worker does not try to find the next request.
@@ -422,7 +424,14 @@ int http_parse_request(const char *buf, size_t len, size_t last_len,
 enum {
     CK_SIZE = 0,        /* hex digits; 0 so a zeroed struct is a fresh one */
     CK_BWS,             /* whitespace after the size: a ';' must follow */
-    CK_EXT,             /* ';' ext-name [= ext-val] ..., up to CR */
+    CK_EXT,             /* after ';': BWS, then a name */
+    CK_EXT_NAME,        /* in chunk-ext-name */
+    CK_EXT_AFTER_NAME,  /* BWS after a name: '=', ';' or the end */
+    CK_EXT_EQ,          /* after '=': BWS, then a token or a quoted-string */
+    CK_EXT_TOKEN,       /* in a token value */
+    CK_EXT_QUOTED,      /* in a quoted-string value */
+    CK_EXT_ESCAPE,      /* after '\' in a quoted-string */
+    CK_EXT_AFTER_VAL,   /* BWS after a value: ';' or the end */
     CK_SIZE_LF,         /* LF of the size line */
     CK_DATA,
     CK_DATA_CR,         /* CRLF after chunk-data */
@@ -440,6 +449,33 @@ static int hex_value(unsigned char c)
         return c - '0';
     c = ascii_lower(c);
     return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+/* One byte of a chunk extension (RFC 9112 7.1.1): the next state, or -1.
+ * CR is the caller's: it ends the line in the states that complete one. */
+static int ext_step(int st, unsigned char c)
+{
+    int ows = is_ows(c), tc = is_tchar(c);
+    switch (st) {
+    case CK_BWS:        return ows ? CK_BWS : c == ';' ? CK_EXT : -1;
+    case CK_EXT:        return ows ? CK_EXT : tc ? CK_EXT_NAME : -1;
+    case CK_EXT_NAME:   return tc ? CK_EXT_NAME : ows ? CK_EXT_AFTER_NAME
+                             : c == '=' ? CK_EXT_EQ : c == ';' ? CK_EXT : -1;
+    case CK_EXT_AFTER_NAME:
+                        return ows ? CK_EXT_AFTER_NAME : c == '=' ? CK_EXT_EQ
+                             : c == ';' ? CK_EXT : -1;
+    case CK_EXT_EQ:     return ows ? CK_EXT_EQ : c == '"' ? CK_EXT_QUOTED
+                             : tc ? CK_EXT_TOKEN : -1;
+    case CK_EXT_TOKEN:  return tc ? CK_EXT_TOKEN : ows ? CK_EXT_AFTER_VAL
+                             : c == ';' ? CK_EXT : -1;
+    case CK_EXT_QUOTED: /* qdtext: HTAB, SP, VCHAR but '"' and '\', obs-text */
+        return c == '"' ? CK_EXT_AFTER_VAL : c == '\\' ? CK_EXT_ESCAPE
+             : (c == '\t' || c >= 0x20) && c != 0x7f ? CK_EXT_QUOTED : -1;
+    case CK_EXT_ESCAPE: return (c == '\t' || c >= 0x20) && c != 0x7f ? CK_EXT_QUOTED : -1;
+    case CK_EXT_AFTER_VAL:
+                        return ows ? CK_EXT_AFTER_VAL : c == ';' ? CK_EXT : -1;
+    }
+    return -1;
 }
 
 /* Decode in place: data bytes are moved down over the framing, so the
@@ -485,20 +521,17 @@ ssize_t http_chunked_decode(http_chunked *d, char *buf, size_t *len)
             d->state = c == ';' ? CK_EXT : CK_BWS;
             d->count = 1;           /* extension bytes, from BWS or ';' */
             break;
-        case CK_BWS:
-        case CK_EXT:
-            if (c == '\r') {
-                if (d->state == CK_BWS)
-                    return HTTP_BAD;        /* "5 \r\n": BWS with no ';' */
-                d->state = CK_SIZE_LF;
+        case CK_BWS: case CK_EXT: case CK_EXT_NAME: case CK_EXT_AFTER_NAME:
+        case CK_EXT_EQ: case CK_EXT_TOKEN: case CK_EXT_QUOTED: case CK_EXT_ESCAPE:
+        case CK_EXT_AFTER_VAL:
+            if (c == '\r' && (d->state == CK_EXT_NAME || d->state == CK_EXT_AFTER_NAME ||
+                              d->state == CK_EXT_TOKEN || d->state == CK_EXT_AFTER_VAL)) {
+                d->state = CK_SIZE_LF;      /* a complete extension ends the line */
                 break;
             }
-            if (++d->count > HTTP_MAX_CHUNK_EXT)
-                return HTTP_BAD;
-            if (d->state == CK_BWS && c == ';')
-                d->state = CK_EXT;
-            else if (d->state == CK_BWS ? !is_ows(c) : !is_field_byte(c))
-                return HTTP_BAD;
+            if (++d->count > HTTP_MAX_CHUNK_EXT || (v = ext_step(d->state, c)) < 0)
+                return HTTP_BAD;            /* "5 \r\n", "5;\r\n", 5;a=\r\n", ... */
+            d->state = v;
             break;
         case CK_SIZE_LF:
             if (c != '\n')

@@ -552,6 +552,17 @@ static void test_chunked(void)
     CHUNKED_BAD("BWS without ';'", "5 \r\nhello\r\n0\r\n\r\n");
     CHUNKED_BAD("CTL in extension", "5;a=\x01\r\nhello\r\n0\r\n\r\n");
     CHUNKED_BAD("LF in extension", "5;a\nb\r\nhello\r\n0\r\n\r\n");
+    CHUNKED_OK("extension grammar: BWS, token and quoted values, escapes",
+               "5 ; a = b ;c=\"x;\\\"y\" ; d\r\nhello\r\n0\r\n\r\n", "hello", 0);
+    CHUNKED_BAD("';' without a name", "5;\r\nhello\r\n0\r\n\r\n");
+    CHUNKED_BAD("'=' without a value", "5;a=\r\nhello\r\n0\r\n\r\n");
+    CHUNKED_BAD("name with a space in it", "5;a b\r\nhello\r\n0\r\n\r\n");
+    CHUNKED_BAD("value that is no token", "5;a=b/c\r\nhello\r\n0\r\n\r\n");
+    CHUNKED_BAD("empty name before '='", "5;=b\r\nhello\r\n0\r\n\r\n");
+    CHUNKED_BAD("quote open at the line end (a hidden request)",
+                "5;a=\"\r\nhello\r\n0\r\n\r\nGET /admin HTTP/1.1\r\n\r\n\"\r\nhello\r\n0\r\n\r\n");
+    CHUNKED_BAD("bare quote in a token", "5;a=b\"\r\nhello\r\n0\r\n\r\n");
+    CHUNKED_BAD("two values", "5;a=b c\r\nhello\r\n0\r\n\r\n");
     CHUNKED_BAD("missing CRLF after data", "5\r\nhelloX\r\n0\r\n\r\n");
     CHUNKED_BAD("bare LF after data", "5\r\nhello\n0\r\n\r\n");
     CHUNKED_BAD("bare LF after last chunk", "0\r\n\n");
