@@ -17,6 +17,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -71,6 +74,7 @@ static struct worker {
     conn *done;                  /* requests finished, for the loop */
     int nthreads, idle, pool_stop;
     int nqueued;                 /* requests in qhead..qtail */
+    int freed;                   /* buffers and connections freed since a trim */
 } W = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
         .gone = PTHREAD_COND_INITIALIZER };
 
@@ -473,6 +477,8 @@ static int conn_want(conn *c, int mask)
     return mask;
 }
 
+static void accept_resume(void);
+
 static void conn_close(conn *c)
 {
     ev_del(W.loop, c->fd, EV_READ | EV_WRITE);
@@ -487,6 +493,11 @@ static void conn_close(conn *c)
     free(c->buf);
     free(c->req);
     free(c);
+    W.freed++;
+    if (W.accept_resume && !W.waitq) {  /* out of descriptors: one just freed */
+        W.accept_resume = 0;
+        accept_resume();
+    }
 }
 
 static int want_read(conn *c)
@@ -1256,9 +1267,18 @@ static void sweep(int64_t now)
                 c->buf = NULL;
                 c->req = NULL;
                 c->cap = 0;
+                W.freed++;
             }
         }
     }
+#ifdef __GLIBC__
+    /* glibc keeps freed pages that lie between live allocations (the
+     * small conn structs of idle connections): give them back */
+    if (W.freed >= 256) {
+        malloc_trim(0);
+        W.freed = 0;
+    }
+#endif
     if (W.force_at && now >= W.force_at && !W.forced) force_stop();
     if (W.accept_resume && now >= W.accept_resume) {
         W.accept_resume = 0;
