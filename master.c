@@ -34,6 +34,11 @@ static pid_t master_pid;            /* 0 until the master owns files to clean */
 
 static listener ls[MAX_LISTENERS];
 static int nls;
+/* With TCP and several workers, each worker id has its own SO_REUSEPORT
+ * socket per address (the kernel spreads connections over them), owned by
+ * the master: a worker that is replaced hands its socket, and the
+ * connections queued on it, to its successor.  slot_ls[(id-1)*nls + i]. */
+static listener *slot_ls;
 static int uds_bound;               /* we created the socket file */
 static int pid_written;
 
@@ -97,6 +102,40 @@ static void *ip_of(struct sockaddr_storage *sa, uint16_t **port)
     return sa->ss_family == AF_INET ? (void *)&s4->sin_addr : (void *)&s6->sin6_addr;
 }
 
+/* One more SO_REUSEPORT socket per address for workers 2..N, on the
+ * address and port the first one got. */
+static void bind_slots(void)
+{
+    int one = 1;
+
+    if (!(slot_ls = calloc((size_t)cfg.workers * (size_t)nls, sizeof *slot_ls)))
+        die("out of memory");
+    memcpy(slot_ls, ls, (size_t)nls * sizeof *ls);
+    for (int w = 1; w < cfg.workers; w++)
+        for (int i = 0; i < nls; i++) {
+            listener *l = &slot_ls[w * nls + i];
+            struct sockaddr_storage sa;
+            socklen_t salen = sizeof sa;
+            int v6 = 0, fd;
+            socklen_t vl = sizeof v6;
+            *l = ls[i];
+            getsockname(ls[i].fd, (struct sockaddr *)&sa, &salen);
+            if (ls[i].family == AF_INET6)
+                getsockopt(ls[i].fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6, &vl);
+            if ((fd = socket(ls[i].family, SOCK_STREAM, 0)) < 0)
+                die("%s: socket: %s", NAME("host"), strerror(errno));
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+            if (ls[i].family == AF_INET6)
+                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6, sizeof v6);
+            if (bind(fd, (struct sockaddr *)&sa, salen) < 0)
+                die("%s/%s: cannot bind %s:%d again for worker %d: %s", NAME("host"),
+                    NAME("port"), ls[i].addr, ls[i].port, w + 1, strerror(errno));
+            listen_ready(fd, "--host/--port");
+            l->fd = fd;
+        }
+}
+
 /* Bind every distinct address of the host (localhost may give 127.0.0.1 and
  * ::1).  One socket per address is shared by all workers, not one
  * SO_REUSEPORT socket each: queued connections then survive a rolling
@@ -138,6 +177,8 @@ static void bind_tcp(void)
         if ((fd = socket(ai->ai_family, SOCK_STREAM, 0)) < 0)
             die("%s: %s: socket: %s", NAME("host"), l->addr, strerror(errno));
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (cfg.workers > 1)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
         /* "::" alone stays dual-stack; next to an IPv4 address of the same
          * name it must leave the IPv4 side to that socket. */
         if (ai->ai_family == AF_INET6)
@@ -157,6 +198,8 @@ static void bind_tcp(void)
     freeaddrinfo(res);
     if (nls == 0)
         die("%s: %s: no IPv4 or IPv6 address", NAME("host"), cfg.host);
+    if (cfg.workers > 1)
+        bind_slots();
 }
 
 /* A socket file left by a crashed server refuses connections: replace it.
@@ -474,7 +517,11 @@ static kid *spawn(int id)
         wk_tell_fd = tell[1];
         if (cfg.process_name)
             proc_title("%s worker-%d", cfg.process_name, id);
-        wk_main(&cfg, ls, nls, id);
+        const listener *mine = slot_ls ? &slot_ls[(id - 1) * nls] : ls;
+        for (int i = 0; slot_ls && i < cfg.workers * nls; i++)
+            if (&slot_ls[i] < mine || &slot_ls[i] >= mine + nls)
+                close(slot_ls[i].fd);   /* the other workers' sockets */
+        wk_main(&cfg, mine, nls, id);
     }
     *k = (kid){ .pid = pid, .id = id, .born = now(), .gen = gen };
     metrics_worker((int)(k - kids), pid, id);
@@ -795,6 +842,8 @@ static int serve(void)
     stop_all();
     for (int i = 0; i < nls; i++)
         close(ls[i].fd);
+    for (int i = nls; slot_ls && i < cfg.workers * nls; i++)
+        close(slot_ls[i].fd);
     metrics_close();
     if (watch)
         reload_close(watch);
