@@ -256,6 +256,11 @@ static config dflt;                 /* the defaults alone, for comparisons */
  * Values
  * =================================================================== */
 
+#ifdef GRANC_FUZZ
+#include <setjmp.h>
+static jmp_buf *fuzz_die;           /* tests/fuzz_opts.c: die() returns there */
+#endif
+
 /* Every start-up error: one line on stderr, exit 1. */
 void die(const char *fmt, ...)
 {
@@ -266,6 +271,9 @@ void die(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+#ifdef GRANC_FUZZ
+    longjmp(*fuzz_die, 1);
+#endif
     master_cleanup();
     exit(1);
 }
@@ -722,6 +730,56 @@ void proc_title(const char *fmt, ...)
     prctl(PR_SET_NAME, buf, 0, 0, 0);  /* comm: what top and pkill see */
 #endif
 }
+
+#ifdef GRANC_FUZZ
+/* ===================================================================
+ * Hooks for tests/fuzz_opts.c (make fuzz), where libFuzzer owns main()
+ * =================================================================== */
+
+/* argv and the environment to a config, as main() does it: 0, or -1 where
+ * granc would have died.  Strings in *out stay valid until the caller
+ * frees what this call allocated. */
+int fuzz_parse(int argc, char **argv, config *out)
+{
+    jmp_buf jb;
+
+    memset(src, 0, sizeof src);
+    memset(&cfg, 0, sizeof cfg);
+    memset(&dflt, 0, sizeof dflt);
+    fuzz_die = &jb;
+    if (setjmp(jb))
+        return -1;
+    set_defaults();
+    parse_args(argc, argv);
+    parse_env();
+    resolve();
+    *out = cfg;
+    return 0;
+}
+
+/* Option `name`'s value syntax: 'b'oolean, 'l'ist (its variable splits on
+ * white space), 'p'aths (on ':'), 'v'alue; 0 if unknown. */
+int fuzz_option(const char *name, size_t len, const char **env)
+{
+    int i = opt_find(name, len);
+
+    if (i < 0)
+        return 0;
+    *env = opts[i].env;
+    return opts[i].kind == K_BOOL ? 'b' : opts[i].kind == K_LIST ? 'l'
+         : opts[i].kind == K_PATHS ? 'p' : 'v';
+}
+
+int fuzz_same_config(const config *a, const config *b)
+{
+    for (int i = 0; i < NOPTS; i++)
+        if (!same_value(i, a, b))
+            return 0;
+    return !strcmp(a->target, b->target);
+}
+
+#define main granc_main             /* compiled, never called */
+#endif
 
 int main(int argc, char **argv)
 {
