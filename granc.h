@@ -287,6 +287,7 @@ typedef struct http_header {
 typedef struct http_request {
     slice method, target;            /* target as sent */
     slice path, query;               /* target split at '?'; query w/o '?' */
+    slice authority;                 /* absolute-form: host[:port]; else empty */
     int minor;                       /* HTTP/1.<minor>: 0 or 1 */
     size_t nheaders;
     http_header headers[HTTP_MAX_HEADERS];

@@ -136,6 +136,7 @@ static int split_target(http_request *req)
                 return -1;
         if (q == p)
             return -1;
+        req->authority = (slice){p, (size_t)(q - p)};
         p = q;
     }
     for (q = p; q < end && *q != '?'; q++)
@@ -278,6 +279,56 @@ static int merge_content_length(slice value, int64_t *cl)
     return any ? 0 : -1;
 }
 
+/* Host = uri-host [":" port] (RFC 9110 7.2, RFC 3986 3.2.2): an IP
+ * literal in brackets, or a reg-name (unreserved, %, sub-delims), then
+ * digits after a colon.  The empty reg-name is valid. */
+static int valid_host(slice h)
+{
+    static const char reg[] = "-._~%!$&'()*+,;=";
+#define ALNUM(c) (((c) >= '0' && (c) <= '9') || (((c) | 32) >= 'a' && ((c) | 32) <= 'z'))
+    size_t i = 0;
+
+    if (h.n && h.p[0] == '[') {
+        for (i = 1; i < h.n && h.p[i] != ']'; i++)
+            if (!h.p[i] || (!ALNUM(h.p[i]) && !strchr(reg, h.p[i]) && h.p[i] != ':'))
+                return 0;
+        if (i++ == h.n)
+            return 0;
+    } else {
+        for (; i < h.n && h.p[i] != ':'; i++)
+            if (!h.p[i] || (!ALNUM(h.p[i]) && !strchr(reg, h.p[i])))
+                return 0;
+    }
+    if (i < h.n && h.p[i++] != ':')
+        return 0;
+    for (; i < h.n; i++)
+        if (h.p[i] < '0' || h.p[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* Repeated Content-Length values all agreed: leave the application one
+ * field with one value (RFC 9110 8.6). */
+static void single_content_length(http_request *req)
+{
+    size_t i, j, first = 1;
+    slice rest, e;
+
+    for (i = j = 0; i < req->nheaders; i++) {
+        http_header *h = &req->headers[i];
+        if (http_name_is(h->name, "content-length")) {
+            if (!first)
+                continue;
+            rest = h->value;
+            list_next(&rest, &e);
+            h->value = e;
+            first = 0;
+        }
+        req->headers[j++] = *h;
+    }
+    req->nheaders = j;
+}
+
 /* Derive the framing facts from the parsed fields.  Transfer-Encoding
  * rules, in order: "chunked" exactly once and last (else 400: the length
  * would be unknowable), then no other coding (else 501: we decode none). */
@@ -285,19 +336,22 @@ static int read_framing(http_request *req, int *status)
 {
     int hosts = 0, te = 0, te_chunked = 0, te_last = 0, te_twice = 0;
     int te_unknown = 0, want_close = 0, want_keep = 0, upgrade_tok = 0;
-    int upgrade = 0;
+    int upgrade = 0, cls = 0, cl_list = 0;
     int64_t cl = -1;
     slice rest, e;
-    size_t i;
+    size_t i, host = 0;
 
     for (i = 0; i < req->nheaders; i++) {
         slice name = req->headers[i].name, value = req->headers[i].value;
 
         if (http_name_is(name, "host")) {
             hosts++;
+            host = i;
         } else if (http_name_is(name, "content-length")) {
             if (merge_content_length(value, &cl) < 0)
                 return bad(status, 400);
+            cls++;
+            cl_list |= memchr(value.p, ',', value.n) != NULL;
         } else if (http_name_is(name, "transfer-encoding")) {
             te = 1;
             te_last = 0;            /* an empty field ends the list unchunked */
@@ -330,6 +384,14 @@ static int read_framing(http_request *req, int *status)
 
     if (hosts > 1 || (hosts == 0 && req->minor == 1))
         return bad(status, 400);
+    /* RFC 9112 3.2.2: with an absolute-form target, its authority is the
+     * host, whatever Host said; the application sees it as Host. */
+    if (hosts && req->authority.n)
+        req->headers[host].value = req->authority;
+    if (hosts && !valid_host(req->headers[host].value))
+        return bad(status, 400);
+    if (cls > 1 || cl_list)
+        single_content_length(req);
     if (te) {
         if (req->minor == 0 || cl >= 0 || !te_last || te_twice)
             return bad(status, 400);
@@ -370,6 +432,7 @@ int http_parse_request(const char *buf, size_t len, size_t last_len,
     ssize_t r;
 
     req->nheaders = 0;
+    req->authority = (slice){NULL, 0};
     req->content_length = -1;
     req->chunked = req->keep_alive = req->expect_continue = req->upgrade = 0;
 
@@ -392,7 +455,15 @@ int http_parse_request(const char *buf, size_t len, size_t last_len,
     end = find_head_end(buf + from, buf + len);
     if (end == NULL) {
         r = parse_request_line(buf + start, len - start, req, status);
-        return r == HTTP_BAD ? HTTP_BAD : HTTP_INCOMPLETE;
+        if (r == HTTP_BAD)
+            return HTTP_BAD;
+        /* a bare CR or LF past the request line will never end the head */
+        for (i = r > 0 && from < start + (size_t)r ? start + (size_t)r : from;
+             r > 0 && i < len; i++)
+            if ((buf[i] == '\n' && buf[i - 1] != '\r') ||
+                (buf[i] == '\r' && i + 1 < len && buf[i + 1] != '\n'))
+                return bad(status, 400);
+        return HTTP_INCOMPLETE;
     }
     if ((size_t)(end - buf) > (size_t)INT_MAX - 4)
         return bad(status, 431);
@@ -437,7 +508,8 @@ enum {
     CK_DATA_CR,         /* CRLF after chunk-data */
     CK_DATA_LF,
     CK_TRAILER_LINE,    /* start of a trailer field line or the final CRLF */
-    CK_TRAILER,         /* inside a trailer field line */
+    CK_TRAILER_NAME,    /* in a trailer field name, up to ':' */
+    CK_TRAILER,         /* in a trailer field value */
     CK_TRAILER_LF,
     CK_END_LF,          /* LF of the empty line that ends the body */
     CK_DONE
@@ -555,17 +627,24 @@ ssize_t http_chunked_decode(http_chunked *d, char *buf, size_t *len)
                 d->state = CK_END_LF;
                 break;
             }
-            if (is_ows(c))
-                return HTTP_BAD;            /* obs-fold, as in the head */
-            d->state = CK_TRAILER;
+            if (!is_tchar(c))
+                return HTTP_BAD;            /* obs-fold, an empty name, ... */
+            d->state = CK_TRAILER_NAME;
             /* fall through */
+        case CK_TRAILER_NAME:               /* a field line, as in the head */
         case CK_TRAILER:
             if (++d->trailer > HTTP_MAX_TRAILER)
                 return HTTP_BAD;
-            if (c == '\r')
+            if (d->state == CK_TRAILER_NAME) {
+                if (c == ':')
+                    d->state = CK_TRAILER;
+                else if (!is_tchar(c))
+                    return HTTP_BAD;
+            } else if (c == '\r') {
                 d->state = CK_TRAILER_LF;
-            else if (!is_field_byte(c))
+            } else if (!is_field_byte(c)) {
                 return HTTP_BAD;
+            }
             break;
         case CK_TRAILER_LF:
             if (c != '\n' || ++d->trailer > HTTP_MAX_TRAILER)

@@ -210,6 +210,15 @@ static void test_accept(void)
                 "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7 , 7\r\n"
                 "content-length: 7\r\n\r\n", 0);
     ok(req.content_length == 7, "identical Content-Lengths merge");
+    ok(req.nheaders == 2 && !strcmp(header("content-length"), "7"),
+       "the app is left one Content-Length field of one value");
+    accept_head("absolute-form host",
+                "GET http://a.example:8080/p?q HTTP/1.1\r\nHost: b.example\r\n\r\n", 0);
+    ok(!strcmp(header("host"), "a.example:8080") && slice_is(req.path, "/p"),
+       "absolute-form: the target's authority is the Host");
+    accept_head("IPv6 Host", "GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 0);
+    accept_head("empty Host", "GET / HTTP/1.1\r\nHost: \r\n\r\n", 0);
+    accept_head("reg-name Host", "GET / HTTP/1.1\r\nHost: a-b_c.~x%41:8\r\n\r\n", 0);
     accept_head("Content-Length 18 digits",
                 "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: "
                 "999999999999999999\r\n\r\n", 0);
@@ -323,6 +332,16 @@ static void test_reject(void)
            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
            "Content-Length: 50\r\n\r\n", 400);
     /* Transfer-Encoding */
+    REJECT("Host with a space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400);
+    REJECT("Host with a path", "GET / HTTP/1.1\r\nHost: x/y\r\n\r\n", 400);
+    REJECT("Host with userinfo", "GET / HTTP/1.1\r\nHost: u@x\r\n\r\n", 400);
+    REJECT("Host port not digits", "GET / HTTP/1.1\r\nHost: x:abc\r\n\r\n", 400);
+    REJECT("Host with two ports", "GET / HTTP/1.1\r\nHost: x:1:2\r\n\r\n", 400);
+    REJECT("Host bracket unclosed", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400);
+    REJECT("Host non-ASCII", "GET / HTTP/1.1\r\nHost: \xe9x\r\n\r\n", 400);
+    REJECT("bare LF ends a field, head unfinished",
+           "GET / HTTP/1.1\r\nHost: x\nA: b\r\n", 400);
+    REJECT("bare LF as the last line", "GET / HTTP/1.1\r\nHost: x\r\n\n", 400);
     REJECT("TE chunked twice",
            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked"
            "\r\n\r\n", 400);
@@ -569,6 +588,9 @@ static void test_chunked(void)
     CHUNKED_BAD("bare CR in trailer", "0\r\nX: a\rb\r\n\r\n");
     CHUNKED_BAD("bare LF ends trailer", "0\r\nX: a\n\r\n");
     CHUNKED_BAD("obs-fold in trailer", "0\r\nX: a\r\n b\r\n\r\n");
+    CHUNKED_BAD("trailer without a colon", "0\r\nXY\r\n\r\n");
+    CHUNKED_BAD("space before a trailer's colon", "0\r\nX : y\r\n\r\n");
+    CHUNKED_BAD("non-token trailer name", "0\r\nX(y): z\r\n\r\n");
     CHUNKED_BAD("CR CR at the end", "0\r\n\r\r");
 
     /* Extension bytes (from ';' up to CR) capped at HTTP_MAX_CHUNK_EXT. */
