@@ -18,6 +18,9 @@
 #include <string.h>
 #include <stddef.h>
 #include <sys/stat.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -510,6 +513,11 @@ static kid *spawn(int id)
             signal(handled[i], SIG_DFL);
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+#ifdef __linux__
+        prctl(PR_SET_PDEATHSIG, SIGTERM);  /* a killed master: drain and go */
+        if (getppid() != master_pid)
+            raise(SIGTERM);
+#endif
         if (watch)
             reload_close(watch);
         metrics_child((int)(k - kids));

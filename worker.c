@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -69,14 +70,15 @@ static struct worker {
     PyThreadState *main_ts;
     /* the application thread pool */
     pthread_mutex_t mu;
-    pthread_cond_t work, gone;
+    sem_t work;                  /* one post per request queued (a semaphore,
+                                    not a condition variable: glibc 2.36's
+                                    lost wake-up, BZ #25847, hung workers) */
     conn *qhead, *qtail;         /* requests waiting for a thread */
     conn *done;                  /* requests finished, for the loop */
     int nthreads, idle, pool_stop;
     int nqueued;                 /* requests in qhead..qtail */
     int freed;                   /* buffers and connections freed since a trim */
-} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
-        .gone = PTHREAD_COND_INITIALIZER };
+} W = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static volatile sig_atomic_t stop_flag;
 int wk_tell_fd = -1;
@@ -890,9 +892,14 @@ static void *pool_thread(void *arg)
             clock_gettime(CLOCK_REALTIME, &dl);
             dl.tv_sec += W.cfg->blocking_threads_idle_timeout_s;
             W.idle++;
-            int rc = pthread_cond_timedwait(&W.work, &W.mu, &dl);
+            pthread_mutex_unlock(&W.mu);
+            int rc;
+            do rc = sem_timedwait(&W.work, &dl);
+            while (rc < 0 && errno == EINTR);
+            int timed_out = rc < 0 && errno == ETIMEDOUT;
+            pthread_mutex_lock(&W.mu);
             W.idle--;
-            if (rc == ETIMEDOUT && !W.qhead && W.nthreads > 1) break;  /* reaped, but one */
+            if (timed_out && !W.qhead && W.nthreads > 1) break;    /* reaped, but one */
         }
         if (!W.qhead) break;
         conn *c = W.qhead;
@@ -927,7 +934,6 @@ static void *pool_thread(void *arg)
     pthread_mutex_lock(&W.mu);
     W.nthreads--;
     M_SET(blocking_threads, W.nthreads);
-    pthread_cond_broadcast(&W.gone);
     pthread_mutex_unlock(&W.mu);
     return NULL;
 }
@@ -957,18 +963,24 @@ static void pool_submit(conn *c)
      * been signalled but not yet woken must not count twice (#873) */
     if (++W.nqueued > W.idle && W.nthreads < W.cfg->blocking_threads)
         pool_grow();
-    pthread_cond_signal(&W.work);
     pthread_mutex_unlock(&W.mu);
+    sem_post(&W.work);          /* a token: a thread that finds the queue
+                                   empty just waits again */
 }
 
+/* Tell every thread to go and wait until they have. */
 static void pool_shutdown(void)
 {
     pthread_mutex_lock(&W.mu);
     W.pool_stop = 1;
-    pthread_cond_broadcast(&W.work);
-    while (W.nthreads > 0)
-        pthread_cond_wait(&W.gone, &W.mu);
-    pthread_mutex_unlock(&W.mu);
+    for (;;) {
+        int n = W.nthreads;
+        pthread_mutex_unlock(&W.mu);
+        if (n == 0) return;
+        for (int i = 0; i < n; i++) sem_post(&W.work);
+        usleep(1000);
+        pthread_mutex_lock(&W.mu);
+    }
 }
 
 /* ---------------------------------------------------------------------
@@ -1293,6 +1305,7 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
     W.nls = nls;
     W.id = id;
     W.inline_mode = cfg->blocking_threads == 1;
+    sem_init(&W.work, 0, 0);
     W.asgi = cfg->iface == IF_ASGI || cfg->iface == IF_ASGINL;
     if (cfg->max_requests) {         /* jitter spreads the workers' recycling */
         srand((unsigned)getpid() ^ (unsigned)now_us());
