@@ -1,91 +1,255 @@
-"""Benchmark granc against its peers with wrk, side by side, in one run.
+#!/usr/bin/python3
+"""Benchmark granc against its peers, side by side, in one run.
 
-Each server runs one worker pinned to CPU 0 (taskset); wrk runs on CPU 1.
-Each case runs ROUNDS times, interleaved across servers, after a warm-up;
-the table shows medians.  "req/CPU-s" divides the requests served by the
-CPU time the server's processes used during the run (from /proc), which
-still separates servers when wrk on one core is the bottleneck.
+    bench/bench.py [--case NAME[,NAME...] | --all] [--seconds S] [--rounds N]
+                   [--conns C] [--granc PATH] [SERVER...]
+
+Every server runs one worker pinned to CPU 0 (taskset); the client (wrk
+-t1, curl, or a Python client) runs on CPU 1, and so does this script.
+Each throughput case warms every server up, then runs ROUNDS times,
+interleaved across servers; tables show medians.  "req/CPU-s" divides the
+requests served by the CPU time the server's processes used during the run
+(from /proc), which still separates servers when the client on one core is
+the bottleneck.  RSS and PSS (/proc/PID/smaps_rollup) are the whole server:
+master and workers.  Every run first prints a footprint line: granc's
+stripped size, what it links, and its start-up to a first response.
+
+Cases (--case NAME; no --case runs the main ones: wsgi, asgi, asgi-echo, ws,
+https, startup; --all runs every one in turn, about 20 minutes on 2 cores).
+Measured runs last 5 s (3 s with --all), 3 rounds, after a warm-up.
+
+  wsgi, asgi            hello world (13 B); nginx `return 200` is the ceiling
+  wsgi-echo, asgi-echo  10 KiB POST echoed back (wrk + bench/post10k.lua)
+  wsgi-64k, asgi-64k    64 KiB response (nginx: a 64 KiB static file)
+  django-wsgi, -asgi    a small Django view answering JSON (apps/django_app.py)
+  https                 ASGI hello world over TLS, keep-alive
+  https-handshakes      the same with `Connection: close`: a handshake each
+  ws                    WebSocket echo message rate (64 B text messages)
+  upload                1 GiB streamed PUT (curl -T): MiB/s and peak RSS
+  idle                  10,000 idle keep-alive connections: RSS before/after
+  startup               exec to first successful response, median of 5
+  conns                 granc alone, wrk -c64, -c256, -c1024: no fall-off
+  spread                granc --workers 2: requests per worker (metrics)
 """
 import argparse
+import atexit
 import os
 import re
+import resource
+import select
+import selectors
+import shlex
+import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 APPS = os.path.join(HERE, "apps")
-GRANC = os.path.join(ROOT, "tests", "granc-test")
+GRANC = os.environ.get("GRANC_BIN") or os.path.join(ROOT, "tests", "granc-test")
+PY = "/usr/bin/python3"
 TICK = os.sysconf("SC_CLK_TCK")
+SERVER_CPU, CLIENT_CPU = "0", "1"
+TMP = "/tmp/granc-bench"
+MIB = 1024 * 1024
+
+MAIN = ["wsgi", "asgi", "asgi-echo", "ws", "https", "startup"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# ---------------------------------------------------------------- servers
+#
+# A server is a function (port, app) -> argv; the app ("module:attr", or a
+# kind for nginx) comes last, so opts() can put more options before it.
+
+def granc(iface, *extra):
+    return lambda p, app: [GRANC, "--interface", iface, *extra, "--log-level", "warning",
+                           "--port", str(p), app]
 
 
-WSGI = {
-    "granc": lambda p: [GRANC, "--interface", "wsgi", "--blocking-threads", "1",
-                        "--log-level", "warning", "--port", str(p), "hello_wsgi:app"],
-    "granc-pool": lambda p: [GRANC, "--interface", "wsgi", "--log-level", "warning",
-                             "--port", str(p), "hello_wsgi:app"],
-    "uwsgi": lambda p: ["uwsgi", "--plugin", "python3", "--http11-socket", f"127.0.0.1:{p}",
-                        "--wsgi-file", "hello_wsgi.py", "--callable", "app", "--processes", "1",
-                        "--disable-logging", "--single-interpreter"],
-    "gunicorn-sync": lambda p: ["/usr/bin/python3", "-m", "gunicorn", "-w", "1", "-b",
-                                f"127.0.0.1:{p}", "hello_wsgi:app"],
-    "gunicorn-gthread": lambda p: ["/usr/bin/python3", "-m", "gunicorn", "-w", "1", "-k",
-                                   "gthread", "--threads", "4", "-b", f"127.0.0.1:{p}",
-                                   "hello_wsgi:app"],
-}
+def opts(server, *extra):
+    def cmd(p, app):
+        argv = server(p, app)
+        return argv[:-1] + list(extra) + argv[-1:]
+    return cmd
 
-ASGI = {
-    "granc": lambda p: [GRANC, "--interface", "asginl", "--loop", "uvloop",
-                        "--log-level", "warning", "--port", str(p), "hello_asgi:app"],
-    "granc-asyncio": lambda p: [GRANC, "--interface", "asginl", "--loop", "asyncio",
-                                "--log-level", "warning", "--port", str(p), "hello_asgi:app"],
-    "uvicorn-httptools": lambda p: ["/usr/bin/python3", "-m", "uvicorn", "--loop", "uvloop",
-                                    "--http", "httptools", "--no-access-log", "--log-level",
-                                    "warning", "--port", str(p), "hello_asgi:app"],
-    "hypercorn": lambda p: ["/usr/bin/python3", "-m", "hypercorn", "--worker-class", "uvloop",
-                            "-b", f"127.0.0.1:{p}", "hello_asgi:app"],
-    "daphne": lambda p: ["/usr/bin/python3", "-m", "daphne", "-p", str(p), "hello_asgi:app"],
-}
 
-CERTS = "/tmp/granc-bench-certs"
+def uwsgi(p, app):
+    return ["uwsgi", "--plugin", "python3", "--http11-socket", f"127.0.0.1:{p}",
+            "--processes", "1", "--disable-logging", "--single-interpreter",
+            "--pythonpath", APPS, "--module", app]
+
+
+def gunicorn(*extra):
+    return lambda p, app: [PY, "-m", "gunicorn", "-w", "1", *extra, "-b", f"127.0.0.1:{p}", app]
+
+
+def waitress(p, app):
+    return ["waitress-serve", "--host", "127.0.0.1", "--port", str(p), "--threads", "4", app]
+
+
+def uvicorn(*extra):
+    return lambda p, app: [PY, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools",
+                           *extra, "--no-access-log", "--log-level", "warning",
+                           "--port", str(p), app]
+
+
+def hypercorn(p, app):
+    return [PY, "-m", "hypercorn", "--worker-class", "uvloop", "-b", f"127.0.0.1:{p}", app]
+
+
+def daphne(p, app):
+    return [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(p), app]
 
 
 def certs():
-    """A self-signed EC certificate for the HTTPS cases (made once)."""
-    if not os.path.exists(f"{CERTS}/cert.pem"):
-        os.makedirs(CERTS, exist_ok=True)
+    """A self-signed EC P-256 certificate for the HTTPS cases (made once)."""
+    d = f"{TMP}-certs"
+    if not os.path.exists(f"{d}/cert.pem"):
+        os.makedirs(d, exist_ok=True)
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", f"{CERTS}/key.pem",
-                        "-out", f"{CERTS}/cert.pem", "-days", "30", "-subj", "/CN=127.0.0.1"],
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", f"{d}/key.pem",
+                        "-out", f"{d}/cert.pem", "-days", "30", "-subj", "/CN=127.0.0.1"],
                        check=True, capture_output=True)
-    return f"{CERTS}/cert.pem", f"{CERTS}/key.pem"
+    return f"{d}/cert.pem", f"{d}/key.pem"
 
 
-HTTPS = {
-    "granc": lambda p: ASGI["granc"](p)[:-1] + ["--ssl-certificate", certs()[0],
-                                                "--ssl-keyfile", certs()[1], "hello_asgi:app"],
-    "uvicorn-httptools": lambda p: ASGI["uvicorn-httptools"](p)[:-1] + [
-        "--ssl-certfile", certs()[0], "--ssl-keyfile", certs()[1], "hello_asgi:app"],
+def nginx(tls=False):
+    """nginx, one worker process, access log off: `return 200` with the
+    hello-world body (app "hello"), a 64 KiB static file (app "64k"), or,
+    for a request body, read and discarded (app "discard")."""
+    def cmd(p, app):
+        d = f"{TMP}-nginx/{p}"
+        os.makedirs(d, exist_ok=True)
+        with open(f"{d}/64k", "wb") as f:
+            f.write(b"x" * 65536)
+        if app == "64k":
+            loc = "default_type application/octet-stream; try_files /64k =404;"
+        else:
+            loc = 'default_type text/plain; return 200 "Hello, world!";'
+        tls_conf = ""
+        if tls:
+            cert, key = certs()
+            tls_conf = f"ssl_certificate {cert}; ssl_certificate_key {key};"
+        conf = f"""
+user root;
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+worker_rlimit_nofile 30000;
+events {{ worker_connections 20000; }}
+http {{
+    access_log off;
+    keepalive_timeout 600s;
+    keepalive_requests 100000000;
+    client_max_body_size 0;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{p}{" ssl" if tls else ""};
+        root {d};
+        {tls_conf}
+        location / {{ {loc} }}
+    }}
+}}
+"""
+        with open(f"{d}/nginx.conf", "w") as f:
+            f.write(conf)
+        return ["nginx", "-p", d, "-e", f"{d}/error.log", "-c", f"{d}/nginx.conf"]
+    return cmd
+
+
+WSGI = {
+    "granc": granc("wsgi", "--blocking-threads", "1"),
+    "granc-pool": granc("wsgi"),
+    "uwsgi": uwsgi,
+    "gunicorn-sync": gunicorn(),
+    "gunicorn-gthread": gunicorn("-k", "gthread", "--threads", "4"),
+    "waitress": waitress,
 }
 
-ASGI_ECHO = {k: (lambda f: lambda p: f(p)[:-1] + ["echo_asgi:app"])(f) for k, f in ASGI.items()}
+ASGI = {
+    "granc": granc("asginl", "--loop", "uvloop"),
+    "granc-asyncio": granc("asginl", "--loop", "asyncio"),
+    "uvicorn-httptools": uvicorn(),
+    "hypercorn": hypercorn,
+    "daphne": daphne,
+}
 
-CASES = {"wsgi": WSGI, "asgi": ASGI, "asgi-echo": ASGI_ECHO, "https": HTTPS,
-         "https-handshakes": HTTPS}
-SCHEME = "http"
-WRK_HEADERS = []
-SERVERS = {}
+WS = {
+    "granc": granc("asginl", "--loop", "uvloop"),
+    "uvicorn-websockets": lambda p, app: [PY, "-m", "uvicorn", "--loop", "uvloop", "--ws",
+                                          "websockets", "--no-access-log", "--log-level",
+                                          "warning", "--port", str(p), app],
+    "hypercorn": hypercorn,
+    "daphne": daphne,
+}
 
+
+def https_servers():
+    cert, key = certs()
+    return {
+        "granc": (opts(ASGI["granc"], "--ssl-certificate", cert, "--ssl-keyfile", key),
+                  "hello_asgi:app"),
+        "uvicorn-httptools": (opts(ASGI["uvicorn-httptools"], "--ssl-certfile", cert,
+                                   "--ssl-keyfile", key), "hello_asgi:app"),
+        "hypercorn": (opts(hypercorn, "--certfile", cert, "--keyfile", key), "hello_asgi:app"),
+        "nginx": (nginx(tls=True), "hello"),
+    }
+
+
+def family(servers, app, skip=(), prefix=""):
+    return {prefix + n: (s, app) for n, s in servers.items() if n not in skip}
+
+
+NGINX_NOTE = "nginx: `return 200` in C, no application: the ceiling for any server on this core"
+
+HYPERCORN_NOTE = ("hypercorn 0.13 closes a keep-alive connection when the app answers without "
+                  "calling receive(), as this app does: wrk reconnects, and counts read errors")
+
+# The "http" cases: wrk against each server.
+HTTP = {
+    "wsgi": dict(title="WSGI hello world (13 B)",
+                 servers=lambda: {**family(WSGI, "hello_wsgi:app"), "nginx": (nginx(), "hello")}),
+    "asgi": dict(title="ASGI hello world (13 B)",
+                 servers=lambda: {**family(ASGI, "hello_asgi:app"), "nginx": (nginx(), "hello")},
+                 note=HYPERCORN_NOTE),
+    "wsgi-echo": dict(title="WSGI 10 KiB POST echo", script="post10k.lua",
+                      servers=lambda: family(WSGI, "echo_wsgi:app")),
+    "asgi-echo": dict(title="ASGI 10 KiB POST echo", script="post10k.lua",
+                      servers=lambda: family(ASGI, "echo_asgi:app")),
+    "wsgi-64k": dict(title="WSGI 64 KiB response",
+                     servers=lambda: {**family(WSGI, "big_wsgi:app"), "nginx": (nginx(), "64k")}),
+    "asgi-64k": dict(title="ASGI 64 KiB response",
+                     servers=lambda: {**family(ASGI, "big_asgi:app", skip={"granc-asyncio"}),
+                                      "nginx": (nginx(), "64k")},
+                     note=HYPERCORN_NOTE),
+    "django-wsgi": dict(title="Django JSON view, WSGI (apps/django_app.py)",
+                        servers=lambda: family(WSGI, "django_app:wsgi")),
+    "django-asgi": dict(title="Django JSON view, ASGI (apps/django_app.py; sync view)",
+                        servers=lambda: family(ASGI, "django_app:asgi", skip={"granc-asyncio"})),
+    "https": dict(title="HTTPS ASGI hello world, keep-alive (EC P-256)", scheme="https",
+                  servers=https_servers, note=HYPERCORN_NOTE),
+    "https-handshakes": dict(title="HTTPS ASGI hello world, `Connection: close` "
+                                   "(a TLS handshake per request)", scheme="https",
+                             headers=["-H", "Connection: close"], servers=https_servers),
+}
+
+CASES = list(HTTP) + ["ws", "upload", "idle", "startup", "conns", "spread"]
+
+
+# ---------------------------------------------------------------- /proc
 
 def tree(pid):
     """pid and all its descendants."""
@@ -113,44 +277,130 @@ def cpu_seconds(pids):
     return total / TICK
 
 
-def rss_kib(pids):
+def _proc_kib(pids, path, field):
     total = 0
     for p in pids:
         try:
-            with open(f"/proc/{p}/status") as f:
-                total += int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+            with open(f"/proc/{p}/{path}") as f:
+                total += int(re.search(field + r":\s+(\d+)", f.read()).group(1))
         except (OSError, AttributeError):
             pass
     return total
 
 
-def start(name):
-    port = free_port()
-    proc = subprocess.Popen(["taskset", "-c", "0"] + SERVERS[name](port), cwd=APPS,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 20
-    while time.time() < deadline:
+def rss_kib(pids):
+    return _proc_kib(pids, "status", "VmRSS")
+
+
+def pss_kib(pids):
+    return _proc_kib(pids, "smaps_rollup", "Pss")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- running a server
+
+LIVE = set()
+
+
+@atexit.register
+def _cleanup():
+    for s in list(LIVE):
+        s.stop()
+
+
+def probe(port, scheme="http", timeout=1.0):
+    """True if GET / answers 200."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        if scheme == "https":
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = ctx.wrap_socket(s)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        head = s.recv(100)
+        return head.startswith(b"HTTP/1.") and head[9:12] == b"200"
+
+
+class Server:
+    def __init__(self, name, spec, scheme="http", cpus=SERVER_CPU, log=False):
+        cmd, app = spec
+        self.name, self.scheme = name, scheme
+        self.port = free_port()
+        argv = cmd(self.port, app)
+        self.log = tempfile.TemporaryFile() if log else subprocess.DEVNULL
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(["taskset", "-c", cpus] + argv, cwd=APPS,
+                                     stdout=self.log, stderr=self.log,
+                                     start_new_session=True)
+        LIVE.add(self)
+
+    def ready(self, timeout=30, interval=0.005):
+        """Wait for a first 200; return the seconds since exec."""
+        deadline = self.t0 + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"exited with status {self.proc.returncode}")
+            try:
+                if probe(self.port, self.scheme):
+                    return time.monotonic() - self.t0
+            except (OSError, ssl.SSLError):
+                pass
+            time.sleep(interval)
+        self.stop()
+        raise RuntimeError(f"no 200 within {timeout} s")
+
+    def pids(self):
+        return tree(self.proc.pid)
+
+    def logtext(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} still running 10 s after SIGINT: killed")
+                self.proc.kill()
+                self.proc.wait()
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                if SCHEME == "https":
-                    time.sleep(0.5)             # listening is enough
-                    return proc, port
-                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if s.recv(100).startswith(b"HTTP/1.1 200"):
-                    return proc, port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{name} did not start")
+            os.killpg(self.proc.pid, signal.SIGKILL)      # stragglers (workers)
+        except (ProcessLookupError, PermissionError):
+            pass
+        shutil.rmtree(f"{TMP}-nginx/{self.port}", ignore_errors=True)
+        LIVE.discard(self)
 
 
-def wrk(port, seconds, conns):
-    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s",
-                          "--latency"] + WRK_HEADERS + [f"{SCHEME}://127.0.0.1:{port}/"],
+def started(name, spec, **kw):
+    s = Server(name, spec, **kw)
+    s.ready()
+    return s
+
+
+# ---------------------------------------------------------------- wrk
+
+def wrk(port, seconds, conns, scheme="http", extra=()):
+    out = subprocess.run(cwd=ROOT, args=["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{conns}",
+                          f"-d{seconds}s", "--latency", *extra,
+                          f"{scheme}://127.0.0.1:{port}/"],
                          capture_output=True, text=True).stdout
+
     def unit(v, u):
-        return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u]
-    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+        return float(v) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[u]
+    m = re.search(r"(\d+) requests in", out)
+    if not m:
+        raise RuntimeError("wrk: " + (out.strip().splitlines() or ["no output"])[-1])
+    reqs = int(m.group(1))
+    if reqs == 0 and os.environ.get("BENCH_DEBUG"):
+        log(f"wrk, 0 requests:\n{out}")
     lat = dict(re.findall(r"\s(50|99)%\s+([\d.]+\w+)", out))
     ms = {k: unit(*re.match(r"([\d.]+)(\w+)", v).groups()) for k, v in lat.items()}
     errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
@@ -158,55 +408,671 @@ def wrk(port, seconds, conns):
     return reqs, ms.get("50", 0), ms.get("99", 0), errs + (int(non2xx.group(1)) if non2xx else 0)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--conns", type=int, default=64)
-    ap.add_argument("--case", choices=list(CASES), default="wsgi")
-    ap.add_argument("servers", nargs="*")
-    a = ap.parse_args()
-    SERVERS.update(CASES[a.case])
-    global SCHEME
-    if a.case.startswith("https"):
-        SCHEME = "https"
-    if a.case == "https-handshakes":        # a new TLS handshake per request
-        WRK_HEADERS.extend(["-H", "Connection: close"])
-    if a.case.endswith("echo"):             # POST 10 KiB, echoed back
-        WRK_HEADERS.extend(["-s", os.path.join(HERE, "post10k.lua")])
-    a.servers = a.servers or list(SERVERS)
-    results = {n: [] for n in a.servers}
-    for rnd in range(a.rounds):
-        for name in a.servers:
-            proc, port = start(name)
-            wrk(port, 2, a.conns)                       # warm-up
-            pids = tree(proc.pid)
-            c0 = cpu_seconds(pids)
-            reqs, p50, p99, errs = wrk(port, a.seconds, a.conns)
-            cpu = cpu_seconds(pids) - c0
-            rss = rss_kib(tree(proc.pid))
-            proc.send_signal(signal.SIGINT)
+def warmup(seconds):
+    return 1 if seconds <= 3 else 2
+
+
+def measure(srv, seconds, conns, extra=()):
+    """One wrk run against a started server: req/s, req/CPU-s, p50, p99,
+    errors, RSS KiB, PSS KiB."""
+    wrk(srv.port, warmup(seconds), conns, srv.scheme, extra)
+    pids = srv.pids()
+    c0 = cpu_seconds(pids)
+    reqs, p50, p99, errs = wrk(srv.port, seconds, conns, srv.scheme, extra)
+    cpu = cpu_seconds(pids) - c0
+    pids = srv.pids()
+    return [reqs / seconds, reqs / cpu if cpu else 0, p50, p99, errs,
+            rss_kib(pids), pss_kib(pids)]
+
+
+def pick(servers, wanted):
+    """The servers named, in the case's order; a name the case lacks picks
+    its variants ("granc": granc-wsgi and granc-asgi; "uvicorn")."""
+    if not wanted:
+        return servers
+    keep = set()
+    for w in wanted:
+        keep |= {w} if w in servers else {n for n in servers if n.startswith(w + "-")}
+    return {n: s for n, s in servers.items() if n in keep}
+
+
+def stalls(results):
+    """Name the runs that served nothing: a server that stalled for the whole
+    run (the medians hide a single one)."""
+    for n, rs in results.items():
+        bad = [str(i + 1) for i, r in enumerate(rs) if not r[0]]
+        if bad:
+            print(f"- {n}: no request served in round(s) {', '.join(bad)}: a stall")
+
+
+def failed_lines(failed):
+    for n, why in failed.items():
+        print(f"- {n}: not measured ({why})")
+
+
+def ratios(med, ref="granc", what="req/s; req/CPU-s", ceiling=("nginx",)):
+    if ref not in med:
+        return
+    g = med[ref]
+    lines = []
+    for n, m in med.items():
+        if n != ref and m[0] and m[1]:
+            tag = " (ceiling)" if n in ceiling else ""
+            lines.append(f"- {n}{tag}: {g[0] / m[0]:.2f}x; {g[1] / m[1]:.2f}x")
+    if lines:
+        print(f"\nratios, {ref} / peer ({what}):")
+        print("\n".join(lines))
+
+
+def mib(kib):
+    return f"{kib / 1024:.1f}"
+
+
+def case_http(name, a):
+    c = HTTP[name]
+    servers = pick(c["servers"](), a.servers)
+    scheme = c.get("scheme", "http")
+    extra = list(c.get("headers", []))
+    if c.get("script"):
+        extra += ["-s", os.path.join("bench", c["script"])]
+    conns = a.conns or 64
+    rounds = a.rounds or 3
+    results, failed = {n: [] for n in servers}, {}
+    for rnd in range(rounds):
+        for n, spec in servers.items():
+            if n in failed:
+                continue
             try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            results[name].append((reqs / a.seconds, reqs / cpu if cpu else 0, p50, p99, errs, rss))
-            print(f"round {rnd + 1} {name}: {reqs / a.seconds:.0f} req/s", file=sys.stderr)
-    med = {n: [statistics.median(x[i] for x in r) for i in range(6)] for n, r in results.items()}
-    what = "10 KiB POST echo" if a.case.endswith("echo") else "hello world (13 B)"
-    print(f"\n{a.case.upper()} {what}, wrk -t1 -c{a.conns} -d{a.seconds}s, 1 worker, "
-          f"median of {a.rounds}\n")
-    print(f"| server | req/s | req/CPU-s | p50 ms | p99 ms | errors | RSS MiB |")
-    print(f"|---|---|---|---|---|---|---|")
-    for n, (rps, rpc, p50, p99, errs, rss) in med.items():
-        print(f"| {n} | {rps:.0f} | {rpc:.0f} | {p50:.2f} | {p99:.2f} | {errs:.0f} | {rss / 1024:.1f} |")
-    if "granc" in med:
-        g = med["granc"]
-        print("\nratios, granc / peer (req/s; req/CPU-s):")
-        for n, m in med.items():
-            if n != "granc" and m[0] and m[1]:
-                print(f"- {n}: {g[0] / m[0]:.2f}x; {g[1] / m[1]:.2f}x")
+                srv = started(n, spec, scheme=scheme)
+            except RuntimeError as e:
+                failed[n] = f"did not start: {e}"
+                continue
+            try:
+                r = measure(srv, a.seconds, conns, extra)
+            except RuntimeError as e:
+                failed[n] = str(e)
+                continue
+            finally:
+                srv.stop()
+            results[n].append(r)
+            log(f"{name} round {rnd + 1} {n}: {r[0]:.0f} req/s, {r[4]} errors")
+    med = {n: [statistics.median(x[i] for x in r) for i in range(7)]
+           for n, r in results.items() if r}
+    print(f"\n### {name}: {c['title']}\n\nwrk -t1 -c{conns} -d{a.seconds}s"
+          f"{' ' + shlex.join(extra) if extra else ''}, 1 worker on CPU {SERVER_CPU}, "
+          f"wrk on CPU {CLIENT_CPU}, median of {rounds}\n")
+    print("| server | req/s | req/CPU-s | p50 ms | p99 ms | errors | RSS MiB | PSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n, (rps, rpc, p50, p99, errs, rss, pss) in med.items():
+        print(f"| {n} | {rps:.0f} | {rpc:.0f} | {p50:.2f} | {p99:.2f} | {errs:.0f} | "
+              f"{mib(rss)} | {mib(pss)} |")
+    ratios(med)
+    if "nginx" in med:
+        print(f"\n{NGINX_NOTE}")
+    if c.get("note") and any(n.startswith("hypercorn") for n in med):
+        print(f"\n{c['note']}")
+    stalls(results)
+    failed_lines(failed)
+
+
+# ---------------------------------------------------------------- conns, spread
+
+def case_conns(name, a):
+    servers = pick({"granc-wsgi": (WSGI["granc"], "hello_wsgi:app"),
+                    "granc-asgi": (ASGI["granc"], "hello_asgi:app"),
+                    "uvicorn-httptools": (ASGI["uvicorn-httptools"], "hello_asgi:app")},
+                   a.servers or ["granc-wsgi", "granc-asgi"])
+    levels = [a.conns] if a.conns else [64, 256, 1024]
+    rounds = a.rounds or 3
+    results = {(n, c): [] for n in servers for c in levels}
+    for rnd in range(rounds):
+        for n, spec in servers.items():
+            srv = started(n, spec)
+            try:
+                for c in levels:
+                    r = measure(srv, a.seconds, c)
+                    results[(n, c)].append(r)
+                    log(f"conns round {rnd + 1} {n} -c{c}: {r[0]:.0f} req/s, {r[4]} errors")
+            finally:
+                srv.stop()
+    med = {k: [statistics.median(x[i] for x in r) for i in range(7)] for k, r in results.items()}
+    print(f"\n### conns: hello world as connections grow, granc\n\nwrk -t1 -cN -d{a.seconds}s, "
+          f"1 worker on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, median of {rounds}; "
+          f"each server runs every level in turn\n")
+    print("| server | connections | req/s | req/CPU-s | p50 ms | p99 ms | errors | RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (n, c), (rps, rpc, p50, p99, errs, rss, pss) in med.items():
+        print(f"| {n} | {c} | {rps:.0f} | {rpc:.0f} | {p50:.2f} | {p99:.2f} | {errs:.0f} | "
+              f"{mib(rss)} |")
+    if len(levels) > 1:
+        print(f"\nreq/s at -c{levels[-1]} / at -c{levels[0]} (should not fall below ~0.9):")
+        for n in servers:
+            lo, hi = med[(n, levels[0])][0], med[(n, levels[-1])][0]
+            print(f"- {n}: {hi / lo if lo else 0:.2f}")
+
+
+def metrics(port):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+    out = {}
+    for key, w, v in re.findall(r'^granian_(\w+)\{worker="(\d+)"\} (\d+)', text, re.M):
+        out.setdefault(int(w), {})[key] = int(v)
+    return out
+
+
+def case_spread(name, a):
+    servers = pick({"granc-asgi": (granc("asginl", "--loop", "uvloop"), "hello_asgi:app"),
+                    "granc-wsgi": (granc("wsgi", "--blocking-threads", "1"), "hello_wsgi:app")},
+                   a.servers)
+    levels = [a.conns] if a.conns else [64, 1024]
+    print(f"\n### spread: granc --workers 2, connections across workers\n\n"
+          f"wrk -t1 -cN -d{a.seconds}s on CPU {CLIENT_CPU}; the server on any CPU; "
+          f"per-worker counters from the metrics exporter, CPU from /proc\n")
+    print("| server | connections | req/s | worker | conns handled | requests | share | CPU-s |")
+    print("|---|---|---|---|---|---|---|---|")
+    notes = []
+    for n, (cmd, app) in servers.items():
+        spec = (opts(cmd, "--workers", "2", "--metrics", "--metrics-port", "0",
+                     "--log-level", "info"), app)
+        srv = Server(n, spec, cpus="0-1", log=True)
+        try:
+            srv.ready()
+            time.sleep(0.3)
+            logtext = srv.logtext()
+            mport = int(re.search(r"Metrics exporter listening at: \S+:(\d+)", logtext).group(1))
+            wpid = {int(w): int(p) for w, p in re.findall(r"worker-(\d+) with PID: (\d+)", logtext)}
+            for c in levels:
+                wrk(srv.port, warmup(a.seconds), c)
+                m0 = metrics(mport)
+                c0 = {w: cpu_seconds([p]) for w, p in wpid.items()}
+                reqs, _, _, errs = wrk(srv.port, a.seconds, c)
+                m1 = metrics(mport)
+                cpu = {w: cpu_seconds([p]) - c0[w] for w, p in wpid.items()}
+                d = {w: {k: m1[w][k] - m0.get(w, {}).get(k, 0) for k in m1[w]} for w in m1}
+                total = sum(x["requests_handled"] for x in d.values()) or 1
+                shares = []
+                for w in sorted(d):
+                    share = d[w]["requests_handled"] / total
+                    shares.append(share)
+                    print(f"| {n} | {c} | {reqs / a.seconds:.0f} | {w} | "
+                          f"{d[w]['connections_handled']} | {d[w]['requests_handled']} | "
+                          f"{share * 100:.1f} % | {cpu.get(w, 0):.2f} |")
+                notes.append(f"- {n} -c{c}: smallest worker share {min(shares) * 100:.1f} % "
+                             f"({len(shares)} workers, {errs} wrk errors)")
+                log(f"spread {n} -c{c}: shares {[round(s * 100, 1) for s in shares]}")
+        except (RuntimeError, AttributeError, OSError) as e:
+            notes.append(f"- {n}: not measured ({e})")
+        finally:
+            srv.stop()
+    print()
+    print("\n".join(notes))
+
+
+# ---------------------------------------------------------------- ws
+
+WS_CLIENT = r'''
+import asyncio, sys, time, websockets
+url, conns, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+async def one(stop, counts, i):
+    async with websockets.connect(url, compression=None) as c:
+        msg = "x" * 64
+        while time.monotonic() < stop:
+            await c.send(msg)
+            await c.recv()
+            counts[i] += 1
+async def main():
+    counts = [0] * conns
+    stop = time.monotonic() + seconds
+    await asyncio.gather(*[one(stop, counts, i) for i in range(conns)])
+    print(sum(counts))
+asyncio.run(main())
+'''
+
+
+def ws_client(port, conns, seconds):
+    out = subprocess.run(["taskset", "-c", CLIENT_CPU, PY, "-c", WS_CLIENT,
+                          f"ws://127.0.0.1:{port}/", str(conns), str(seconds)],
+                         capture_output=True, text=True)
+    if not out.stdout.strip():
+        raise RuntimeError("client: " + (out.stderr.strip().splitlines() or ["failed"])[-1])
+    return int(out.stdout.strip())
+
+
+def case_ws(name, a):
+    servers = pick(family(WS, "ws_echo:app"), a.servers)
+    conns = a.conns or 16
+    rounds = a.rounds or 3
+    results, failed = {n: [] for n in servers}, {}
+    for rnd in range(rounds):
+        for n, spec in servers.items():
+            if n in failed:
+                continue
+            try:
+                srv = started(n, spec)
+            except RuntimeError as e:
+                failed[n] = f"did not start: {e}"
+                continue
+            try:
+                ws_client(srv.port, conns, 1)                     # warm-up
+                pids = srv.pids()
+                c0 = cpu_seconds(pids)
+                msgs = ws_client(srv.port, conns, a.seconds)
+                cpu = cpu_seconds(pids) - c0
+                pids = srv.pids()
+                results[n].append((msgs / a.seconds, msgs / cpu if cpu else 0,
+                                   rss_kib(pids), pss_kib(pids)))
+                log(f"ws round {rnd + 1} {n}: {msgs / a.seconds:.0f} msg/s")
+            except RuntimeError as e:
+                failed[n] = str(e)
+            finally:
+                srv.stop()
+    med = {n: [statistics.median(x[i] for x in r) for i in range(4)]
+           for n, r in results.items() if r}
+    print(f"\n### ws: WebSocket echo, 64 B text messages\n\n{conns} connections of a Python "
+          f"`websockets` client on CPU {CLIENT_CPU}, {a.seconds} s, 1 worker on CPU "
+          f"{SERVER_CPU}, median of {rounds}; the client is the bottleneck, so msg/CPU-s "
+          f"is the figure\n")
+    print("| server | msg/s | msg/CPU-s | RSS MiB | PSS MiB |")
+    print("|---|---|---|---|---|")
+    for n, (mps, mpc, rss, pss) in med.items():
+        print(f"| {n} | {mps:.0f} | {mpc:.0f} | {mib(rss)} | {mib(pss)} |")
+    ratios(med, what="msg/s; msg/CPU-s")
+    failed_lines(failed)
+
+
+# ---------------------------------------------------------------- upload
+
+def upload_servers():
+    return {
+        "granc-wsgi": (WSGI["granc"], "upload_wsgi:app"),
+        "granc-asgi": (ASGI["granc"], "upload_asgi:app"),
+        "uwsgi": (uwsgi, "upload_wsgi:app"),
+        "gunicorn-sync": (gunicorn("--timeout", "600"), "upload_wsgi:app"),
+        "gunicorn-gthread": (gunicorn("-k", "gthread", "--threads", "4", "--timeout", "600"),
+                             "upload_wsgi:app"),
+        "waitress": (opts(waitress, "--max-request-body-size", str(1 << 40)), "upload_wsgi:app"),
+        "uvicorn-httptools": (ASGI["uvicorn-httptools"], "upload_asgi:app"),
+        "hypercorn": (hypercorn, "upload_asgi:app"),
+        "daphne": (daphne, "upload_asgi:app"),
+    }
+
+
+def case_upload(name, a):
+    size = a.upload_mib * MIB
+    src = f"{TMP}-upload-{a.upload_mib}M"
+    if not os.path.exists(src) or os.path.getsize(src) != size:
+        with open(src, "wb") as f:                  # sparse: reading it costs little
+            f.truncate(size)
+    servers = pick(upload_servers(), a.servers)
+    rounds = a.rounds or 1
+    results, failed = {n: [] for n in servers}, {}
+    for rnd in range(rounds):
+        for n, spec in servers.items():
+            if n in failed:
+                continue
+            try:
+                srv = started(n, spec)
+            except RuntimeError as e:
+                failed[n] = f"did not start: {e}"
+                continue
+            try:
+                time.sleep(0.2)
+                pids = srv.pids()
+                before = rss_kib(pids)
+                peak = [before]
+                done = threading.Event()
+
+                def sample():
+                    while not done.wait(0.1):
+                        peak[0] = max(peak[0], rss_kib(srv.pids()))
+                th = threading.Thread(target=sample, daemon=True)
+                th.start()
+                c0 = cpu_seconds(pids)
+                t0 = time.monotonic()
+                out = subprocess.run(
+                    ["taskset", "-c", CLIENT_CPU, "curl", "-sS", "-H", "Expect:", "-T", src,
+                     "--max-time", str(a.upload_timeout), "-o", "-",
+                     "-w", "\n%{http_code} %{size_upload}", f"http://127.0.0.1:{srv.port}/"],
+                    capture_output=True, text=True)
+                secs = time.monotonic() - t0
+                cpu = cpu_seconds(srv.pids()) - c0
+                done.set()
+                th.join()
+                peak[0] = max(peak[0], rss_kib(srv.pids()))
+                lines = out.stdout.strip().splitlines()
+                got = lines[0] if len(lines) > 1 else ""
+                status = lines[-1].split()[0] if lines else "?"
+                if status != "200" or got != str(size):
+                    raise RuntimeError(f"status {status}, server read {got or '?'} bytes; "
+                                       f"{out.stderr.strip()[:100]}")
+                results[n].append((size / MIB / secs, cpu, before, peak[0]))
+                log(f"upload round {rnd + 1} {n}: {size / MIB / secs:.0f} MiB/s, "
+                    f"peak RSS {mib(peak[0])} MiB")
+            except RuntimeError as e:
+                failed[n] = str(e)
+            finally:
+                srv.stop()
+    med = {n: [statistics.median(x[i] for x in r) for i in range(4)]
+           for n, r in results.items() if r}
+    print(f"\n### upload: {a.upload_mib} MiB streamed PUT\n\ncurl -T (Content-Length, no "
+          f"Expect) on CPU {CLIENT_CPU}, one upload at a time, 1 worker on CPU {SERVER_CPU}; "
+          f"the app reads the body in chunks and discards it (apps/upload_*.py); RSS of the "
+          f"server sampled every 0.1 s; median of {rounds}\n")
+    print("| server | MiB/s | server CPU-s | RSS before MiB | peak RSS MiB |")
+    print("|---|---|---|---|---|")
+    for n, (mps, cpu, before, peak) in med.items():
+        print(f"| {n} | {mps:.0f} | {cpu:.2f} | {mib(before)} | {mib(peak)} |")
+    failed_lines(failed)
+
+
+# ---------------------------------------------------------------- idle
+
+def idle_servers():
+    t = "600"
+    return {
+        "granc-wsgi": (opts(WSGI["granc"], "--http1-header-read-timeout", "60000"),
+                       "hello_wsgi:app"),
+        "granc-asgi": (opts(ASGI["granc"], "--http1-header-read-timeout", "60000"),
+                       "idle_asgi:app"),
+        "uvicorn-httptools": (opts(ASGI["uvicorn-httptools"], "--timeout-keep-alive", t),
+                              "idle_asgi:app"),
+        "hypercorn": (opts(hypercorn, "--keep-alive", t), "idle_asgi:app"),
+        "daphne": (daphne, "idle_asgi:app"),
+        "gunicorn-gthread": (gunicorn("-k", "gthread", "--threads", "4", "--keep-alive", t,
+                                      "--worker-connections", "20000"), "hello_wsgi:app"),
+        "waitress": (opts(waitress, "--connection-limit", "20000", "--asyncore-use-poll",
+                          "--channel-timeout", t), "hello_wsgi:app"),
+        "nginx": (nginx(), "hello"),
+    }
+
+
+IDLE_SKIP = {
+    "gunicorn-sync": "the sync worker closes every connection after its response (no keep-alive)",
+    "uwsgi": "--http11-socket serves one connection at a time per process, so idle "
+             "keep-alive connections wait in the backlog",
+}
+
+REQ = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def response_done(buf):
+    """None while incomplete, else True for a 200."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = buf[:end].lower()
+    m = re.search(rb"\r\ncontent-length:\s*(\d+)", head)
+    if m:
+        if len(buf) - end - 4 < int(m.group(1)):
+            return None
+    elif b"chunked" in head and not buf.endswith(b"0\r\n\r\n"):
+        return None
+    return buf[9:12] == b"200"
+
+
+def open_idle(port, n, batch=25, batch_timeout=10, budget=60):
+    """Open n connections, one GET each, answered and kept open; returns
+    (the sockets, failures, why it stopped early or "").  Batches stay
+    under the smallest listen backlog (Twisted's 50, daphne): more SYNs
+    than that wait a second for a retransmission."""
+    held, failed = [], 0
+    sel = selectors.DefaultSelector()
+    stop = time.monotonic() + budget
+    for start in range(0, n, batch):
+        if time.monotonic() > stop:
+            return held, failed, f"stopped opening after {budget} s"
+        bufs = {}
+        for _ in range(min(batch, n - start)):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            sel.register(s, selectors.EVENT_WRITE)
+            bufs[s] = b""
+        deadline = time.monotonic() + batch_timeout
+        while bufs and time.monotonic() < deadline:
+            for key, ev in sel.select(0.5):
+                s = key.fileobj
+                try:
+                    if ev & selectors.EVENT_WRITE:
+                        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                            raise OSError("connect failed")
+                        s.send(REQ)
+                        sel.modify(s, selectors.EVENT_READ)
+                        continue
+                    data = s.recv(65536)
+                    if not data:
+                        raise OSError("closed")
+                    bufs[s] += data
+                    ok = response_done(bufs[s])
+                    if ok is None:
+                        continue
+                    if not ok:
+                        raise OSError("not 200")
+                    sel.unregister(s)
+                    del bufs[s]
+                    held.append(s)
+                except OSError:
+                    sel.unregister(s)
+                    del bufs[s]
+                    s.close()
+                    failed += 1
+        for s in bufs:
+            sel.unregister(s)
+            s.close()
+        failed += len(bufs)
+        if bufs:
+            return held, failed, f"{len(bufs)} of a batch of {batch} unanswered after " \
+                                 f"{batch_timeout} s"
+    return held, failed, ""
+
+
+def still_open(socks):
+    p = select.poll()
+    for s in socks:
+        p.register(s, select.POLLIN | select.POLLRDHUP)
+    return len(socks) - len(p.poll(0))
+
+
+def case_idle(name, a):
+    n = a.idle
+    servers = pick(idle_servers(), a.servers)
+    print(f"\n### idle: {n} idle keep-alive connections\n\nEach connection sends one GET /, "
+          f"reads the answer and stays open (keep-alive timeouts raised: granc's to its "
+          f"maximum, 60 s, the others' to 600 s; the ASGI app awaits receive(), "
+          f"apps/idle_asgi.py); RSS/PSS of the server, 1 worker on CPU {SERVER_CPU}, before "
+          f"(after one request) and with all of them held\n")
+    print("| server | held | open s | RSS before MiB | RSS held MiB | KiB/conn | "
+          "PSS held MiB |")
+    print("|---|---|---|---|---|---|---|")
+    notes = [f"- {k}: skipped: {v}" for k, v in pick(IDLE_SKIP, a.servers).items()]
+    for srv_name, spec in servers.items():
+        try:
+            srv = started(srv_name, spec)
+        except RuntimeError as e:
+            notes.append(f"- {srv_name}: did not start: {e}")
+            continue
+        held = []
+        try:
+            time.sleep(0.5)
+            before = rss_kib(srv.pids())
+            t0 = time.monotonic()
+            held, failed, why = open_idle(srv.port, n)
+            secs = time.monotonic() - t0
+            time.sleep(1)
+            alive = still_open(held)
+            pids = srv.pids()
+            rss, pss = rss_kib(pids), pss_kib(pids)
+            per = (rss - before) / alive if alive else 0
+            print(f"| {srv_name} | {alive} | {secs:.1f} | {mib(before)} | {mib(rss)} | "
+                  f"{per:.1f} | {mib(pss)} |")
+            log(f"idle {srv_name}: {alive} held, RSS {mib(before)} -> {mib(rss)} MiB")
+            if alive < n:
+                notes.append(f"- {srv_name}: held {alive} of {n} ({failed} failed"
+                             f"{'; ' + why if why else ''}; {len(held) - alive} closed by "
+                             f"the server)")
+        finally:
+            for s in held:
+                s.close()
+            srv.stop()
+    if notes:
+        print()
+        print("\n".join(notes))
+
+
+# ---------------------------------------------------------------- startup, footprint
+
+def startup_servers():
+    return {
+        "granc-wsgi": (WSGI["granc"], "hello_wsgi:app"),
+        "granc-asgi": (ASGI["granc"], "hello_asgi:app"),
+        "uwsgi": (uwsgi, "hello_wsgi:app"),
+        "gunicorn-sync": (WSGI["gunicorn-sync"], "hello_wsgi:app"),
+        "gunicorn-gthread": (WSGI["gunicorn-gthread"], "hello_wsgi:app"),
+        "waitress": (waitress, "hello_wsgi:app"),
+        "uvicorn-httptools": (ASGI["uvicorn-httptools"], "hello_asgi:app"),
+        "hypercorn": (hypercorn, "hello_asgi:app"),
+        "daphne": (daphne, "hello_asgi:app"),
+        "nginx": (nginx(), "hello"),
+    }
+
+
+def startup_once(n, spec):
+    srv = Server(n, spec)
+    try:
+        t = srv.ready(interval=0.002)
+        pids = srv.pids()
+        return t, rss_kib(pids), pss_kib(pids)
+    finally:
+        srv.stop()
+
+
+def case_startup(name, a):
+    servers = pick(startup_servers(), a.servers)
+    rounds = a.rounds or 5
+    results, failed = {n: [] for n in servers}, {}
+    for rnd in range(rounds):
+        for n, spec in servers.items():
+            if n in failed:
+                continue
+            try:
+                results[n].append(startup_once(n, spec))
+            except RuntimeError as e:
+                failed[n] = str(e)
+    print(f"\n### startup: exec to the first 200 (hello world)\n\nThe server is exec'd on CPU "
+          f"{SERVER_CPU} and probed with GET / every 2 ms from CPU {CLIENT_CPU}; median of "
+          f"{rounds}, interleaved; memory at the first response\n")
+    print("| server | start-up ms | min ms | max ms | RSS MiB | PSS MiB |")
+    print("|---|---|---|---|---|---|")
+    for n, r in results.items():
+        if r:
+            ts = [x[0] * 1000 for x in r]
+            print(f"| {n} | {statistics.median(ts):.0f} | {min(ts):.0f} | {max(ts):.0f} | "
+                  f"{mib(statistics.median(x[1] for x in r))} | "
+                  f"{mib(statistics.median(x[2] for x in r))} |")
+    failed_lines(failed)
+
+
+def footprint():
+    """granc's stripped size, its direct libraries and its start-up time."""
+    out = f"{TMP}-granc-stripped"
+    subprocess.run(["strip", "-o", out, GRANC], check=True)
+    stripped, full = os.path.getsize(out), os.path.getsize(GRANC)
+    os.unlink(out)
+    needed = re.findall(r"\(NEEDED\).*\[(.+)\]",
+                        subprocess.run(["readelf", "-d", GRANC], capture_output=True,
+                                       text=True).stdout)
+    ldd = subprocess.run(["ldd", GRANC], capture_output=True, text=True).stdout
+    total = len([x for x in ldd.splitlines() if "=>" in x])
+    try:
+        ts = sorted(startup_once("granc", (WSGI["granc"], "hello_wsgi:app"))[0]
+                    for _ in range(3))
+        start = f"{ts[1] * 1000:.0f} ms"
+    except RuntimeError as e:
+        start = f"failed ({e})"
+    shown = os.path.relpath(GRANC, ROOT) if GRANC.startswith(ROOT + "/") else GRANC
+    print(f"footprint: granc ({shown}) {stripped / 1024:.0f} KiB "
+          f"stripped ({full / 1024:.0f} KiB as built); needs {', '.join(needed)} "
+          f"({total} shared libraries in all, dynamic); start-up to first response "
+          f"(WSGI hello, median of 3): {start}")
+
+
+# ---------------------------------------------------------------- main
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+RUN = {**{n: case_http for n in HTTP}, "ws": case_ws, "upload": case_upload,
+       "idle": case_idle, "startup": case_startup, "conns": case_conns,
+       "spread": case_spread}
+
+
+def raise_nofile(want=65536):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def main(argv=None):
+    global GRANC
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", action="append", default=[],
+                    help="case(s) to run, comma-separated or repeated (default: "
+                         + ",".join(MAIN) + ")")
+    ap.add_argument("--all", action="store_true", help="every case, one after another")
+    ap.add_argument("--seconds", type=int,
+                    help="seconds per measured run (default 5; 3 with --all)")
+    ap.add_argument("--rounds", type=int,
+                    help="rounds (default 3; upload 1, startup 5, spread 1)")
+    ap.add_argument("--conns", type=int,
+                    help="connections (default 64; ws 16; conns 64,256,1024; spread 64,1024)")
+    ap.add_argument("--upload-mib", type=int, default=1024, help="upload size (MiB)")
+    ap.add_argument("--upload-timeout", type=int, default=300, help="seconds per upload")
+    ap.add_argument("--idle", type=int, default=10000, help="idle connections")
+    ap.add_argument("--granc", help="granc binary (default $GRANC_BIN, else tests/granc-test)")
+    ap.add_argument("--list", action="store_true", help="list the cases and their servers")
+    ap.add_argument("servers", nargs="*", help="only these servers (names as in the tables; "
+                                               "a prefix before '-' picks the variants)")
+    a = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))    # atexit stops the servers
+    if a.granc:
+        GRANC = os.path.abspath(a.granc)
+    if a.list:
+        others = {"ws": family(WS, ""), "upload": upload_servers(), "idle": idle_servers(),
+                  "startup": startup_servers(), "conns": ["granc-wsgi", "granc-asgi",
+                                                          "(uvicorn-httptools)"],
+                  "spread": ["granc-asgi", "granc-wsgi"]}
+        for c in CASES:
+            names = HTTP[c]["servers"]() if c in HTTP else others[c]
+            print(f"{c}{' (main)' if c in MAIN else ''}: {' '.join(names)}")
+        return
+    cases = CASES if a.all else [c for x in a.case for c in x.split(",") if c] or MAIN
+    bad = [c for c in cases if c not in RUN]
+    if bad:
+        ap.error(f"unknown case(s) {', '.join(bad)}; cases: {', '.join(CASES)}")
+    if a.seconds is None:
+        a.seconds = 3 if a.all else 5
+    if len(os.sched_getaffinity(0)) >= 2:
+        os.sched_setaffinity(0, {int(CLIENT_CPU)})
+    nofile = raise_nofile()
+    if nofile < a.idle + 1000 and "idle" in cases:
+        log(f"RLIMIT_NOFILE is {nofile}: fewer idle connections than asked")
+    print(f"granc bench, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
+          f"Python {sys.version.split()[0]}, cases: {', '.join(cases)}")
+    footprint()
+    t0 = time.monotonic()
+    for c in cases:
+        t = time.monotonic()
+        try:
+            RUN[c](c, a)
+        except Exception as e:                  # one broken case must not stop --all
+            print(f"\n### {c}: failed: {type(e).__name__}: {e}")
+        sys.stdout.flush()
+        log(f"case {c}: {time.monotonic() - t:.0f} s")
+    log(f"all cases: {time.monotonic() - t0:.0f} s")
 
 
 if __name__ == "__main__":
