@@ -2,10 +2,18 @@
 #
 #   make            build ./granc against $(PYTHON) (python3 on PATH)
 #   make test       install test packages if missing, then C unit tests,
-#                   the pytest suite, and the suite again under ASan/UBSan
+#                   a short fuzz run, the pytest suite, and the suite again
+#                   under ASan/UBSan
 #   make asan       build ./granc-asan (ASan + UBSan)
-#   make fuzz       libFuzzer harnesses (clang), a short run each
+#   make fuzz       libFuzzer harnesses (clang, ASan, UBSan), FUZZ_SECONDS
+#                   each; a long run: make fuzz FUZZ_SECONDS=3600
+#   make fuzz-short the same for FUZZ_SHORT_SECONDS each (part of make test)
 #   make bench      wrk against granc and its peers (bench/run)
+#   make soak       30 min of mixed load under ASan, then 30 min without
+#                   (bench/soak; SOAK_DURATION=seconds each)
+#   make soak-short the same, 45 s each, errors only (part of make test)
+#   make valgrind   a short mixed run under valgrind --leak-check=full
+#                   (part of make test)
 #   make install    PREFIX=/usr/local DESTDIR=
 
 PYTHON      ?= python3
@@ -14,6 +22,10 @@ CC          ?= cc
 PREFIX      ?= /usr/local
 CFLAGS      ?= -O2 -g
 FUZZ_SECONDS ?= 30
+FUZZ_SHORT_SECONDS ?= 20
+FUZZ_CC     ?= clang
+SOAK_DURATION ?= 1800
+SOAK_SHORT    ?= 45
 
 SRCS = granc.c master.c reload.c metrics.c ev.c http.c log.c worker.c wsgi.c asgi.c ws.c
 HDRS = granc.h ev_epoll.c ev_kqueue.c asgi_ws.c
@@ -32,7 +44,9 @@ py_flags = $(shell $(1)-config --includes) \
 
 SAN = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all test asan unit fuzz bench install clean deps kqueue-check pytest pytest-asan
+.PHONY: all test asan unit fuzz fuzz-short bench install clean deps kqueue-check pytest \
+        pytest-asan \
+        soak soak-short valgrind
 
 all: granc
 
@@ -97,17 +111,96 @@ pytest-asan: tests/granc-asan
 
 test: deps
 	$(MAKE) unit
+	$(MAKE) fuzz-short
 	$(MAKE) pytest
 	$(MAKE) pytest-asan
+	$(MAKE) soak-short
+	$(MAKE) valgrind
 
-FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(WARN) -I.
-fuzz:
-	clang $(FUZZ_FLAGS) -o tests/fuzz_http tests/fuzz_http.c http.c
-	mkdir -p /tmp/granc-fuzz-http
-	./tests/fuzz_http -max_total_time=$(FUZZ_SECONDS) /tmp/granc-fuzz-http
-	clang $(FUZZ_FLAGS) -o tests/fuzz_ws tests/fuzz_ws.c ws.c
-	mkdir -p /tmp/granc-fuzz-ws
-	./tests/fuzz_ws -max_total_time=$(FUZZ_SECONDS) /tmp/granc-fuzz-ws
+# bench/soak: one worker, wrk (bench/soak.lua: small GET, 64 KiB GET, 16 KiB
+# POST) in windows of 60 s plus a WebSocket client, checked for errors, rate
+# and RSS drift, and descriptor leaks.  ASan first, then the normal build;
+# both always run, and the results land in /tmp/granc-soak-*.json.
+SOAK_ASAN = ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+soak: tests/granc-asan tests/granc-test
+	@st=0; \
+	$(SOAK_ASAN) bench/soak tests/granc-asan --duration $(SOAK_DURATION) \
+	  --out /tmp/granc-soak-asan.json || st=1; \
+	bench/soak tests/granc-test --duration $(SOAK_DURATION) \
+	  --out /tmp/granc-soak.json || st=1; \
+	exit $$st
+
+# The short version: windows of 5 s; rates and RSS are printed but not
+# judged (too short and too noisy), everything else is.
+soak-short: tests/granc-asan tests/granc-test
+	$(SOAK_ASAN) bench/soak tests/granc-asan --duration $(SOAK_SHORT) --window 5 --no-drift \
+	  --out /tmp/granc-soak-short-asan.json
+	bench/soak tests/granc-test --duration $(SOAK_SHORT) --window 5 --no-drift \
+	  --out /tmp/granc-soak-short.json
+
+# A short mixed run (bench/soak, 20 s) with master and worker under
+# valgrind, one log per process.  Fails on any error valgrind counts:
+# invalid reads and writes, uninitialised values, definitely lost memory.
+# tests/valgrind.supp holds suppressions for CPython/uvloop internals only.
+VG_LOGS = /tmp/granc-vg
+VALGRIND = valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9 \
+           --trace-children=yes --suppressions=$(CURDIR)/tests/valgrind.supp \
+           --log-file=$(VG_LOGS)/vg.%p
+valgrind: tests/granc-test
+	@mkdir -p $(VG_LOGS) && rm -f $(VG_LOGS)/vg.*
+	@st=0; \
+	bench/soak tests/granc-test --duration 20 --window 10 --no-drift --connections 8 \
+	  --ws-rate 5 --start-timeout 120 --stop-timeout 120 --wrap "$(VALGRIND)" \
+	  --out /tmp/granc-valgrind.json || st=1; \
+	n=0; for f in $(VG_LOGS)/vg.*; do \
+	  n=$$((n + 1)); \
+	  grep -H "definitely lost:\|ERROR SUMMARY:" $$f; \
+	  grep -q "ERROR SUMMARY: 0 errors" $$f || { cat $$f; st=1; }; \
+	done; \
+	[ $$n -ge 2 ] || { echo "valgrind: expected logs of master and worker, got $$n"; st=1; }; \
+	exit $$st
+
+# libFuzzer harnesses, built apart from granc.  Uninitialised locals get a
+# pattern (0xAA...) so that reading one goes visibly wrong.
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+             -ftrivial-auto-var-init=pattern $(WARN) -I.
+FUZZERS = http ws opts
+ifeq ($(TLS),1)
+FUZZERS += pem
+endif
+
+tests/fuzz_http: tests/fuzz_http.c http.c granc.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz_http.c http.c
+tests/fuzz_ws: tests/fuzz_ws.c ws.c granc.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz_ws.c ws.c
+# granc.c and tls.c with GRANC_FUZZ: see the hooks there.
+tests/fuzz_opts: tests/fuzz_opts.c granc.c granc.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DGRANC_FUZZ $(if $(filter 1,$(TLS)),-DGRANC_TLS) \
+	  -o $@ tests/fuzz_opts.c granc.c
+tests/fuzz_pem: tests/fuzz_pem.c tls.c granc.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DGRANC_FUZZ -DGRANC_TLS -o $@ tests/fuzz_pem.c -lbearssl
+
+# $(call fuzz_run,seconds): each harness in turn, from its seed corpus and
+# the inputs that once crashed it (tests/fuzz/crashes/NAME/), with its
+# dictionary.  New inputs go to a scratch directory, so the corpus in the
+# repository does not grow; after a failure it keeps the input and the log.
+fuzz_run = fail=0; for f in $(FUZZERS); do \
+	  d=$$(mktemp -d /tmp/granc-fuzz-$$f.XXXXXX) || exit 1; \
+	  c=tests/fuzz/corpus/$$f; [ -d tests/fuzz/crashes/$$f ] && c="$$c tests/fuzz/crashes/$$f"; \
+	  if ./tests/fuzz_$$f -max_total_time=$(1) -timeout=30 -print_final_stats=1 \
+	       -dict=tests/fuzz/$$f.dict -artifact_prefix=$$d/ $$d $$c >$$d/log 2>&1; then \
+	    echo "fuzz_$$f: $$(grep -o 'cov: [0-9]* ft: [0-9]*' $$d/log | tail -1)," \
+	         "$$(grep -o 'Done [0-9]* runs in [0-9]* second' $$d/log)s"; \
+	    rm -rf $$d; \
+	  else \
+	    tail -n 30 $$d/log; echo "fuzz_$$f: FAILED; input and log in $$d"; fail=1; \
+	  fi; \
+	done; exit $$fail
+
+fuzz: $(FUZZERS:%=tests/fuzz_%)
+	@$(call fuzz_run,$(FUZZ_SECONDS))
+fuzz-short: $(FUZZERS:%=tests/fuzz_%)
+	@$(call fuzz_run,$(FUZZ_SHORT_SECONDS))
 
 bench: granc
 	bench/run
@@ -120,4 +213,5 @@ install: granc
 clean:
 	rm -f granc granc-asan tests/granc-test tests/granc-asan tests/unit_http \
 	      tests/unit_ev tests/fuzz_http tests/unit_ws tests/unit_ws_tls tests/fuzz_ws \
-	      tests/unit_tls tests/unit_reload tests/unit_reload_poll
+	      tests/unit_tls tests/unit_reload tests/unit_reload_poll tests/fuzz_opts \
+	      tests/fuzz_pem

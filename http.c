@@ -428,7 +428,7 @@ int http_parse_request(const char *buf, size_t len, size_t last_len,
 {
     const char *end, *line_end;
     size_t start = 0, from, i;
-    int empty = 0;
+    int empty = 0, too_many = 0;
     ssize_t r;
 
     req->nheaders = 0;
@@ -476,15 +476,21 @@ int http_parse_request(const char *buf, size_t len, size_t last_len,
     if (r < 0)          /* BAD; never INCOMPLETE, as a CRLF is in range */
         return r == HTTP_BAD ? HTTP_BAD : bad(status, 400);
 
+    /* Lines past HTTP_MAX_HEADERS are still checked, into a scratch
+     * field: a malformed one is 400 however the head arrived (the early
+     * bare CR/LF check above sees it before the count). */
     for (i = start + (size_t)r; buf + i < line_end; i += (size_t)r) {
-        if (req->nheaders == HTTP_MAX_HEADERS)
-            return bad(status, 431);
+        http_header spare;
+        int over = req->nheaders == HTTP_MAX_HEADERS;
         r = parse_field_line(buf + i, (size_t)(line_end - buf) - i,
-                             &req->headers[req->nheaders]);
+                             over ? &spare : &req->headers[req->nheaders]);
         if (r < 0)
             return bad(status, 400);
-        req->nheaders++;
+        too_many |= over;
+        req->nheaders += !over;
     }
+    if (too_many)
+        return bad(status, 431);
     if (read_framing(req, status) < 0)
         return HTTP_BAD;
     return (int)(end - buf) + 4;

@@ -29,7 +29,11 @@
 #define TLS_MAX_FILE        (64u << 20)   /* largest --ssl-* file; CRLs can be big */
 #define TLS_MAX_CHAIN       8             /* client certificates kept per connection */
 #define TLS_MAX_CHAIN_BYTES (64u << 10)   /* ... and their total size */
+#ifndef GRANC_FUZZ
 #define TLS_MAX_PBKDF2_ITER 10000000u     /* an encrypted key costing more is refused */
+#else
+#define TLS_MAX_PBKDF2_ITER 1000u         /* tests/fuzz_pem.c: keep every run fast */
+#endif
 
 typedef struct span {               /* bytes owned by someone else */
     const unsigned char *p;
@@ -540,7 +544,8 @@ static int crl_parse(crl *r)
         return -1;
     if (der_peek(&tbs) != 0x30)
         return 0;                   /* nothing revoked */
-    der_get(&tbs, 0x30, &list, NULL);
+    if (der_get(&tbs, 0x30, &list, NULL) < 0)
+        return -1;
     while (list.n) {
         if (der_get(&list, 0x30, &entry, NULL) < 0 || der_get(&entry, 0x02, &serial, NULL) < 0)
             return -1;
@@ -552,7 +557,8 @@ static int crl_parse(crl *r)
         }
         r->serials[r->nserials++] = serial;
     }
-    qsort(r->serials, r->nserials, sizeof *r->serials, serial_cmp);
+    if (r->nserials)                /* qsort and bsearch want a real array */
+        qsort(r->serials, r->nserials, sizeof *r->serials, serial_cmp);
     return 0;
 }
 
@@ -614,7 +620,7 @@ static unsigned chain_revoked(const xwrap *x)
             if (!span_eq(issuer, r->issuer.p, r->issuer.n))
                 continue;
             known = 1;
-            if (bsearch(&serial, r->serials, r->nserials, sizeof serial, serial_cmp)) {
+            if (r->nserials && bsearch(&serial, r->serials, r->nserials, sizeof serial, serial_cmp)) {
                 log_debug("TLS: client certificate %d of the chain is revoked", i);
                 return BR_ERR_X509_NOT_TRUSTED;
             }

@@ -5,16 +5,21 @@
  *
  * Besides crashes it checks two properties and abort()s when one fails:
  * an accepted head has slices inside the buffer and framing facts that
- * agree with the rules, and feeding the input in two pieces (cut at a
- * point derived from the data) gives the same answer as feeding it whole.
- * Every piece is copied to a buffer of its exact size so ASan sees any
- * read past it.
+ * agree with the rules, and feeding the input in pieces gives the same
+ * answer as feeding it whole: in two pieces cut at a point derived from
+ * the data (each piece copied to a buffer of its exact size so ASan sees
+ * any read past it), and one byte at a time, which splits it at every
+ * point (the head as a worker reads it: growing, with last_len; inputs up
+ * to GROW_MAX bytes, as each call rescans the request line).
  */
 #include "granc.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define GROW_MAX 1024   /* longest input fed byte by byte: each call rescans
+                           the request line, so the cost is quadratic */
 
 static http_request whole, split;
 
@@ -122,26 +127,40 @@ static int fuzz_request(const uint8_t *data, size_t size, size_t cut)
     }
     if (ra == HTTP_BAD)
         check(sa == sb);
+
+    /* One more byte per call, as a worker would see a slow client. */
+    for (size_t k = 1, last = 0; size <= GROW_MAX && k <= size; last = k++) {
+        rb = http_parse_request(all, k, last, &split, &sb);
+        if (rb == HTTP_INCOMPLETE && k < size)
+            continue;
+        check(rb == ra);
+        if (rb > 0)
+            compare_requests(all, all);
+        if (rb == HTTP_BAD)
+            check(sa == sb);
+        break;
+    }
     free(all);
     free(part);
     return ra;
 }
 
-/* Decode data[0..size) in one or two pieces; output and leftover bytes are
- * appended to out (size bytes are always enough: decoding only shrinks). */
-static ssize_t decode(const uint8_t *data, size_t size, size_t cut,
+/* Decode data[0..size) in pieces: cut once at cut, then every step bytes
+ * (step 0: no further cuts).  Output and leftover bytes are appended to
+ * out (size bytes are always enough: decoding only shrinks). */
+static ssize_t decode(const uint8_t *data, size_t size, size_t cut, size_t step,
                       char *out, size_t *outlen)
 {
     http_chunked d;
     size_t a = 0, b, len;
     ssize_t r = HTTP_INCOMPLETE, rest = 0;
     char *p;
-    int i;
 
     memset(&d, 0, sizeof d);
     *outlen = 0;
-    for (i = 0; i < 2; i++, a = b) {
-        b = i == 0 ? cut : size;
+    for (; a < size; a = b) {
+        b = a < cut ? cut : step ? a + step : size;
+        b = b < size ? b : size;
         if (r >= 0) {               /* body already done: all leftover */
             memcpy(out + *outlen, data + a, b - a);
             *outlen += b - a;
@@ -175,11 +194,14 @@ static void fuzz_chunked(const uint8_t *data, size_t size, size_t cut)
 
     if (out1 == NULL || out2 == NULL)
         abort();
-    r1 = decode(data, size, size, out1, &n1);
-    r2 = decode(data, size, cut, out2, &n2);
-    check(r1 == r2);
-    if (r1 != HTTP_BAD)
-        check(n1 == n2 && memcmp(out1, out2, n1) == 0);
+    r1 = decode(data, size, 0, 0, out1, &n1);
+    for (int k = 0; k < 2; k++) {   /* cut once; one byte at a time */
+        r2 = k == 0 ? decode(data, size, cut, 0, out2, &n2)
+                    : decode(data, size, 0, 1, out2, &n2);
+        check(r1 == r2);
+        if (r1 != HTTP_BAD)
+            check(n1 == n2 && memcmp(out1, out2, n1) == 0);
+    }
     free(out1);
     free(out2);
 }

@@ -8,12 +8,13 @@
  * ws_close_code_ok(), and ends messages as ws.c's header comment says.
  * Everything it learns goes into a list of events.
  *
- * The stream is read three times: whole, cut in two at a point derived
- * from the data, and in small pieces whose size comes from the data.  The
- * three event lists must be identical, the invariants of the contract
- * must hold on every header, and every text frame's UTF-8 verdict must
- * match a reference decoder; any failure abort()s.  Each piece is copied
- * to a buffer of its exact size so ASan sees any read past it.
+ * The stream is read four times: whole, cut in two at a point derived
+ * from the data, in small pieces whose size comes from the data, and one
+ * byte at a time (split at every point).  The four event lists must be
+ * identical, the invariants of the contract must hold on every header,
+ * and every text frame's UTF-8 verdict must match a reference decoder;
+ * any failure abort()s.  Each piece is copied to a buffer of its exact
+ * size so ASan sees any read past it.
  */
 #include "granc.h"
 
@@ -321,7 +322,7 @@ static void same(const reader *x, const reader *y)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static reader whole, split, small;
+    static reader whole, split, small, bytes;
     size_t cut = 0, i;
     uint64_t max;
 
@@ -334,14 +335,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     run(&whole, data, size, 0, 0, max);
     run(&split, data, size, size ? cut % (size + 1) : 0, 0, max);
-    run(&small, data, size, 0, 1 + cut / 7 % 9, max);
+    run(&small, data, size, 0, 2 + cut / 7 % 9, max);
+    run(&bytes, data, size, 0, 1, max);
     same(&whole, &split);
     same(&whole, &small);
+    same(&whole, &bytes);
     free(whole.ev);
     free(split.ev);
     free(small.ev);
+    free(bytes.ev);
     free(whole.text);
     free(split.text);
     free(small.text);
+    free(bytes.text);
     return 0;
 }
