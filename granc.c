@@ -691,6 +691,9 @@ static void resolve(void)
  * area for titles. */
 static char *title_area;
 static size_t title_len;
+/* The copies: extern, so that they stay reachable (valgrind) and no
+ * optimiser drops the stores. */
+char **title_argv, **title_environ;
 
 static char **title_init(int argc, char **argv)
 {
@@ -708,7 +711,8 @@ static char **title_init(int argc, char **argv)
         ev[i] = oom(strdup(environ[i]));
     for (int i = 0; i < argc; i++)
         av[i] = oom(strdup(argv[i]));
-    environ = ev;
+    environ = title_environ = ev;
+    title_argv = av;
     title_area = argv[0];
     title_len = (size_t)(end - argv[0]);
     return av;
