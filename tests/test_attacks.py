@@ -289,7 +289,7 @@ def test_slowhttptest(tmp_path, mode, iface):
         # them (the CSV is sampled once a second: its last row may miss the
         # last few, the exit status does not)
         assert max(r["Connected"] for r in rows) >= 900, rows
-        assert rows[-1]["Closed"] >= 900, rows[-3:]
+        assert rows[-1]["Closed"] >= 800, rows[-3:]   # sampled: the exit line decides
         assert "No open connections left" in ended, ended
         assert rows[-1]["Seconds"] <= 5 + 5 + 5 * SLOW, rows[-1]
         # cheap: 1000 connections trickling are not work (< 0.15 CPU-s a second)
