@@ -31,18 +31,10 @@ static int ws_intern(void)
     return 0;
 }
 
-static const http_header *find_header(const http_request *rq, const char *lower)
-{
-    for (size_t i = 0; i < rq->nheaders; i++)
-        if (http_name_is(rq->headers[i].name, lower))
-            return &rq->headers[i];
-    return NULL;
-}
-
 /* An upgrade to websocket that this worker serves (--ws, ASGI). */
 static int ws_wanted(conn *c)
 {
-    const http_header *up = c->req->upgrade ? find_header(c->req, "upgrade") : NULL;
+    const http_header *up = c->req->upgrade ? http_find_header(c->req, "upgrade", 0) : NULL;
     return cfg->ws && up && http_has_token(up->value.p, up->value.n, "websocket");
 }
 
@@ -50,8 +42,8 @@ static int ws_wanted(conn *c)
 static int ws_handshake_ok(conn *c, char accept[29], const char **why)
 {
     http_request *rq = c->req;
-    const http_header *v = find_header(rq, "sec-websocket-version");
-    const http_header *k = find_header(rq, "sec-websocket-key");
+    const http_header *v = http_find_header(rq, "sec-websocket-version", 0);
+    const http_header *k = http_find_header(rq, "sec-websocket-key", 0);
     if (rq->method.n != 3 || memcmp(rq->method.p, "GET", 3)) *why = "websocket: method must be GET";
     else if (rq->minor != 1) *why = "websocket: HTTP/1.1 required";
     else if (!v || v->value.n != 2 || memcmp(v->value.p, "13", 2))
@@ -67,7 +59,7 @@ static PyObject *ws_scope(conn *c)
     PyObject *scope = build_scope(c);
     if (!scope) return NULL;
     PyObject *subs = PyList_New(0);
-    const http_header *p = find_header(c->req, "sec-websocket-protocol");
+    const http_header *p = http_find_header(c->req, "sec-websocket-protocol", 0);
     for (size_t i = 0; subs && p && i < p->value.n; ) {
         while (i < p->value.n && (p->value.p[i] == ' ' || p->value.p[i] == ',')) i++;
         size_t start = i;
@@ -289,7 +281,7 @@ static int ws_accept(Transport *t, PyObject *msg)
         }
         /* only one the client offered (RFC 6455 4.2.2): any other would
          * make the client fail the handshake */
-        const http_header *offer = find_header(t->c->req, "sec-websocket-protocol");
+        const http_header *offer = http_find_header(t->c->req, "sec-websocket-protocol", 0);
         char low[513];
         for (Py_ssize_t i = 0; i < sn; i++)
             low[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);

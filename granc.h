@@ -209,7 +209,6 @@ enum { MC_SPAWNS, MC_RESPAWN_ERR, MC_RESPAWN_LIFETIME, MC_RESPAWN_RSS, MC_N };
 /* Master, before any fork: map nslots shared slots and bind the exporter
  * on --metrics-address:--metrics-port (die() on failure). */
 void metrics_open(const config *cfg, int nslots);
-wk_metrics *metrics_slot(int i);     /* NULL when metrics are off */
 /* Master: slot i now belongs to worker `id` with `pid` (born now), or is
  * free again (pid 0). */
 void metrics_worker(int i, pid_t pid, int id);
@@ -328,6 +327,8 @@ size_t http_pct_decode(const char *in, size_t n, char *out);
 /* Token checks: a token (RFC 9110 5.6.2); a token in a comma list. */
 int http_is_token(const char *p, size_t n);
 int http_has_token(const char *v, size_t n, const char *lower);
+/* The first (or, with last, the last) field named lower, or NULL. */
+const http_header *http_find_header(const http_request *rq, const char *lower, int last);
 /* Header name compare, ASCII case-insensitive. */
 int http_name_is(slice name, const char *lower);
 const char *http_reason(int status);

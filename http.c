@@ -799,6 +799,15 @@ size_t http_pct_decode(const char *in, size_t n, char *out)
     return o;
 }
 
+const http_header *http_find_header(const http_request *rq, const char *lower, int last)
+{
+    const http_header *found = NULL;
+    for (size_t i = 0; i < rq->nheaders && !(found && !last); i++)
+        if (http_name_is(rq->headers[i].name, lower))
+            found = &rq->headers[i];
+    return found;
+}
+
 /* Whether p[0,n) is a token (RFC 9110 5.6.2). */
 int http_is_token(const char *p, size_t n)
 {

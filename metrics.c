@@ -390,7 +390,7 @@ void metrics_open(const config *cfg, int n)
              addr, sa.ss_family == AF_INET6 ? "]" : "", port);
 }
 
-wk_metrics *metrics_slot(int i)
+static wk_metrics *metrics_slot(int i)
 {
     return slots && i >= 0 && i < nslots ? &slots[i] : NULL;
 }

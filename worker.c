@@ -193,13 +193,12 @@ static int trust_peer(const char *addr, int family)
     return 0;
 }
 
-/* The last header named `lower`, or an empty slice. */
+/* The value of the last field named `lower` (a list's rightmost line),
+ * or an empty slice. */
 static slice header(const http_request *rq, const char *lower)
 {
-    slice v = { "", 0 };
-    for (size_t i = 0; i < rq->nheaders; i++)
-        if (http_name_is(rq->headers[i].name, lower)) v = rq->headers[i].value;
-    return v;
+    const http_header *h = http_find_header(rq, lower, 1);
+    return h ? h->value : (slice){ "", 0 };
 }
 
 /* The next comma-separated item of v before *end, from the right, trimmed. */
