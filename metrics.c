@@ -35,6 +35,7 @@
 
 #define MX_CLIENTS    16        /* scrapers served at once; more wait in the backlog */
 #define MX_HEAD       2048      /* request head bytes; a longer head gets 431 */
+#define MX_REST       0.5       /* seconds without accepting after EMFILE */
 #define MX_TIMEOUT    5.0       /* seconds; Granian's exporter: hyper's header_read_timeout */
 #define MX_BACKLOG    64        /* scrapers are few */
 
@@ -45,6 +46,7 @@ static wk_metrics *slots;       /* the shared mapping; NULL when off */
 static int nslots;
 static uint64_t mc[MC_N];       /* the master's own: nobody else reads them */
 static int lfd = -1;            /* the exporter's listener */
+static double lfd_rest;         /* out of descriptors: accept again after this */
 
 /* A growable output buffer; bad is set once an allocation failed. */
 typedef struct buf {
@@ -283,8 +285,13 @@ int metrics_pollfds(struct pollfd *p, int max, int *timeout_ms)
             client_close(&cl[i]);
         room |= cl[i].fd < 0;
     }
-    if (room && n < max)        /* full: new scrapers wait in the backlog */
+    if (room && n < max && t >= lfd_rest)   /* full: scrapers wait in the backlog */
         p[n++] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+    else if (room && t < lfd_rest) {
+        int left = (int)((lfd_rest - t) * 1000) + 1;
+        if (*timeout_ms < 0 || left < *timeout_ms)
+            *timeout_ms = left;
+    }
     for (int i = 0; i < MX_CLIENTS && n < max; i++) {
         client *c = &cl[i];
         if (c->fd < 0)
@@ -309,6 +316,10 @@ void metrics_handle(const struct pollfd *p, int n)
                 if (cl[k].fd >= 0)
                     continue;
                 int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                /* the pending connection stays readable: without a rest,
+                 * EMFILE would spin the master */
+                if (fd < 0 && (errno == EMFILE || errno == ENFILE))
+                    lfd_rest = now() + MX_REST;
                 if (fd < 0)
                     break;
                 cl[k] = (client){ .fd = fd, .deadline = now() + MX_TIMEOUT };

@@ -45,7 +45,7 @@
 #define IO_TIMEOUT_MS   60000    /* an app thread waiting on a silent client */
 #define LINGER_MS       2000     /* reading leftovers before closing after an error */
 #define DRAIN_MAX       (1 << 20)/* unread body discarded to keep a connection */
-#define BUF_IDLE_MS     1000     /* idle connections give their buffer back */
+#define BUF_STASH       64       /* spare read buffers kept for reuse */
 #define STOP_GRACE_MS   250      /* when stopping: a keep-alive connection that
                                     just got a response may still send the next
                                     request, which gets served ("close") */
@@ -78,6 +78,12 @@ static struct worker {
     int nthreads, idle, pool_stop;
     int nqueued;                 /* requests in qhead..qtail */
     int freed;                   /* buffers and connections freed since a trim */
+    /* read buffers (with their parsed heads) of connections between
+     * requests: an idle keep-alive connection holds none, so 10,000 idle
+     * connections cost their conn structs, not 20 KiB each, and the next
+     * request on a busy connection takes one back without malloc */
+    struct { char *buf; http_request *req; } stash[BUF_STASH];
+    int nstash;
 } W = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static volatile sig_atomic_t stop_flag;
@@ -480,6 +486,30 @@ static int conn_want(conn *c, int mask)
 
 static void accept_resume(void);
 
+/* The size a connection's buffer starts at (and the only size stashed). */
+static size_t buf_first(void)
+{
+    return BUF_INIT < W.cfg->http1_buffer_size ? BUF_INIT : W.cfg->http1_buffer_size;
+}
+
+/* c is between requests (or closing): its buffer goes back to the stash,
+ * or to malloc when the stash is full or the buffer grew. */
+static void buf_put(conn *c)
+{
+    if (!c->buf) return;
+    if (c->req && c->cap == buf_first() && W.nstash < BUF_STASH) {
+        W.stash[W.nstash].buf = c->buf;
+        W.stash[W.nstash++].req = c->req;
+    } else {
+        free(c->buf);
+        free(c->req);
+        W.freed++;
+    }
+    c->buf = NULL;
+    c->req = NULL;
+    c->cap = c->len = c->scanned = 0;
+}
+
 static void conn_close(conn *c)
 {
     ev_del(W.loop, c->fd, EV_READ | EV_WRITE);
@@ -491,8 +521,7 @@ static void conn_close(conn *c)
     if (c->prev) c->prev->next = c->next; else W.conns = c->next;
     if (c->next) c->next->prev = c->prev;
     W.nconns--;
-    free(c->buf);
-    free(c->req);
+    buf_put(c);
     free(c);
     W.freed++;
     if (W.accept_resume && !W.waitq) {  /* out of descriptors: one just freed */
@@ -557,11 +586,16 @@ static void reply_error(conn *c, int status)
 static ssize_t conn_fill(conn *c)
 {
     if (!c->buf) {
-        size_t cap = BUF_INIT < W.cfg->http1_buffer_size ? BUF_INIT : W.cfg->http1_buffer_size;
-        c->buf = malloc(cap);
-        c->req = malloc(sizeof(*c->req));
-        if (!c->buf || !c->req) { errno = ENOMEM; return -1; }
-        c->cap = cap;
+        if (W.nstash) {
+            W.nstash--;
+            c->buf = W.stash[W.nstash].buf;
+            c->req = W.stash[W.nstash].req;
+        } else {
+            c->buf = malloc(buf_first());
+            c->req = malloc(sizeof(*c->req));
+            if (!c->buf || !c->req) { errno = ENOMEM; return -1; }
+        }
+        c->cap = buf_first();
     }
     if (c->len == c->cap) {
         if (c->cap >= W.cfg->http1_buffer_size || c->state == CS_BODY) return -2;
@@ -698,6 +732,7 @@ static void conn_serve(conn *c)
             c->scanned = c->len;
             /* TLS may hold decrypted bytes no readiness event will announce */
             if (c->tls && c->len < c->cap && conn_fill(c) > 0) continue;
+            if (c->len == 0) buf_put(c);    /* idle: see W.stash */
             want_read(c);
             return;
         }
@@ -1272,13 +1307,8 @@ static void sweep(int64_t now)
             if (age >= head_to) {
                 /* an idle keep-alive connection just goes; a slow head is told */
                 if (c->len == 0) conn_close(c); else reply_error(c, 408);
-            } else if (c->len == 0 && c->buf && age >= BUF_IDLE_MS) {
-                free(c->buf);
-                free(c->req);
-                c->buf = NULL;
-                c->req = NULL;
-                c->cap = 0;
-                W.freed++;
+            } else if (c->len == 0 && c->buf) {
+                buf_put(c);         /* a wake-up that brought no bytes */
             }
         }
     }

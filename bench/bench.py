@@ -11,8 +11,9 @@ interleaved across servers; tables show medians.  "req/CPU-s" divides the
 requests served by the CPU time the server's processes used during the run
 (from /proc), which still separates servers when the client on one core is
 the bottleneck.  RSS and PSS (/proc/PID/smaps_rollup) are the whole server:
-master and workers.  Every run first prints a footprint line: granc's
-stripped size, what it links, and its start-up to a first response.
+master and workers; "worker RSS" is its largest process.  Every run first
+prints a footprint line: granc's stripped size, what it links, and its
+start-up to a first response.
 
 Cases (--case NAME; no --case runs the main ones: wsgi, asgi, asgi-echo, ws,
 https, startup; --all runs every one in turn, about 20 minutes on 2 cores).
@@ -292,6 +293,12 @@ def rss_kib(pids):
     return _proc_kib(pids, "status", "VmRSS")
 
 
+def top_rss_kib(pids):
+    """The largest single process: a worker's own RSS, what a memory limit
+    per worker would see."""
+    return max((rss_kib([p]) for p in pids), default=0)
+
+
 def pss_kib(pids):
     return _proc_kib(pids, "smaps_rollup", "Pss")
 
@@ -414,7 +421,7 @@ def warmup(seconds):
 
 def measure(srv, seconds, conns, extra=()):
     """One wrk run against a started server: req/s, req/CPU-s, p50, p99,
-    errors, RSS KiB, PSS KiB."""
+    errors, RSS KiB, PSS KiB, largest process's RSS KiB."""
     wrk(srv.port, warmup(seconds), conns, srv.scheme, extra)
     pids = srv.pids()
     c0 = cpu_seconds(pids)
@@ -422,7 +429,7 @@ def measure(srv, seconds, conns, extra=()):
     cpu = cpu_seconds(pids) - c0
     pids = srv.pids()
     return [reqs / seconds, reqs / cpu if cpu else 0, p50, p99, errs,
-            rss_kib(pids), pss_kib(pids)]
+            rss_kib(pids), pss_kib(pids), top_rss_kib(pids)]
 
 
 def pick(servers, wanted):
@@ -496,16 +503,17 @@ def case_http(name, a):
                 srv.stop()
             results[n].append(r)
             log(f"{name} round {rnd + 1} {n}: {r[0]:.0f} req/s, {r[4]} errors")
-    med = {n: [statistics.median(x[i] for x in r) for i in range(7)]
+    med = {n: [statistics.median(x[i] for x in r) for i in range(8)]
            for n, r in results.items() if r}
     print(f"\n### {name}: {c['title']}\n\nwrk -t1 -c{conns} -d{a.seconds}s"
           f"{' ' + shlex.join(extra) if extra else ''}, 1 worker on CPU {SERVER_CPU}, "
           f"wrk on CPU {CLIENT_CPU}, median of {rounds}\n")
-    print("| server | req/s | req/CPU-s | p50 ms | p99 ms | errors | RSS MiB | PSS MiB |")
-    print("|---|---|---|---|---|---|---|---|")
-    for n, (rps, rpc, p50, p99, errs, rss, pss) in med.items():
+    print("| server | req/s | req/CPU-s | p50 ms | p99 ms | errors | RSS MiB | PSS MiB | "
+          "worker RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n, (rps, rpc, p50, p99, errs, rss, pss, top) in med.items():
         print(f"| {n} | {rps:.0f} | {rpc:.0f} | {p50:.2f} | {p99:.2f} | {errs:.0f} | "
-              f"{mib(rss)} | {mib(pss)} |")
+              f"{mib(rss)} | {mib(pss)} | {mib(top)} |")
     ratios(med)
     if "nginx" in med:
         print(f"\n{NGINX_NOTE}")
@@ -535,13 +543,13 @@ def case_conns(name, a):
                     log(f"conns round {rnd + 1} {n} -c{c}: {r[0]:.0f} req/s, {r[4]} errors")
             finally:
                 srv.stop()
-    med = {k: [statistics.median(x[i] for x in r) for i in range(7)] for k, r in results.items()}
+    med = {k: [statistics.median(x[i] for x in r) for i in range(8)] for k, r in results.items()}
     print(f"\n### conns: hello world as connections grow, granc\n\nwrk -t1 -cN -d{a.seconds}s, "
           f"1 worker on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, median of {rounds}; "
           f"each server runs every level in turn\n")
     print("| server | connections | req/s | req/CPU-s | p50 ms | p99 ms | errors | RSS MiB |")
     print("|---|---|---|---|---|---|---|---|")
-    for (n, c), (rps, rpc, p50, p99, errs, rss, pss) in med.items():
+    for (n, c), (rps, rpc, p50, p99, errs, rss, pss, _) in med.items():
         print(f"| {n} | {c} | {rps:.0f} | {rpc:.0f} | {p50:.2f} | {p99:.2f} | {errs:.0f} | "
               f"{mib(rss)} |")
     if len(levels) > 1:

@@ -340,6 +340,40 @@ def test_slow_client_does_not_block_a_scrape(wsgi_server):
     slow.close()
 
 
+def _cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_the_master_rests_then_serves(wsgi_server):
+    """EMFILE on the exporter's listener: the scrapers stay in the backlog,
+    which stays readable; the master must not spin on it, and must serve
+    them once descriptors free up."""
+    import resource
+    s = metrics_server(wsgi_server)
+    pid = s.proc.pid
+    used = {int(x) for x in os.listdir(f"/proc/{pid}/fd")}
+    low = min(set(range(len(used) + 1)) - used)     # the first free number
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (low, hard))
+    waiting = [exporter(s) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        c0 = _cpu_s(pid)
+        time.sleep(2)
+        spent = _cpu_s(pid) - c0
+        assert spent < 0.3, f"the master spent {spent:.2f} CPU-s in 2 s out of descriptors"
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    for c in waiting:
+        c.settimeout(5)
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert c.recv(12) == b"HTTP/1.1 200"
+        c.close()
+    assert PREFIX + "workers_spawns" in scrape(s)
+
+
 # ---- configuration ----------------------------------------------------------
 
 def _free_port():
