@@ -329,11 +329,11 @@ static PyObject *ws_send(Transport *t, PyObject *msg)
     PyObject *type = send_type(t, msg);
     if (!type) return NULL;
     int rc = 0;
-    if (PyUnicode_Compare(type, t_ws_accept) == 0) {
+    if (is_type(type, t_ws_accept)) {
         if (t->wsstate != WSS_CONNECTING || t->started)
             return flow_error("Websocket already accepted or denied");
         rc = ws_accept(t, msg);
-    } else if (PyUnicode_Compare(type, t_ws_send) == 0) {
+    } else if (is_type(type, t_ws_send)) {
         if (t->wsstate == WSS_CONNECTING) return flow_error("Websocket not accepted");
         if (t->wsstate != WSS_OPEN) {
             PyErr_SetString(PyExc_OSError, "websocket closed");
@@ -358,7 +358,7 @@ static PyObject *ws_send(Transport *t, PyObject *msg)
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "websocket.send needs bytes or text");
             return NULL;
         }
-    } else if (PyUnicode_Compare(type, t_ws_close) == 0) {
+    } else if (is_type(type, t_ws_close)) {
         PyObject *code = PyDict_GetItemWithError(msg, k_code);
         PyObject *reason = PyDict_GetItemWithError(msg, k_reason);
         long cd = code && code != Py_None ? PyLong_AsLong(code) : 1000;
@@ -377,11 +377,11 @@ static PyObject *ws_send(Transport *t, PyObject *msg)
             if (!t->ws_code) t->ws_code = (int)cd;
             ws_close_frame(t, (int)cd, r, (size_t)rn);
         }
-    } else if (PyUnicode_Compare(type, t_ws_rstart) == 0) {
+    } else if (is_type(type, t_ws_rstart)) {
         if (t->wsstate != WSS_CONNECTING || t->started)
             return flow_error("Response already started");
         if (take_start(t, msg) < 0) return NULL;
-    } else if (PyUnicode_Compare(type, t_ws_rbody) == 0) {
+    } else if (is_type(type, t_ws_rbody)) {
         if (!t->started || t->wsstate != WSS_CONNECTING) return flow_error("Response not started");
         if (t->finished) return flow_error("Response already finished");
         PyObject *body = PyDict_GetItemWithError(msg, k_body);

@@ -48,6 +48,7 @@ typedef struct ev_fired {
 
 struct ev_loop {
     int setsize;                /* fds 0 .. setsize-1 are accepted */
+    int maxevents;              /* events one ev_poll takes, <= setsize */
     unsigned batch;             /* ev_poll dispatches so far */
     ev_file *files;             /* [setsize], indexed by fd */
     ev_fired *fired;            /* [setsize], filled by be_poll */
@@ -74,7 +75,7 @@ ev_loop *ev_create(int setsize)
     loop = calloc(1, sizeof *loop);
     if (loop == NULL)
         return NULL;
-    loop->setsize = setsize;
+    loop->setsize = loop->maxevents = setsize;
     loop->files = calloc((size_t)setsize, sizeof *loop->files);
     loop->fired = calloc((size_t)setsize, sizeof *loop->fired);
     if (loop->files == NULL || loop->fired == NULL || be_create(loop) == -1) {
@@ -144,6 +145,11 @@ int ev_mask(ev_loop *loop, int fd)
     if (fd < 0 || fd >= loop->setsize)
         return EV_NONE;
     return loop->files[fd].mask;
+}
+
+void ev_set_max_events(ev_loop *loop, int n)
+{
+    loop->maxevents = n < 1 ? 1 : n > loop->setsize ? loop->setsize : n;
 }
 
 int ev_setsize(ev_loop *loop)

@@ -77,7 +77,7 @@ static int be_poll(ev_loop *loop, int timeout_ms)
     struct be_state *s = loop->be;
     int n, i;
 
-    n = epoll_wait(s->epfd, s->events, loop->setsize, timeout_ms);
+    n = epoll_wait(s->epfd, s->events, loop->maxevents, timeout_ms);
     for (i = 0; i < n; i++) {
         uint32_t what = s->events[i].events;
         int fd = s->events[i].data.fd, mask = EV_NONE;

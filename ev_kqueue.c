@@ -102,7 +102,7 @@ static int be_poll(ev_loop *loop, int timeout_ms)
         ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000;
         tsp = &ts;
     }
-    n = kevent(s->kq, NULL, 0, s->events, loop->setsize, tsp);
+    n = kevent(s->kq, NULL, 0, s->events, loop->maxevents, tsp);
     if (n == -1)
         return -1;
     /* Pass 1: OR each kevent into its fd's pending mask. */

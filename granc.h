@@ -258,6 +258,9 @@ void ev_del(ev_loop *loop, int fd, int mask);
 int ev_mask(ev_loop *loop, int fd);
 int ev_poll(ev_loop *loop, int timeout_ms);
 int ev_setsize(ev_loop *loop);
+/* At most n events per ev_poll (1 .. setsize); the rest stay ready for the
+ * next call, as the back ends are level-triggered. */
+void ev_set_max_events(ev_loop *loop, int n);
 const char *ev_backend(void);
 /* The epoll/kqueue descriptor: readable when events are ready, so that
  * asyncio can wait on granc's loop as one reader (ASGI). */

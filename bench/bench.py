@@ -29,7 +29,7 @@ Measured runs last 5 s (3 s with --all), 3 rounds, after a warm-up.
   upload                1 GiB streamed PUT (curl -T): MiB/s and peak RSS
   idle                  10,000 idle keep-alive connections: RSS before/after
   startup               exec to first successful response, median of 5
-  conns                 granc alone, wrk -c64, -c256, -c1024: no fall-off
+  conns                 granc and nginx, wrk -c64, -c256, -c1024: no fall-off
   spread                granc --workers 2: requests per worker (metrics)
 """
 import argparse
@@ -70,9 +70,20 @@ MAIN = ["wsgi", "asgi", "asgi-echo", "ws", "https", "startup"]
 # A server is a function (port, app) -> argv; the app ("module:attr", or a
 # kind for nginx) comes last, so opts() can put more options before it.
 
-def granc(iface, *extra):
-    return lambda p, app: [GRANC, "--interface", iface, *extra, "--log-level", "warning",
-                           "--port", str(p), app]
+def granc(iface, *extra, binary=None):
+    return lambda p, app: [binary or GRANC, "--interface", iface, *extra, "--log-level",
+                           "warning", "--port", str(p), app]
+
+
+# make STATIC_PYTHON=1's link (bench/run builds it): libpython inside, as
+# Debian's own python3 executable that runs the Python peers
+GRANC_STATIC = os.path.join(ROOT, "tests", "granc-static")
+
+
+def static_row(iface, app, *extra):
+    if not os.path.exists(GRANC_STATIC):
+        return {}
+    return {"granc-static": (granc(iface, *extra, binary=GRANC_STATIC), app)}
 
 
 def opts(server, *extra):
@@ -219,6 +230,10 @@ NGINX_NOTE = "nginx: `return 200` in C, no application: the ceiling for any serv
 HYPERCORN_NOTE = ("hypercorn 0.13 closes a keep-alive connection when the app answers without "
                   "calling receive(), as this app does: wrk reconnects, and counts read errors")
 
+STATIC_NOTE = ("granc-static: the same granc linked with `make STATIC_PYTHON=1` (libpython "
+               "inside, not position-independent, as Debian's python3 that runs the Python "
+               "peers); granc links the shared libpython by default")
+
 # The "http" cases: wrk against each server.
 HTTP = {
     "wsgi": dict(title="WSGI hello world (13 B)",
@@ -237,9 +252,15 @@ HTTP = {
                                       "nginx": (nginx(), "64k")},
                      note=HYPERCORN_NOTE),
     "django-wsgi": dict(title="Django JSON view, WSGI (apps/django_app.py)",
-                        servers=lambda: family(WSGI, "django_app:wsgi")),
+                        servers=lambda: {**family(WSGI, "django_app:wsgi"),
+                                         **static_row("wsgi", "django_app:wsgi",
+                                                      "--blocking-threads", "1")},
+                        note=STATIC_NOTE),
     "django-asgi": dict(title="Django JSON view, ASGI (apps/django_app.py; sync view)",
-                        servers=lambda: family(ASGI, "django_app:asgi", skip={"granc-asyncio"})),
+                        servers=lambda: {**family(ASGI, "django_app:asgi", skip={"granc-asyncio"}),
+                                         **static_row("asginl", "django_app:asgi",
+                                                      "--loop", "uvloop")},
+                        note=STATIC_NOTE),
     "https": dict(title="HTTPS ASGI hello world, keep-alive (EC P-256)", scheme="https",
                   servers=https_servers, note=HYPERCORN_NOTE),
     "https-handshakes": dict(title="HTTPS ASGI hello world, `Connection: close` "
@@ -528,8 +549,9 @@ def case_http(name, a):
 def case_conns(name, a):
     servers = pick({"granc-wsgi": (WSGI["granc"], "hello_wsgi:app"),
                     "granc-asgi": (ASGI["granc"], "hello_asgi:app"),
-                    "uvicorn-httptools": (ASGI["uvicorn-httptools"], "hello_asgi:app")},
-                   a.servers or ["granc-wsgi", "granc-asgi"])
+                    "uvicorn-httptools": (ASGI["uvicorn-httptools"], "hello_asgi:app"),
+                    "nginx": (nginx(), "hello")},
+                   a.servers or ["granc-wsgi", "granc-asgi", "nginx"])
     levels = [a.conns] if a.conns else [64, 256, 1024]
     rounds = a.rounds or 3
     results = {(n, c): [] for n in servers for c in levels}
@@ -544,7 +566,7 @@ def case_conns(name, a):
             finally:
                 srv.stop()
     med = {k: [statistics.median(x[i] for x in r) for i in range(8)] for k, r in results.items()}
-    print(f"\n### conns: hello world as connections grow, granc\n\nwrk -t1 -cN -d{a.seconds}s, "
+    print(f"\n### conns: hello world as connections grow\n\nwrk -t1 -cN -d{a.seconds}s, "
           f"1 worker on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, median of {rounds}; "
           f"each server runs every level in turn\n")
     print("| server | connections | req/s | req/CPU-s | p50 ms | p99 ms | errors | RSS MiB |")
@@ -553,10 +575,11 @@ def case_conns(name, a):
         print(f"| {n} | {c} | {rps:.0f} | {rpc:.0f} | {p50:.2f} | {p99:.2f} | {errs:.0f} | "
               f"{mib(rss)} |")
     if len(levels) > 1:
-        print(f"\nreq/s at -c{levels[-1]} / at -c{levels[0]} (should not fall below ~0.9):")
+        print(f"\nat -c{levels[-1]} / at -c{levels[0]}, req/s; req/CPU-s (nginx: what one "
+              f"wrk thread and the kernel allow for {levels[-1]} connections):")
         for n in servers:
-            lo, hi = med[(n, levels[0])][0], med[(n, levels[-1])][0]
-            print(f"- {n}: {hi / lo if lo else 0:.2f}")
+            lo, hi = med[(n, levels[0])], med[(n, levels[-1])]
+            print(f"- {n}: {hi[0] / lo[0] if lo[0] else 0:.2f}; {hi[1] / lo[1] if lo[1] else 0:.2f}")
 
 
 def metrics(port):

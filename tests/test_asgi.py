@@ -228,6 +228,18 @@ def test_lifespan_raising_continues(wsgi_server):
     assert "ASGI Lifespan errored, continuing without Lifespan support" in s.log()
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_request_tasks(wsgi_server, loop):
+    # without a task factory, granc makes each request's Task itself
+    # (asgi.c, new_task); one set by the app is used instead
+    s = wsgi_server("asgi_app:app", "--loop", loop, interface="asginl")
+    assert httpx.get(s.url + "/info").json()["task"] is True
+    s = wsgi_server("factory_app:app", "--loop", loop, interface="asgi")
+    for _ in range(3):
+        r = httpx.get(s.url + "/")
+        assert r.text.startswith("True "), r.text
+
+
 def test_asginl_has_no_lifespan(wsgi_server):
     s = wsgi_server("asgi_app:app", interface="asginl")
     assert httpx.get(s.url + "/info").json()["state"] == {}

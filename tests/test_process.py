@@ -397,3 +397,22 @@ def test_env_files_missing_exits_1(tmp_path):
     r = run(["--interface", "wsgi", "--port", "0", "--env-files", str(tmp_path / "nope.env"),
              "wsgi_app:app"])
     assert r.returncode == 1 and "--env-files" in r.stderr and "Listening" not in r.stdout
+
+
+def test_static_python_build(monkeypatch):
+    # make STATIC_PYTHON=1 links libpython into the binary (Makefile,
+    # py_static): no libpython3.*.so among its libraries, and extension
+    # modules (uvloop, _asyncio, _json) resolve their symbols against it
+    import conftest
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run(["make", "-s", "tests/granc-static"], cwd=root, check=True, timeout=300)
+    static = os.path.join(root, "tests", "granc-static")
+    libs = subprocess.run(["ldd", static], capture_output=True, text=True).stdout
+    assert "libc.so" in libs and "libpython" not in libs, libs
+    monkeypatch.setattr(conftest, "BIN", static)
+    for loop in ("uvloop", "asyncio"):
+        with Server("asgi_app:app", "--loop", loop, interface="asgi") as s:
+            e = httpx.get(s.url + "/info").json()
+            assert e["task"] and e["loop"].startswith(loop), e
+    with Server("wsgi_app:app", "--blocking-threads", "1") as s:
+        assert httpx.get(s.url + "/info").status_code == 200

@@ -13,7 +13,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define PLAN    17
+#define PLAN    18
 #define SETSIZE 64
 #define WAIT_MS 1000            /* for events that are surely ready */
 
@@ -208,6 +208,33 @@ int main(void)
     ok(n == 1 && q.calls == 1 && q.mask == EV_READ &&
        ev_mask(loop, spare[0]) == EV_NONE,
        "EV_EXCLUSIVE registers READ and stays out of ev_mask");
+
+    /* at most maxevents per poll; the rest wait for the next (level) */
+    {
+        int pp[3][2], k, calls[3] = { 0 }, total;
+        probe r[3];
+
+        memset(r, 0, sizeof r);
+        for (k = 0; k < 3; k++) {
+            if (pipe(pp[k]) == -1)
+                return 1;
+            (void)!write(pp[k][1], "x", 1);
+            ev_add(loop, pp[k][0], EV_READ, on_event, &r[k]);
+        }
+        ev_set_max_events(loop, 2);
+        n = ev_poll(loop, WAIT_MS);
+        total = n * 10 + ev_poll(loop, WAIT_MS);
+        ev_set_max_events(loop, SETSIZE);
+        for (k = 0; k < 3; k++) {
+            calls[k] = r[k].calls;
+            ev_del(loop, pp[k][0], EV_READ);
+            close(pp[k][0]);
+            close(pp[k][1]);
+        }
+        /* three ready, at most two a call: 2 then the other one or two */
+        ok(n == 2 && (total == 21 || total == 22) && calls[0] && calls[1] && calls[2],
+           "ev_set_max_events caps one poll; the rest come next time");
+    }
 
     /* a signal during the wait */
     {
