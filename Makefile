@@ -39,9 +39,9 @@ SRCS += tls.c
 endif
 
 # $(call py_flags,python): compile and link flags for embedding that Python
-py_flags = $(shell $(1)-config --includes) \
-           -DGRANC_PYTHON='"$(shell $(1) -c 'import sys; print(sys.executable)')"' \
-           $(shell $(1)-config --ldflags --embed) -lpthread
+py_cflags = $(shell $(1)-config --includes) \
+            -DGRANC_PYTHON='"$(shell $(1) -c 'import sys; print(sys.executable)')"'
+py_flags = $(call py_cflags,$(1)) $(shell $(1)-config --ldflags --embed) -lpthread
 
 # $(call py_static,python): the same with the interpreter's static library,
 # linked as Debian links its own python3.X executable: not position-
@@ -49,9 +49,7 @@ py_flags = $(shell $(1)-config --includes) \
 # about 13 % faster than with the shared libpython (a Django view under
 # ASGI: README, Performance); the price is a 7 MiB binary whose own code has
 # no address randomisation.  make STATIC_PYTHON=1 builds ./granc this way.
-py_static = $(shell $(1)-config --includes) \
-            -DGRANC_PYTHON='"$(shell $(1) -c 'import sys; print(sys.executable)')"' \
-            -no-pie $(shell $(1) -c 'import sysconfig as s; v = s.get_config_var; \
+py_static = $(call py_cflags,$(1)) -no-pie $(shell $(1) -c 'import sysconfig as s; v = s.get_config_var; \
               print(v("LINKFORSHARED"), v("LIBPL") + "/" + v("LIBRARY"), v("LIBS"), \
                     v("MODLIBS"), v("SYSLIBS"))') -lpthread
 PY_LINK = $(if $(filter 1,$(STATIC_PYTHON)),py_static,py_flags)

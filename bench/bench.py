@@ -70,9 +70,9 @@ MAIN = ["wsgi", "asgi", "asgi-echo", "ws", "https", "startup"]
 # A server is a function (port, app) -> argv; the app ("module:attr", or a
 # kind for nginx) comes last, so opts() can put more options before it.
 
-def granc(iface, *extra, binary=None):
-    return lambda p, app: [binary or GRANC, "--interface", iface, *extra, "--log-level",
-                           "warning", "--port", str(p), app]
+def granc(iface, *extra):
+    return lambda p, app: [GRANC, "--interface", iface, *extra, "--log-level", "warning",
+                           "--port", str(p), app]
 
 
 # make STATIC_PYTHON=1's link (bench/run builds it): libpython inside, as
@@ -80,10 +80,11 @@ def granc(iface, *extra, binary=None):
 GRANC_STATIC = os.path.join(ROOT, "tests", "granc-static")
 
 
-def static_row(iface, app, *extra):
+def static_row(server, app):
+    """granc's row (server) again, run by the static binary."""
     if not os.path.exists(GRANC_STATIC):
         return {}
-    return {"granc-static": (granc(iface, *extra, binary=GRANC_STATIC), app)}
+    return {"granc-static": (lambda p, a: [GRANC_STATIC] + server(p, a)[1:], app)}
 
 
 def opts(server, *extra):
@@ -253,13 +254,11 @@ HTTP = {
                      note=HYPERCORN_NOTE),
     "django-wsgi": dict(title="Django JSON view, WSGI (apps/django_app.py)",
                         servers=lambda: {**family(WSGI, "django_app:wsgi"),
-                                         **static_row("wsgi", "django_app:wsgi",
-                                                      "--blocking-threads", "1")},
+                                         **static_row(WSGI["granc"], "django_app:wsgi")},
                         note=STATIC_NOTE),
     "django-asgi": dict(title="Django JSON view, ASGI (apps/django_app.py; sync view)",
                         servers=lambda: {**family(ASGI, "django_app:asgi", skip={"granc-asyncio"}),
-                                         **static_row("asginl", "django_app:asgi",
-                                                      "--loop", "uvloop")},
+                                         **static_row(ASGI["granc"], "django_app:asgi")},
                         note=STATIC_NOTE),
     "https": dict(title="HTTPS ASGI hello world, keep-alive (EC P-256)", scheme="https",
                   servers=https_servers, note=HYPERCORN_NOTE),
