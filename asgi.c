@@ -503,37 +503,39 @@ static int out_body(Transport *t, const char *p, size_t n, PyObject *owner, int6
     return push(t, p, n, owner, !owner);
 }
 
+/* Check every (name, value) pair of seq by the one rule (py_header);
+ * then, when queue is set, queue them as "name: value\r\n" lines, less
+ * the names skip() claims.  Callers check first and push second, so a
+ * refused field leaves nothing half-written. */
+static int push_fields(Transport *t, PyObject *seq, int queue, int (*skip)(slice name))
+{
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        const char *k, *v;
+        Py_ssize_t kn, vn;
+        if (py_header(PySequence_Fast_GET_ITEM(seq, i), &k, &kn, &v, &vn) < 0) return -1;
+        if (!queue || (skip && skip((slice){k, (size_t)kn})))
+            continue;
+        if (push(t, k, (size_t)kn, NULL, 1) < 0 || push(t, ": ", 2, NULL, 1) < 0 ||
+            push(t, v, (size_t)vn, NULL, 1) < 0 || push(t, "\r\n", 2, NULL, 1) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The end of the body; a refused trailer leaves the response unfinished,
+ * so the app's error aborts it. */
 static int out_end(Transport *t, PyObject *trailers)
 {
-    t->finished = 1;
-    if (!t->h.chunked) return 0;
-    if (!trailers) return push(t, "0\r\n\r\n", 5, NULL, 1);
-    if (push(t, "0\r\n", 3, NULL, 1) < 0) return -1;
-    PyObject *seq = PySequence_Fast(trailers, "trailers must be a list");
-    if (!seq) return -1;
-    char line[8192];
-    int rc = 0;
-    for (Py_ssize_t i = 0; rc == 0 && i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *hd = PySequence_Fast_GET_ITEM(seq, i);
-        char *k, *v;
-        Py_ssize_t kn, vn;
-        if (!PySequence_Check(hd) || PySequence_Size(hd) != 2) { rc = -1; break; }
-        PyObject *name = PySequence_GetItem(hd, 0), *val = PySequence_GetItem(hd, 1);
-        if (name && val && PyBytes_AsStringAndSize(name, &k, &kn) == 0 &&
-            PyBytes_AsStringAndSize(val, &v, &vn) == 0 && http_is_token(k, (size_t)kn) &&
-            !memchr(v, '\r', (size_t)vn) && !memchr(v, '\n', (size_t)vn) &&
-            kn + vn + 4 < (Py_ssize_t)sizeof(line)) {
-            int m = snprintf(line, sizeof(line), "%.*s: %.*s\r\n", (int)kn, k, (int)vn, v);
-            rc = push(t, line, (size_t)m, NULL, 1);
-        } else {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "invalid trailer");
-            rc = -1;
-        }
-        Py_XDECREF(name);
-        Py_XDECREF(val);
+    if (t->h.chunked && !trailers && push(t, "0\r\n\r\n", 5, NULL, 1) < 0) return -1;
+    if (t->h.chunked && trailers) {
+        PyObject *seq = PySequence_Fast(trailers, "trailers must be a list");
+        int rc = !seq || push_fields(t, seq, 0, NULL) < 0 || push(t, "0\r\n", 3, NULL, 1) < 0 ||
+                 push_fields(t, seq, 1, NULL) < 0 || push(t, "\r\n", 2, NULL, 1) < 0 ? -1 : 0;
+        Py_XDECREF(seq);
+        if (rc < 0) return -1;
     }
-    Py_DECREF(seq);
-    return rc ? rc : push(t, "\r\n", 2, NULL, 1);
+    t->finished = 1;
+    return 0;
 }
 
 /* The end of every send(): write what was queued, then tell the app how

@@ -203,10 +203,13 @@ static void ws_pump(Transport *t)
             if (!end) continue;
             t->in_frame = 0;
             if (!t->fr.fin) continue;
+            /* t->msg is NULL until a message has bytes: "" keeps an empty
+             * message b"" (ASGI), where y# would make it None. */
+            const char *m = t->msg ? t->msg : "";
             t->pending = text
                 ? Py_BuildValue("{sOsN}", "type", t_ws_receive, "text",
-                                PyUnicode_DecodeUTF8(t->msg, (Py_ssize_t)t->msg_len, NULL))
-                : Py_BuildValue("{sOsy#}", "type", t_ws_receive, "bytes", t->msg,
+                                PyUnicode_DecodeUTF8(m, (Py_ssize_t)t->msg_len, NULL))
+                : Py_BuildValue("{sOsy#}", "type", t_ws_receive, "bytes", m,
                                 (Py_ssize_t)t->msg_len);
             if (!t->pending) { PyErr_Clear(); ws_fail(t, 1011); }
             t->msg_len = 0;
@@ -258,23 +261,29 @@ static PyObject *ws_receive(Transport *t, PyObject *unused)
     return f;
 }
 
-/* websocket.accept: the 101 with the accept key and the app's headers. */
+/* The handshake's own headers, which the app cannot set. */
+static int ws_own_header(slice name)
+{
+    return http_name_is(name, "upgrade") || http_name_is(name, "connection") ||
+           http_name_is(name, "sec-websocket-accept") ||
+           http_name_is(name, "sec-websocket-protocol");
+}
+
+/* websocket.accept: the 101 with the accept key and the app's headers.
+ * Everything is checked before anything is queued, so a refused accept
+ * leaves the handshake unanswered, as a refused http.response.start
+ * leaves the response. */
 static int ws_accept(Transport *t, PyObject *msg)
 {
     char key[29], line[1024];
-    const char *why = NULL;
+    const char *why = NULL, *s = NULL;
+    Py_ssize_t sn = 0;
     if (!ws_handshake_ok(t->c, key, &why)) {
         PyErr_SetString(PyExc_RuntimeError, why);
         return -1;
     }
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 101 Switching Protocols\r\n"
-                     "upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: %s\r\n"
-                     "server: granc\r\ndate: %s\r\n", key, http_date());
-    if (push(t, line, (size_t)n, NULL, 1) < 0) return -1;
     PyObject *sub = PyDict_GetItemWithError(msg, k_subprotocol);
     if (sub && sub != Py_None) {
-        const char *s;
-        Py_ssize_t sn;
         if (py_text(sub, &s, &sn) < 0 || !http_is_token(s, (size_t)sn) || sn > 512) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "invalid subprotocol");
             return -1;
@@ -286,42 +295,31 @@ static int ws_accept(Transport *t, PyObject *msg)
         for (Py_ssize_t i = 0; i < sn; i++)
             low[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
         low[sn] = 0;
-        if (offer && http_has_token(offer->value.p, offer->value.n, low)) {
-            n = snprintf(line, sizeof(line), "sec-websocket-protocol: %.*s\r\n", (int)sn, s);
-            if (push(t, line, (size_t)n, NULL, 1) < 0) return -1;
-        }
+        if (!offer || !http_has_token(offer->value.p, offer->value.n, low))
+            s = NULL;
     }
-    /* headers: sent (Granian drops them); the handshake's own are ours */
+    if (PyErr_Occurred()) return -1;
     PyObject *hd = PyDict_GetItemWithError(msg, k_headers);
     PyObject *seq = hd ? PySequence_Fast(hd, "headers must be a list") : NULL;
-    if (hd && !seq) return -1;
-    for (Py_ssize_t i = 0; seq && i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
-        const char *k, *v;
-        Py_ssize_t kn, vn;
-        if (!PySequence_Check(pair) || PySequence_Size(pair) != 2) goto bad;
-        PyObject *name = PySequence_GetItem(pair, 0), *val = PySequence_GetItem(pair, 1);
-        int ok = name && val && py_text(name, &k, &kn) == 0 && py_text(val, &v, &vn) == 0 &&
-                 http_is_token(k, (size_t)kn) && !memchr(v, '\r', (size_t)vn) && !memchr(v, '\n', (size_t)vn) &&
-                 kn + vn < 1000;
-        if (ok && !http_name_is((slice){k, (size_t)kn}, "upgrade") && !http_name_is((slice){k, (size_t)kn}, "connection") &&
-            !http_name_is((slice){k, (size_t)kn}, "sec-websocket-accept") && !http_name_is((slice){k, (size_t)kn}, "sec-websocket-protocol")) {
-            n = snprintf(line, sizeof(line), "%.*s: %.*s\r\n", (int)kn, k, (int)vn, v);
-            ok = push(t, line, (size_t)n, NULL, 1) == 0;
-        }
-        Py_XDECREF(name);
-        Py_XDECREF(val);
-        if (!ok) goto bad;
+    if ((hd && !seq) || PyErr_Occurred() || (seq && push_fields(t, seq, 0, NULL) < 0)) {
+        Py_XDECREF(seq);
+        return -1;
     }
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 101 Switching Protocols\r\n"
+                     "upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: %s\r\n"
+                     "server: granc\r\ndate: %s\r\n", key, http_date());
+    int rc = push(t, line, (size_t)n, NULL, 1);
+    if (rc == 0 && s)
+        rc = push(t, "sec-websocket-protocol: ", 24, NULL, 1) < 0 ||
+             push(t, s, (size_t)sn, NULL, 1) < 0 || push(t, "\r\n", 2, NULL, 1) < 0 ? -1 : 0;
+    if (rc == 0 && seq)
+        rc = push_fields(t, seq, 1, ws_own_header);  /* Granian drops them; granc sends */
     Py_XDECREF(seq);
+    if (rc < 0) return -1;
     t->wsstate = WSS_OPEN;
     t->head_sent = 1;
     t->h.code = 101;
     return push(t, "\r\n", 2, NULL, 1);
-bad:
-    Py_XDECREF(seq);
-    if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "invalid websocket.accept headers");
-    return -1;
 }
 
 static PyObject *ws_send(Transport *t, PyObject *msg)

@@ -329,6 +329,7 @@ ssize_t http_chunked_decode(http_chunked *d, char *buf, size_t *len);
 size_t http_pct_decode(const char *in, size_t n, char *out);
 /* Token checks: a token (RFC 9110 5.6.2); a token in a comma list. */
 int http_is_token(const char *p, size_t n);
+int http_value_ok(const char *p, size_t n);
 int http_has_token(const char *v, size_t n, const char *lower);
 /* The first (or, with last, the last) field named lower, or NULL. */
 const http_header *http_find_header(const http_request *rq, const char *lower, int last);
@@ -569,6 +570,7 @@ int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
 #ifdef Py_PYTHON_H
 /* The latin-1 bytes of a str (or the bytes of bytes), without a copy. */
 int py_text(PyObject *o, const char **p, Py_ssize_t *n);
+int py_header(PyObject *pair, const char **k, Py_ssize_t *kn, const char **v, Py_ssize_t *vn);
 /* A DER certificate as a PEM str. */
 PyObject *der_to_pem(const unsigned char *der, size_t n);
 #endif

@@ -19,7 +19,7 @@
  *     obs-fold, an empty name or a control byte in the value is 400.
  *     More than HTTP_MAX_HEADERS fields is 431.
  *   - Framing: Content-Length is 1*DIGIT (at most 18 digits); repeats
- *     must agree.  Transfer-Encoding must end with a single "chunked"
+ *     (fields, or a comma list of non-empty elements) must agree.  Transfer-Encoding must end with a single "chunked"
  *     (else 400) and name no other coding (else 501); it is 400 with
  *     Content-Length or in an HTTP/1.0 request.  HTTP/1.1 needs exactly
  *     one Host; more than one Host is 400 in any version.
@@ -253,30 +253,35 @@ static int is_token(slice s)
     return s.n > 0;
 }
 
-/* Merge one Content-Length field into *cl (-1 = none so far).  Every value
- * of every field must be the same number; anything else makes the body
- * length ambiguous, which RFC 9112 6.3 says to refuse. */
+/* Merge one Content-Length field into *cl (-1 = none so far).  The field
+ * is 1*DIGIT, or a list of them as a proxy makes by joining repeated
+ * fields: 1*DIGIT *(OWS "," OWS 1*DIGIT), with no empty element ("5,"
+ * and ",5" are 400, as nginx and HAProxy answer).  Every value of every
+ * field must be the same number; anything else makes the body length
+ * ambiguous, which RFC 9112 6.3 says to refuse. */
 static int merge_content_length(slice value, int64_t *cl)
 {
-    slice rest = value, e;
+    const char *p = value.p, *end = p + value.n, *d;
     int64_t v;
-    size_t i;
-    int any = 0;
 
-    while (list_next(&rest, &e)) {
-        if (e.n > HTTP_MAX_CL_DIGITS)
-            return -1;
-        for (v = 0, i = 0; i < e.n; i++) {
-            if (e.p[i] < '0' || e.p[i] > '9')
+    for (;;) {
+        for (v = 0, d = p; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (p - d == HTTP_MAX_CL_DIGITS)
                 return -1;
-            v = v * 10 + (e.p[i] - '0');
+            v = v * 10 + (*p - '0');
         }
-        if (*cl >= 0 && *cl != v)
+        if (p == d || (*cl >= 0 && *cl != v))
             return -1;
         *cl = v;
-        any = 1;
+        while (p < end && is_ows((unsigned char)*p))
+            p++;
+        if (p == end)
+            return 0;
+        if (*p++ != ',')
+            return -1;
+        while (p < end && is_ows((unsigned char)*p))
+            p++;
     }
-    return any ? 0 : -1;
 }
 
 /* Host = uri-host [":" port] (RFC 9110 7.2, RFC 3986 3.2.2): an IP
@@ -811,10 +816,20 @@ const http_header *http_find_header(const http_request *rq, const char *lower, i
 /* Whether p[0,n) is a token (RFC 9110 5.6.2). */
 int http_is_token(const char *p, size_t n)
 {
-    if (n == 0) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)p[i]))
+    return is_token((slice){p, n});
+}
+
+/* Whether p[0,n) may be written as a field value or a reason phrase:
+ * no control byte but HTAB (RFC 9110 5.5, RFC 9112 4).  The one rule for
+ * every head and trailer granc writes: a CR or LF from the app would
+ * split the head, a NUL would cut it short in a C string. */
+int http_value_ok(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if ((ch < 32 && ch != '\t') || ch == 127)
             return 0;
+    }
     return 1;
 }
 

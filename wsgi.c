@@ -290,6 +290,29 @@ int py_text(PyObject *o, const char **p, Py_ssize_t *n)
     return -1;
 }
 
+/* One (name, value) pair of a response head, trailer or WebSocket
+ * handshake, as text, checked by the one rule (http_is_token and
+ * http_value_ok); ValueError names the header otherwise.  The pointers
+ * live as long as the pair. */
+int py_header(PyObject *pair, const char **k, Py_ssize_t *kn, const char **v, Py_ssize_t *vn)
+{
+    if (!(PyTuple_Check(pair) || PyList_Check(pair)) || PySequence_Fast_GET_SIZE(pair) != 2) {
+        PyErr_SetString(PyExc_TypeError, "a header must be a (name, value) pair");
+        return -1;
+    }
+    PyObject *name = PySequence_Fast_GET_ITEM(pair, 0), *val = PySequence_Fast_GET_ITEM(pair, 1);
+    if (py_text(name, k, kn) < 0 || py_text(val, v, vn) < 0) return -1;
+    if (!http_is_token(*k, (size_t)*kn)) {
+        PyErr_Format(PyExc_ValueError, "invalid header name %R", name);
+        return -1;
+    }
+    if (!http_value_ok(*v, (size_t)*vn)) {
+        PyErr_Format(PyExc_ValueError, "invalid value for header %R", name);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *start_response(Resp *self, PyObject *args)
 {
     PyObject *status, *headers, *exc_info = Py_None;
@@ -311,8 +334,7 @@ static PyObject *start_response(Resp *self, PyObject *args)
     Py_ssize_t n;
     if (py_text(status, &s, &n) < 0) return NULL;
     if (n < 3 || s[0] < '1' || s[0] > '9' || s[1] < '0' || s[1] > '9' ||
-        s[2] < '0' || s[2] > '9' || (n > 3 && s[3] != ' ') || memchr(s, '\r', (size_t)n) ||
-        memchr(s, '\n', (size_t)n)) {
+        s[2] < '0' || s[2] > '9' || (n > 3 && s[3] != ' ') || !http_value_ok(s, (size_t)n)) {
         PyErr_Format(PyExc_ValueError, "invalid status %R", status);
         return NULL;
     }
@@ -394,24 +416,9 @@ int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
     if (!seq) return -1;
     Py_ssize_t nh = PySequence_Fast_GET_SIZE(seq);
     for (Py_ssize_t i = 0; i < nh; i++) {
-        PyObject *hd = PySequence_Fast_GET_ITEM(seq, i);
         const char *k, *v;
         Py_ssize_t kn, vn;
-        if (!(PyTuple_Check(hd) || PyList_Check(hd)) || PySequence_Fast_GET_SIZE(hd) != 2) {
-            PyErr_SetString(PyExc_TypeError, "a header must be a (name, value) pair");
-            goto fail;
-        }
-        PyObject *name = PySequence_Fast_GET_ITEM(hd, 0), *val = PySequence_Fast_GET_ITEM(hd, 1);
-        if (py_text(name, &k, &kn) < 0 || py_text(val, &v, &vn) < 0) goto fail;
-        if (!http_is_token(k, (size_t)kn)) {
-            PyErr_Format(PyExc_ValueError, "invalid header name %R", name);
-            goto fail;
-        }
-        for (Py_ssize_t j = 0; j < vn; j++)
-            if (((unsigned char)v[j] < 32 && v[j] != '\t') || v[j] == 127) {
-                PyErr_Format(PyExc_ValueError, "invalid value for header %R", name);
-                goto fail;
-            }
+        if (py_header(PySequence_Fast_GET_ITEM(seq, i), &k, &kn, &v, &vn) < 0) goto fail;
         /* framing and connection management are the server's business */
         int special = special_header(k, (size_t)kn);
         if (special == H_TE || special == H_KEEP_ALIVE)
@@ -817,14 +824,14 @@ static int run_app(Resp *r, PyObject *env)
     else
         rc = send_iter(r, result);
     /* PEP 3333: close() is called whatever happened */
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);           /* HasAttr would clear the app's error */
     if (PyObject_HasAttr(result, s_close)) {
-        PyObject *t, *v, *tb;
-        PyErr_Fetch(&t, &v, &tb);
         PyObject *x = PyObject_CallMethodNoArgs(result, s_close);
         if (!x) { if (t) PyErr_Clear(); else rc = -1; }
         Py_XDECREF(x);
-        if (t) PyErr_Restore(t, v, tb);
     }
+    if (t) PyErr_Restore(t, v, tb);
     Py_DECREF(result);
     if (rc == 0 && r->h.clen >= 0 && r->sent < r->h.clen && !r->h.nobody)
         rc = 1;                  /* shorter than announced: the client must see it */

@@ -43,6 +43,18 @@ def test_echo_text_and_bytes(ws):
     run(go())
 
 
+@pytest.mark.parametrize("first", [b"", ""])
+def test_empty_messages_are_empty_not_none(ws, first):
+    """An empty message is b"" or "" (ASGI), never None: the first message,
+    and one after a message big enough to free the message buffer."""
+    async def go():
+        async with websockets.connect(url(ws, "/ws_echo"), max_size=None) as c:
+            for m in (first, b"x" * 100000, b"", "", b"", b"\x01"):
+                await c.send(m)
+                assert await c.recv() == m
+    run(go())
+
+
 def test_big_message(ws):
     data = os.urandom(10 * 1024 * 1024)
 

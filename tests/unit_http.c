@@ -328,6 +328,16 @@ static void test_reject(void)
            "\r\n\r\n", 400);
     REJECT("CL list differs",
            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 6\r\n\r\n", 400);
+    REJECT("CL trailing comma",
+           "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5,\r\n\r\n", 400);
+    REJECT("CL trailing comma and space",
+           "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5 ,\r\n\r\n", 400);
+    REJECT("CL leading comma",
+           "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ,5\r\n\r\n", 400);
+    REJECT("CL empty list element",
+           "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5,,5\r\n\r\n", 400);
+    REJECT("CL only a comma",
+           "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ,\r\n\r\n", 400);
     REJECT("CL fields differ",
            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
            "Content-Length: 50\r\n\r\n", 400);
