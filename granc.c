@@ -360,6 +360,44 @@ static int parse_octal(const char *s, long long *out)
     return parse_ll(s, s[0] == '0' ? 8 : 10, out);
 }
 
+/* --uds-permissions 666 is decimal (Granian reads it so): mode 01232, not
+ * the rw-rw-rw- that deployment guides mean.  Kept, with a warning at
+ * start-up when the value looks like octal digits without their 0. */
+static const char *decimal_mode;    /* the value that looked octal, or NULL */
+static int decimal_mode_src;
+
+static void note_decimal_mode(const char *v, int from)
+{
+    size_t n = strlen(v);
+
+    decimal_mode = n >= 3 && n <= 4 && v[0] != '0' && strspn(v, "01234567") == n ? v : NULL;
+    decimal_mode_src = from;
+}
+
+/* ls(1)'s rwxrwxrwx for a mode, with the setuid, setgid and sticky bits. */
+static void mode_text(long m, char out[10])
+{
+    for (int i = 0; i < 9; i++)
+        out[i] = m & (0400 >> i) ? "rwxrwxrwx"[i] : '-';
+    if (m & 04000) out[2] = out[2] == 'x' ? 's' : 'S';
+    if (m & 02000) out[5] = out[5] == 'x' ? 's' : 'S';
+    if (m & 01000) out[8] = out[8] == 'x' ? 't' : 'T';
+    out[9] = 0;
+}
+
+static void warn_decimal_mode(void)
+{
+    char got[10], meant[10];
+
+    if (!decimal_mode)
+        return;
+    mode_text(cfg.uds_permissions, got);
+    mode_text(strtol(decimal_mode, NULL, 8), meant);
+    log_warn("%s %s is decimal (as Granian reads it): the socket's mode is 0%o (%s); "
+             "write 0%s for %s", label(OPT("uds-permissions"), decimal_mode_src),
+             decimal_mode, (unsigned)cfg.uds_permissions, got, decimal_mode, meant);
+}
+
 /* Index of `val` in an "a|b|c" list, ignoring case as click does, or -1. */
 static int choice_index(const char *list, const char *val)
 {
@@ -434,6 +472,8 @@ static void set_value(config *c, int i, const char *v, int from)
           : o->kind == K_OCTAL ? parse_octal(v, &n) : parse_ll(v, 10, &n);
         if (k < 0 || n < o->lo || n > o->hi || n > max)
             bad_number(i, from, v);
+        if (o->kind == K_OCTAL)
+            note_decimal_mode(v, from);
         if (o->kind == K_SIZE)
             *(size_t *)field = (size_t)n;
         else if (o->kind == K_I64)
@@ -801,6 +841,7 @@ int main(int argc, char **argv)
     if (cfg.access_log && log_access_init(cfg.access_log_fmt) < 0)
         die("%s: invalid format \"%s\"", label(i, src[i]), cfg.access_log_fmt);
     warn_unknown_env();
+    warn_decimal_mode();
     if ((cpus = sysconf(_SC_NPROCESSORS_ONLN)) > 0 && cfg.workers > cpus)
         log_warn("%d workers is more than the %ld online CPUs", cfg.workers, cpus);
 

@@ -796,8 +796,10 @@ static double next_check(void)
 }
 
 /* SIGTERM every worker and wait for them all.  After the kill timeout, or
- * at once on a second INT/TERM, the rest get SIGKILL. */
-static void stop_all(void)
+ * at once on a second INT/TERM, the rest get SIGKILL.  Returns how many
+ * were killed: then requests may have been cut off, and the exit status
+ * says so to the supervisor. */
+static int stop_all(void)
 {
     double until = cfg.workers_kill_timeout_s ? now() + cfg.workers_kill_timeout_s : 0;
     int alive, killed = 0;
@@ -814,13 +816,13 @@ static void stop_all(void)
         for (int i = 0; i < nkids; i++)
             alive += kids[i].pid != 0;
         if (!alive)
-            return;
+            return killed;
         if (!killed && (got_stop || (until > 0 && now() >= until))) {
             log_warn("Killing %d worker(s) that did not stop", alive);
             for (int i = 0; i < nkids; i++)
                 if (kids[i].pid)
                     kill(kids[i].pid, SIGKILL);
-            killed = 1;
+            killed = alive;
         }
         wait_events(killed ? 0 : until);
     }
@@ -847,7 +849,7 @@ static int serve(void)
             wait_events(next_check());
         }
     }
-    stop_all();
+    int killed = stop_all();
     for (int i = 0; i < nls; i++)
         close(ls[i].fd);
     for (int i = nls; slot_ls && i < cfg.workers * nls; i++)
@@ -856,7 +858,9 @@ static int serve(void)
     if (watch)
         reload_close(watch);
     master_cleanup();
-    return failed;
+    if (killed)
+        log_error("Exiting with status 1: %d worker(s) had to be killed", killed);
+    return failed || killed;
 }
 
 /* Bind, fork, supervise; the exit status of the server. */

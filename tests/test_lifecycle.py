@@ -280,5 +280,27 @@ def test_second_sigint_forces_exit(wsgi_server, tmp_path, target, interface):
     s.proc.wait(10)
     print(f"exit {s.proc.returncode} after {time.monotonic() - second:.3f} s")
     assert time.monotonic() - second <= 2.0, s.log()
+    # a worker was killed, not stopped: the supervisor must see it
+    assert s.proc.returncode == 1, s.log()
+    assert "[ERROR] Exiting with status 1: 1 worker(s) had to be killed" in s.log()
     client.join(10)
     assert results and results[0][0] != 200, results    # cut off, not answered
+
+
+@pytest.mark.parametrize("target,interface", [WSGI, ASGI], ids=["wsgi", "asgi"])
+def test_kill_timeout_exits_nonzero(wsgi_server, tmp_path, target, interface):
+    """A worker SIGKILLed after --workers-kill-timeout: exit status 1."""
+    arrivals = tmp_path / "arrivals"
+    s = wsgi_server(target, "--workers-kill-timeout", "1", interface=interface,
+                    env={"ARRIVALS": str(arrivals)})
+    results = []
+    client = threading.Thread(target=slow_request, args=(s.port, results, 30),
+                              daemon=True)
+    client.start()
+    assert wait_until(arrivals.exists, 10)
+    s.proc.send_signal(signal.SIGTERM)
+    s.proc.wait(15)
+    assert s.proc.returncode == 1, s.log()
+    assert "Killing 1 worker(s) that did not stop" in s.log()
+    assert "[ERROR] Exiting with status 1: 1 worker(s) had to be killed" in s.log()
+    client.join(10)

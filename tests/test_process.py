@@ -174,6 +174,34 @@ def test_uds_permissions_and_unlink(tmp_path):
     assert not os.path.exists(path)
 
 
+@pytest.mark.parametrize("value,mode,warn", [
+    ("666", 0o1232, "write 0666 for rw-rw-rw-"),   # decimal, as Granian reads it
+    ("660", 0o1224, "write 0660 for rw-rw----"),
+    ("1777", 0o3361, "write 01777 for rwxrwxrwt"),
+    ("0666", 0o666, None), ("0o640", 0o640, None),
+    ("438", 0o666, None),                           # 8: no octal reading to warn of
+])
+@pytest.mark.parametrize("via", ["argv", "env"])
+def test_uds_permissions_decimal_warning(tmp_path, value, mode, warn, via):
+    """Granian's reading is kept (no leading 0: decimal), but a value that
+    looks like octal digits gets one warning naming the mode that results."""
+    path = str(tmp_path / "g.sock")
+    args, env = (["--uds-permissions", value], None) if via == "argv" else \
+        ([], {"GRANIAN_UDS_PERMISSIONS": value})
+    s = Server("wsgi_app:app", *args, uds=path, env=env).start()
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == mode
+    finally:
+        assert s.stop() == 0
+    lines = [l for l in s.log().splitlines() if "is decimal" in l]
+    if warn is None:
+        assert lines == []
+    else:
+        name = "--uds-permissions" if via == "argv" else "GRANIAN_UDS_PERMISSIONS"
+        assert lines == [f"[WARNING] {name} {value} is decimal (as Granian reads it): "
+                         f"the socket's mode is 0{mode:o} ({stat.filemode(mode)[1:]}); {warn}"]
+
+
 def test_localhost_host_name(wsgi_server):
     s = wsgi_server("wsgi_app:app", "--host", "localhost")
     assert httpx.get(s.url + "/info").status_code == 200
