@@ -167,6 +167,7 @@ typedef struct {
     int status;
     int started, head_sent, finished, app_done, trailers, gone, body_final;
     int noread;                  /* input came that nobody waits for */
+    int64_t body_wait;           /* asgi_sweep: since when receive() waits for body */
     int64_t sent;
     /* websocket (asgi_ws.c) */
     int ws, wsstate, connect_sent, in_frame, ws_code;
@@ -447,6 +448,7 @@ static PyObject *next_message(Transport *t)
         }
         PyObject *body = PyBytes_FromStringAndSize(c->buf + c->dpos, n);
         c->dpos += (size_t)n;
+        t->body_wait = 0;
         /* more_body is False only once nothing is left */
         int more = !(c->body_done && c->dpos == c->dend);
         if (!more || n == 0) { t->body_final = 1; more = 0; }
@@ -1006,6 +1008,34 @@ void asgi_event(conn *c, int mask)
         t->noread = 1;                  /* nobody waits: stop reading */
         watch(t);
     }
+    Py_DECREF(t);
+}
+
+/* Once a second for each request (worker.c's sweep): a body the app waits
+ * for and the client does not send.  The clock runs only while a receive()
+ * waits for body bytes (never while the app has not asked: that is our
+ * backpressure, not a slow client) and restarts with every chunk.  After
+ * timeout_ms, as for WSGI's per-read timeout, the app gets http.disconnect
+ * and the connection is closed. */
+void asgi_sweep(conn *c, int64_t now, int64_t timeout_ms)
+{
+    Transport *t = c->app;
+    if (t->ws || t->body_final || t->gone || !waiters(t)) {
+        t->body_wait = 0;
+        return;
+    }
+    if (!t->body_wait) {
+        t->body_wait = now;
+        return;
+    }
+    if (now - t->body_wait < timeout_ms) return;
+    log_info("request body from %s: nothing for %lld s, closing", c->addr,
+             (long long)(timeout_ms / 1000));
+    shutdown(c->fd, SHUT_RDWR);         /* the client sees the close now */
+    Py_INCREF(t);
+    t->gone = 1;
+    wake(t, disconnect_msg(), 1);
+    flush(t);
     Py_DECREF(t);
 }
 

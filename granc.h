@@ -587,6 +587,7 @@ int asgi_init(const config *cfg, void *app);
 int asgi_run(int loop_fd);
 void asgi_start(conn *c);           /* a request is ready: start its task */
 void asgi_event(conn *c, int mask); /* c is readable/writable while CS_APP */
+void asgi_sweep(conn *c, int64_t now, int64_t timeout_ms); /* a stalled body */
 void asgi_stop(conn *c);            /* the worker stops: close websockets (1001) */
 
 #endif

@@ -42,7 +42,7 @@
 #define BUF_INIT        16384    /* first read buffer; grows up to --http1-buffer-size */
 #define BODY_ROOM       65536    /* buffer room kept after a head for body reads */
 #define ACCEPT_BATCH    64       /* accepts per readiness event, for fairness */
-#define IO_TIMEOUT_MS   60000    /* an app thread waiting on a silent client */
+#define IO_TIMEOUT_MS   60000    /* a request waiting on a silent client */
 #define LINGER_MS       2000     /* reading leftovers before closing after an error */
 #define DRAIN_MAX       (1 << 20)/* unread body discarded to keep a connection */
 #define BUF_STASH       64       /* spare read buffers kept for reuse */
@@ -1318,6 +1318,8 @@ static void sweep(int64_t now)
             } else if (c->len == 0 && c->buf) {
                 buf_put(c);         /* a wake-up that brought no bytes */
             }
+        } else if (c->state == CS_APP && W.asgi) {
+            asgi_sweep(c, now, IO_TIMEOUT_MS);
         }
     }
 #ifdef __GLIBC__

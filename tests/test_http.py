@@ -1044,6 +1044,54 @@ def test_stalled_body_does_not_block_pool(srv):
         stalled.close()
 
 
+@pytest.mark.slow
+def test_stalled_body_times_out(wsgi_server, tmp_path):
+    """A body that stops: after 60 s without a byte (IO_TIMEOUT_MS, per
+    read) the request ends and the connection closes, under ASGI (the app
+    gets http.disconnect) as under WSGI (the app's read fails).  A body
+    that trickles a byte every 25 s is not cut."""
+    report = tmp_path / "report"
+    env = {"STALL_REPORT": str(report)}
+    servers = [wsgi_server("stall_app:app", interface="asgi", env=env),
+               wsgi_server("stall_app:wsgi", interface="wsgi", env=env)]
+    stalled, trickling = [], []
+    for srv in servers:
+        # 70,000 bytes: past the loop's 64 KiB read-ahead, so the app reads
+        c = Conn(srv, timeout=90)
+        c.send(b"POST /stall HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n"
+               + b"a" * 70000)
+        stalled.append(c)
+        c = Conn(srv, timeout=90)
+        c.send(b"POST /trickle HTTP/1.1\r\nHost: x\r\nContent-Length: 70100\r\n\r\n"
+               + b"t" * 70010)
+        trickling.append(c)
+    t0 = time.monotonic()
+    try:
+        for k in (1, 2):
+            time.sleep(t0 + 25 * k - time.monotonic())
+            for c in trickling:
+                c.send(b"t")
+        # 50 s in: nothing has timed out yet, the stalled body included
+        lines = report.read_text().splitlines() if report.exists() else []
+        assert lines == []
+        for c in stalled:
+            # the server closes it (a reset is a close too)
+            with pytest.raises((EOFError, ConnectionResetError)):
+                c.response()
+        assert time.monotonic() - t0 < 80
+        time.sleep(max(0, t0 + 75 - time.monotonic()))
+        for c in trickling:
+            c.send(b"t" * 88)
+            r = c.response()
+            assert (r.status, r.body) == (200, b"70100")
+    finally:
+        for c in stalled + trickling:
+            c.close()
+    got = sorted(json.loads(l) for l in report.read_text().splitlines())
+    assert got[:2] == [["/stall", "OSError"], ["/stall", "http.disconnect"]], got
+    assert got[2:] == [["/trickle", 70100], ["/trickle", 70100]], got
+
+
 def test_header_timeout_spares_busy_and_fresh(wsgi_server):
     """A request taking longer than the head timeout is not cut, and the
     timeout clock restarts for the next request on the connection."""
