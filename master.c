@@ -849,11 +849,15 @@ static int serve(void)
             wait_events(next_check());
         }
     }
-    int killed = stop_all();
+    /* the listeners close before the workers are told: each takes what is
+     * already queued on its copy and closes it, and from then on a new
+     * connection is refused (a proxy retries it elsewhere) rather than
+     * queued until the drain ends, to be reset */
     for (int i = 0; i < nls; i++)
         close(ls[i].fd);
     for (int i = nls; slot_ls && i < cfg.workers * nls; i++)
         close(slot_ls[i].fd);
+    int killed = stop_all();
     metrics_close();
     if (watch)
         reload_close(watch);

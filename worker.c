@@ -1222,6 +1222,18 @@ static void begin_stop(void)
     if (W.cfg->graceful_timeout_s)
         W.force_at = now_ms() + (int64_t)W.cfg->graceful_timeout_s * 1000;
     accept_pause();
+    /* take the connections already queued, then close our copy of each
+     * listener: on a full stop the master has closed its own, so the
+     * socket goes and new connections are refused; on a rolling restart
+     * the master's copy keeps it, and its queue, for the successor */
+    for (int i = 0; i < W.nls; i++) {
+        int n;
+        do {
+            n = W.nconns;
+            on_accept(W.loop, W.ls[i].fd, (void *)&W.ls[i], EV_READ);
+        } while (W.nconns > n && !W.accept_resume);
+        close(W.ls[i].fd);
+    }
     /* idle keep-alive connections go (stop_sweep), the rest finish their
      * request; websockets are told */
     for (conn *c = W.conns, *next; c; c = next) {

@@ -7,6 +7,7 @@
 /slow?t= sleep that many seconds (default 1), then "slow done"; with
          $OPS_ARRIVALS set, first append a line to that file (the test
          then knows the request is in flight)
+/healthz "ok" (WSGI), for a load balancer's health checks
 /ws      (ASGI websocket) accept, send /who's JSON as text, close
 """
 import asyncio
@@ -40,6 +41,9 @@ def app(environ, start_response):
         time.sleep(_seconds(environ["QUERY_STRING"]))
         start_response("200 OK", [("content-type", "text/plain"), ("content-length", "9")])
         return [b"slow done"]
+    if path == "/healthz":
+        start_response("200 OK", [("content-type", "text/plain"), ("content-length", "2")])
+        return [b"ok"]
     if path == "/who":
         body = json.dumps({
             "addr": environ["REMOTE_ADDR"], "port": environ["REMOTE_PORT"],
