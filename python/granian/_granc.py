@@ -11,8 +11,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def binary():
-    """$GRANC; else the bindir `make install-python` recorded; else the
-    ./granc of the source tree this package sits in; else PATH."""
+    """$GRANC; else the bindir `make install-python` recorded; else next
+    to the granian command (pip's scripts directory); else the ./granc of
+    the source tree this package sits in; else PATH."""
     path = os.environ.get("GRANC")
     if path:
         if not os.access(path, os.X_OK):
@@ -23,6 +24,7 @@ def binary():
     except ImportError:
         BINDIR = None
     for cand in (BINDIR and os.path.join(BINDIR, "granc"),
+                 os.path.join(sysconfig.get_path("scripts"), "granc"),
                  os.path.join(os.path.dirname(os.path.dirname(HERE)), "granc")):
         if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
             return cand
