@@ -164,7 +164,7 @@ def test_asgi_enums_and_strings(tmp_path, style):
             "connection": "upgrade", "upgrade": "websocket", "sec-websocket-version": "13",
             "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="})
         assert r.status_code != 101
-        assert c.stop() == 0
+        assert c.stop(signal.SIGINT if style == "strings" else signal.SIGTERM) == 0
         out = c.log()
     assert "SERVE RETURNED None" in out, out
     assert out.count("Started worker-") == 1 and "GRANIAN_" not in out, out
@@ -500,3 +500,14 @@ def test_modules_callers_import():
         d.convert("30s", None, None)
     assert cli.EnumType(constants.Loops).convert("UVLOOP", None, None) is constants.Loops.uvloop
     assert cli.OctalIntType().convert("0660", None, None) == 0o660
+
+
+def test_command_refuses_a_replaced_server_class(monkeypatch, capsys):
+    """litestar-granian 0.16 and PostHog patch granian.cli.Server with a
+    subclass: granc cannot run it, and says so instead of ignoring it."""
+    from granian import cli
+    monkeypatch.setattr(cli, "Server", Custom)
+    with pytest.raises(SystemExit) as e:
+        cli.entrypoint()
+    assert e.value.code == 1
+    assert "granian.cli.Server was replaced by Custom" in capsys.readouterr().err

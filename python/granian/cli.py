@@ -11,7 +11,9 @@ import sys
 
 from . import _granc
 from .errors import FatalError
-from .server import Server  # noqa: F401  (callers patch granian.cli.Server)
+from .server import Server
+
+_SERVER = Server                # callers may replace granian.cli.Server
 
 try:
     import click
@@ -23,6 +25,9 @@ def cli(args=None, prog_name=None, auto_envvar_prefix="GRANIAN", **_):
     """Exec granc with `args` (default: this process's arguments)."""
     args = sys.argv[1:] if args is None else list(args)
     try:
+        if Server is not _SERVER:   # a subclass cannot cross into granc: say so
+            raise FatalError(f"granian.cli.Server was replaced by {Server.__qualname__}; "
+                             "granc runs Granian's command line, not a Python server class")
         binary = _granc.binary()
     except FatalError as e:
         print(f"granian: {e}", file=sys.stderr)

@@ -542,9 +542,10 @@ class AbstractServer:
             else:
                 proc.send_signal(sig)
 
-        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        previous = {s: signal.signal(s, forward) for s in handled}
+        previous = {}
         try:
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                previous[s] = signal.signal(s, forward)     # main thread only, as Granian
             self._call_hooks(self.hooks_startup)
             if signal.SIGINT in pending or signal.SIGTERM in pending:
                 return 0            # stopped before it started
