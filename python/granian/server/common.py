@@ -192,7 +192,10 @@ class AbstractServer:
         self.log_access_format = log_access_format or DEFAULT_ACCESSLOG_FMT
         self.url_path_prefix = url_path_prefix
         self.respawn_failed_workers = _bool("respawn_failed_workers", respawn_failed_workers)
-        self.respawn_interval = float(respawn_interval)
+        try:
+            self.respawn_interval = float(respawn_interval)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"respawn_interval: expected seconds, got {respawn_interval!r}") from None
         self.rss_sample_interval = _int("rss_sample_interval", rss_sample_interval)
         self.rss_samples = _int("rss_samples", rss_samples)
         self.workers_lifetime = _opt_int("workers_lifetime", workers_lifetime)
@@ -239,7 +242,6 @@ class AbstractServer:
                                 static_path_dir_to_file, static_path_expires)
 
         self.ssl = None
-        self._ssl_protocol_set = ssl_protocol_min is not None
         if ssl_cert and ssl_key:    # TLS is on only with both, as in Granian
             cert, key = _path(ssl_cert), _path(ssl_key)
             # Granian loads them here too: a bad file or password fails now.
@@ -427,7 +429,7 @@ class AbstractServer:
             o["static-path-route"] = [r for r, _ in pairs]
             o["static-path-mount"] = [m for _, m in pairs]
             o["static-path-dir-to-file"] = dir_to_file
-            o["static-path-expires"] = _int("static_path_expires", expires or 0)
+            o["static-path-expires"] = expires or 0     # Granian: 0 or None, no max-age
         o.update({
             "metrics": self.metrics_enabled,
             "metrics-scrape-interval": _clamp(self.metrics_scrape_interval, 1, 60),
