@@ -176,7 +176,6 @@ def test_wsgi_uds_workers_access_log_and_more(tmp_path):
     its format, url_path_prefix, env_files (Path), working_dir, factory,
     metrics, backlog/backpressure clamps."""
     sock = tmp_path / "app.sock"
-    mport = free_port()
     body = f"""
     server = Granian(
         "wsgi_app:make_app", interface=Interfaces.WSGI, factory=True,
@@ -184,7 +183,7 @@ def test_wsgi_uds_workers_access_log_and_more(tmp_path):
         backlog=1, backpressure=0, log_access=True,
         log_access_format="ACCESS %(method)s %(path)s %(status)d",
         url_path_prefix="/pre", env_files=[Path({os.path.join(APPS, 'test.env')!r})],
-        working_dir=Path({APPS!r}), metrics_enabled=True, metrics_port={mport},
+        working_dir=Path({APPS!r}), metrics_enabled=True, metrics_port=0,
         metrics_scrape_interval=1, runtime_threads=0, respawn_failed_workers=True)
     """
     with Caller(tmp_path, body, cwd=str(tmp_path)) as c:
@@ -197,6 +196,7 @@ def test_wsgi_uds_workers_access_log_and_more(tmp_path):
         assert info["SCRIPT_NAME"] == "/pre" and info["GRANC_ENV_FILE_TEST"] == "1"
         assert info["_sys_path0"] == APPS and info["_thread"] != "MainThread"
         assert "Spawning worker-2" in c.log()
+        mport = c.wait_for(r"Metrics exporter listening at: http://[^ ]*:(\d+)")[0]
         m = httpx.get(f"http://127.0.0.1:{mport}/metrics")
         assert m.status_code == 200 and "granian_" in m.text
         assert c.stop() == 0

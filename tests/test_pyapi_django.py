@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 
 import httpx
 import pytest
@@ -46,12 +44,10 @@ def get_and_post(url):
               "backlog": "256", "runtime-threads": "2"}),
 ], ids=["asgi", "wsgi"])
 def test_prodserver(tmp_path, iface, args):
-    port = free_port()
-    args = dict(args, port=str(port))
+    args = dict(args, port="0")           # granc logs the port it got
     workers = int(args["workers"])
     with prodserver(tmp_path, iface, args) as c:
         c.start(["prodserver", "web"], workers=workers)
-        assert c.port == port
         get_and_post(c.url)
         assert c.stop(signal.SIGTERM) == 0
         out = c.log()

@@ -53,7 +53,8 @@ LOGGING_CONFIG = {
     },
 }
 
-DEFAULT_ACCESSLOG_FMT = '[%(time)s] %(addr)s - "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).3f'
+DEFAULT_ACCESSLOG_FMT = ('[%(time)s] %(addr)s - "%(method)s %(path)s %(protocol)s" '
+                         '%(status)d %(dt_ms).3f')
 
 logger = logging.getLogger("_granian")          # the name Granian's Rust side logs to
 access_logger = logging.getLogger("granian.access")

@@ -195,7 +195,8 @@ class AbstractServer:
         try:
             self.respawn_interval = float(respawn_interval)
         except (TypeError, ValueError):
-            raise ConfigurationError(f"respawn_interval: expected seconds, got {respawn_interval!r}") from None
+            raise ConfigurationError(
+                f"respawn_interval: expected seconds, got {respawn_interval!r}") from None
         self.rss_sample_interval = _int("rss_sample_interval", rss_sample_interval)
         self.rss_samples = _int("rss_samples", rss_samples)
         self.workers_lifetime = _opt_int("workers_lifetime", workers_lifetime)
