@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 
-from conftest import APPS, BIN, ROOT, START_TIMEOUT
+from conftest import APPS, ASAN, BIN, ROOT, START_TIMEOUT
 
 SHIM = os.path.join(ROOT, "python")
 sys.path.insert(0, SHIM)            # the in-process checks import it too
@@ -120,6 +120,8 @@ class Caller:
             return self.proc.wait(timeout)
         finally:
             self.logf.close()
+            if ASAN:
+                assert "AddressSanitizer" not in self.log() and "runtime error:" not in self.log()
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if self.proc.poll() is None:
