@@ -16,6 +16,8 @@
 #   make valgrind   a short mixed run under valgrind --leak-check=full
 #                   (part of make test)
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make install-python   the granian package (Granian's Python API, the
+#                   granian command) into $(PYTHON)'s site-packages
 
 PYTHON      ?= python3
 TEST_PYTHON ?= /usr/bin/python3
@@ -56,7 +58,7 @@ PY_LINK = $(if $(filter 1,$(STATIC_PYTHON)),py_static,py_flags)
 
 SAN = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all test asan unit fuzz fuzz-short bench install clean deps kqueue-check pytest \
+.PHONY: all test asan unit fuzz fuzz-short bench install install-python clean deps kqueue-check pytest \
         pytest-asan \
         soak soak-short valgrind
 
@@ -223,6 +225,10 @@ install: granc
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 granc $(DESTDIR)$(PREFIX)/bin/granc
 	install -m 644 granc.1 $(DESTDIR)$(PREFIX)/share/man/man1/granc.1
+
+# python/install.py: no pip needed; refuses to replace a real Granian.
+install-python:
+	$(PYTHON) python/install.py --bindir $(PREFIX)/bin $(if $(DESTDIR),--destdir $(DESTDIR))
 
 clean:
 	rm -f granc granc-asan tests/granc-test tests/granc-asan tests/granc-static tests/unit_http \
