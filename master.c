@@ -802,6 +802,10 @@ static double next_check(void)
 static int stop_all(void)
 {
     double until = cfg.workers_kill_timeout_s ? now() + cfg.workers_kill_timeout_s : 0;
+    /* A second signal this soon is the same stop told twice, not a person
+     * asking again: systemd signals every process of the unit at once, so
+     * a parent that forwards its SIGTERM (the granian package) doubles it. */
+    double merge = now() + 0.25;
     int alive, killed = 0;
 
     log_info("Shutting down granc");
@@ -817,6 +821,8 @@ static int stop_all(void)
             alive += kids[i].pid != 0;
         if (!alive)
             return killed;
+        if (got_stop && now() < merge)
+            got_stop = 0;
         if (!killed && (got_stop || (until > 0 && now() >= until))) {
             log_warn("Killing %d worker(s) that did not stop", alive);
             for (int i = 0; i < nkids; i++)

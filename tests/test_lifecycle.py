@@ -305,3 +305,24 @@ def test_kill_timeout_exits_nonzero(wsgi_server, tmp_path, target, interface):
     assert "Killing 1 worker(s) that did not stop" in s.log()
     assert "[ERROR] Exiting with status 1: 1 worker(s) had to be killed" in s.log()
     client.join(10)
+
+
+@pytest.mark.parametrize("target,interface", [WSGI, ASGI], ids=["wsgi", "asgi"])
+def test_doubled_stop_signal_still_drains(wsgi_server, tmp_path, target, interface):
+    """Two SIGTERMs at once are one stop (systemd signals every process of a
+    unit, and a parent such as the granian package forwards its own): the
+    request in flight is answered and the exit status is 0."""
+    arrivals = tmp_path / "arrivals"
+    s = wsgi_server(target, interface=interface, env={"ARRIVALS": str(arrivals)})
+    results = []
+    client = threading.Thread(target=slow_request, args=(s.port, results, 2), daemon=True)
+    client.start()
+    assert wait_until(arrivals.exists, 10)
+    s.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.02)
+    s.proc.send_signal(signal.SIGTERM)
+    s.proc.wait(15)
+    client.join(10)
+    assert results and results[0][0] == 200, (results, s.log())
+    assert s.proc.returncode == 0, s.log()
+    assert "Killing" not in s.log()
