@@ -1392,9 +1392,9 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
      * block) when a block too big for the heap, and so mmap()ed, is freed.
      * Until then a chunk's free() could shrink the heap with brk() and the
      * next chunk's malloc() grow it again: 16 page faults and a TLB flush
-     * per 64 KiB.  A 1 GiB upload took ~1,000 brk() and ~4,000 faults, and
-     * up to 8,000 and 120,000 when each chunk landed at the top (5x the
-     * CPU; README, Uploads).  Freeing one 256 KiB block raises the
+     * per 64 KiB.  A 1 GiB upload took up to 1,000 brk() and 4,000 faults,
+     * and 120,000 faults, several times the CPU, when the chunks landed at
+     * the top (README, Uploads).  Freeing one 256 KiB block raises the
      * thresholds the documented way (mallopt(3)): blocks under 256 KiB stay
      * on the heap, whose top goes back past 512 KiB free, and they still
      * rise for bigger blocks, which fixed mallopt() values would stop.  Done
