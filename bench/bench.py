@@ -726,12 +726,28 @@ def upload_servers():
     }
 
 
+def warm(path):
+    """Read path through, untimed, so that the upload's client finds all of
+    it in the page cache.  A sparse file costs little to read only once its
+    pages are cached: otherwise the client's read() allocates and zeroes
+    every page first (ext4_mpage_readpages -> memset), and on this VM memory
+    not touched lately (page cache evicted after a minute idle by DAMON,
+    freed pages handed back to the host) zeroes at ~400 MB/s.  Without this,
+    the first server of the case (granc-wsgi) ran at 215-400 MiB/s, its
+    worker waiting in poll() while curl spent 2+ s of system time in memset,
+    and the servers after it at 1-2 GB/s (README, Uploads, 2026-12-07)."""
+    buf = bytearray(MIB)
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(buf):
+            pass
+
+
 def case_upload(name, a):
     size = a.upload_mib * MIB
     src = f"{TMP}-upload-{a.upload_mib}M"
     if not os.path.exists(src) or os.path.getsize(src) != size:
-        with open(src, "wb") as f:                  # sparse: reading it costs little
-            f.truncate(size)
+        with open(src, "wb") as f:                  # sparse: no disk, and cached
+            f.truncate(size)                        # by warm() before each upload
     servers = pick(upload_servers(), a.servers)
     rounds = a.rounds or 1
     results, failed = {n: [] for n in servers}, {}
@@ -745,6 +761,7 @@ def case_upload(name, a):
                 failed[n] = f"did not start: {e}"
                 continue
             try:
+                warm(src)                           # also the 0.2 s for the server to settle
                 time.sleep(0.2)
                 pids = srv.pids()
                 before = rss_kib(pids)
@@ -757,6 +774,7 @@ def case_upload(name, a):
                 th = threading.Thread(target=sample, daemon=True)
                 th.start()
                 c0 = cpu_seconds(pids)
+                k0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t0 = time.monotonic()
                 out = subprocess.run(
                     ["taskset", "-c", CLIENT_CPU, "curl", "-sS", "-H", "Expect:", "-T", src,
@@ -765,6 +783,8 @@ def case_upload(name, a):
                     capture_output=True, text=True)
                 secs = time.monotonic() - t0
                 cpu = cpu_seconds(srv.pids()) - c0
+                k1 = resource.getrusage(resource.RUSAGE_CHILDREN)     # curl's own
+                ccpu = k1.ru_utime + k1.ru_stime - k0.ru_utime - k0.ru_stime
                 done.set()
                 th.join()
                 peak[0] = max(peak[0], rss_kib(srv.pids()))
@@ -774,23 +794,24 @@ def case_upload(name, a):
                 if status != "200" or got != str(size):
                     raise RuntimeError(f"status {status}, server read {got or '?'} bytes; "
                                        f"{out.stderr.strip()[:100]}")
-                results[n].append((size / MIB / secs, cpu, before, peak[0]))
+                results[n].append((size / MIB / secs, cpu, ccpu, before, peak[0]))
                 log(f"upload round {rnd + 1} {n}: {size / MIB / secs:.0f} MiB/s, "
-                    f"peak RSS {mib(peak[0])} MiB")
+                    f"curl CPU {ccpu:.2f} s, peak RSS {mib(peak[0])} MiB")
             except RuntimeError as e:
                 failed[n] = str(e)
             finally:
                 srv.stop()
-    med = {n: [statistics.median(x[i] for x in r) for i in range(4)]
+    med = {n: [statistics.median(x[i] for x in r) for i in range(5)]
            for n, r in results.items() if r}
     print(f"\n### upload: {a.upload_mib} MiB streamed PUT\n\ncurl -T (Content-Length, no "
-          f"Expect) on CPU {CLIENT_CPU}, one upload at a time, 1 worker on CPU {SERVER_CPU}; "
+          f"Expect) of a file read through just before (page cache) on CPU {CLIENT_CPU}, one "
+          f"upload at a time, 1 worker on CPU {SERVER_CPU}; "
           f"the app reads the body in chunks and discards it (apps/upload_*.py); RSS of the "
           f"server sampled every 0.1 s; median of {rounds}\n")
-    print("| server | MiB/s | server CPU-s | RSS before MiB | peak RSS MiB |")
-    print("|---|---|---|---|---|")
-    for n, (mps, cpu, before, peak) in med.items():
-        print(f"| {n} | {mps:.0f} | {cpu:.2f} | {mib(before)} | {mib(peak)} |")
+    print("| server | MiB/s | server CPU-s | curl CPU-s | RSS before MiB | peak RSS MiB |")
+    print("|---|---|---|---|---|---|")
+    for n, (mps, cpu, ccpu, before, peak) in med.items():
+        print(f"| {n} | {mps:.0f} | {cpu:.2f} | {ccpu:.2f} | {mib(before)} | {mib(peak)} |")
     failed_lines(failed)
 
 
