@@ -117,6 +117,19 @@ class Server:
             pass
 
 
+def stop_process(proc, out):
+    """Terminate a helper process (a proxy in front of granc), kill it if
+    it lingers, and close its output file."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    out.close()
+
+
 def raw(server, data, timeout=10, read_all=True):
     """Send bytes, return everything the server sends until it closes."""
     s = server.connect(timeout)

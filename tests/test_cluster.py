@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import ASAN, BIN, ROOT, Server
+from conftest import ASAN, BIN, ROOT, Server, stop_process
 from test_nginx import free_port
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -119,14 +119,7 @@ class HAProxy:
             return f.read()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out.close()
+        stop_process(self.proc, self.out)
 
 
 class Instance(Server):

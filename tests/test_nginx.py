@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import APPS, read_response
+from conftest import APPS, read_response, stop_process
 
 sys.path.insert(0, APPS)
 import blob_app  # noqa: E402  (the block pattern the download sends)
@@ -102,14 +102,7 @@ class Nginx:
         return "\n".join(keep)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out.close()
+        stop_process(self.proc, self.out)
 
 
 @pytest.fixture

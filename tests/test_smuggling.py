@@ -35,7 +35,7 @@ import time
 
 import pytest
 
-from conftest import Server, read_response
+from conftest import Server, read_response, stop_process
 from test_nginx import Nginx, free_port
 
 NGINX = "/usr/sbin/nginx"
@@ -424,14 +424,7 @@ class HAProxy:
         return self.errors()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out.close()
+        stop_process(self.proc, self.out)
 
 
 def wait_listening(p, what, errors):

@@ -19,11 +19,7 @@ def _record(what, err):
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            await send({"type": msg["type"] + ".complete"})
-            if msg["type"] == "lifespan.shutdown":
-                return
+        return                          # no lifespan: granc goes on without
     v = _bad(scope["query_string"].decode())
     if scope["type"] == "websocket":
         await receive()

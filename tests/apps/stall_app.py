@@ -12,11 +12,7 @@ def _report(path, how):
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            await send({"type": msg["type"] + ".complete"})
-            if msg["type"] == "lifespan.shutdown":
-                return
+        return                          # no lifespan: granc goes on without
     n = 0
     while True:
         msg = await receive()
