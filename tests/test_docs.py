@@ -81,6 +81,9 @@ def test_readme_first_screen():
     first = "\n".join(read(README).splitlines()[:40])
     version = re.search(r'#define GRANC_VERSION\s+"([^"]+)"', read(os.path.join(ROOT, "granc.h")))
     assert f"**Version** {version.group(1)}" in first
+    granian = re.search(r'#define GRANIAN_COMPAT\s+"([^"]+)"',
+                        read(os.path.join(ROOT, "granc.h")))
+    assert f"compatible with Granian {granian.group(1)}" in first
     assert "Debian 12" in first and "Linux" in first
     assert "embeds the Python it was built with" in first
     assert "MIT" in first and "(LICENSE)" in first
