@@ -49,7 +49,7 @@ py_flags = $(call py_cflags,$(1)) $(shell $(1)-config --ldflags --embed) -lpthre
 # linked as Debian links its own python3.X executable: not position-
 # independent, its symbols exported for extension modules.  Python code runs
 # about 13 % faster than with the shared libpython (a Django view under
-# ASGI: README, Performance); the price is a 7 MiB binary whose own code has
+# ASGI: docs/performance.md); the price is a 7 MiB binary whose own code has
 # no address randomisation.  make STATIC_PYTHON=1 builds ./granc this way.
 py_static = $(call py_cflags,$(1)) -no-pie $(shell $(1) -c 'import sysconfig as s; v = s.get_config_var; \
               print(v("LINKFORSHARED"), v("LIBPL") + "/" + v("LIBRARY"), v("LIBS"), \

@@ -4,7 +4,8 @@
 PKGS="build-essential python3-dev python3-pytest python3-httpx python3-django
       curl libbearssl-dev mandoc
       python3-starlette python3-fastapi python3-multipart python3-uvloop nginx-light
-      python3-websockets python3-sniffio python3-click openssl wrk haproxy slowhttptest valgrind clang"
+      python3-websockets python3-sniffio python3-click openssl wrk haproxy slowhttptest valgrind clang
+      systemd"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -10,7 +10,7 @@ worker does not spin.
 
 The figures are printed and also written to a JSON file (GRANC_ATTACK_FIGURES,
 default /tmp/granc-attack-figures-UID.json), one entry per test, so that a
-run without -s still leaves them for the README's summary.
+run without -s still leaves them for the summary in docs/reliability.md.
 
 Slowloris and slow body use Debian's slowhttptest (tests/deps.sh).
 """

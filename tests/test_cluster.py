@@ -1,9 +1,9 @@
-"""Two granc instances behind HAProxy, as the README's "Several hosts behind
-nginx or HAProxy" deploys them, restarted one at a time under load: no
+"""Two granc instances behind HAProxy, as docs/deploying.md's "Several hosts
+behind nginx or HAProxy" deploys them, restarted one at a time under load: no
 request may fail.
 
-The HAProxy configuration is the README's own block, with loopback
-addresses put in for the hosts, so the README's advice is what is tested.
+The HAProxy configuration is docs/deploying.md's own block, with loopback
+addresses put in for the hosts, so the documented advice is what is tested.
 Instance A is restarted the careful way (HAProxy's runtime API drains it
 first); instance B with no warning at all: SIGTERM while a request is in
 flight, the health checks and retries doing the rest.  The clients connect
@@ -29,7 +29,7 @@ from conftest import ASAN, BIN, ROOT, Server, stop_process
 from test_nginx import free_port
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
-README = os.path.join(ROOT, "README.md")
+DEPLOYING = os.path.join(ROOT, "docs", "deploying.md")
 CLIENT_ADDR = "127.0.0.2"          # the clients; HAProxy reaches granc from 127.0.0.1
 THREADS = 4
 SLOW = 0.3                         # seconds a /slow request takes
@@ -49,11 +49,13 @@ def wait_until(pred, timeout=WAIT_S, step=0.02):
 
 
 def readme_haproxy_cfg(tmp, port, upstreams, l7_retries=True):
-    """The README's HAProxy block, on loopback.  Every address it names is
-    replaced, or the test fails: a README edit must keep this test in step.
+    """docs/deploying.md's HAProxy block, on loopback.  Every address it names
+    is replaced, or the test fails: an edit of the block must keep this test
+    in step.
     Without l7_retries, the retry-on line goes: HAProxy then retries only
     connections it could not open."""
-    text = open(README).read()
+    text = open(DEPLOYING).read()
+    assert len(re.findall(r"```haproxy\n", text)) == 1, "one HAProxy block expected"
     cfg = re.search(r"```haproxy\n(.*?)```", text, re.S).group(1)
     subs = [("/run/haproxy/admin.sock", os.path.join(tmp, "admin.sock")),
             ("bind :80", f"bind 127.0.0.1:{port}"),
@@ -239,7 +241,7 @@ def test_rolling_restart_behind_haproxy(tmp_path, l7_retries):
             (pid,) = old.worker_pids()
             mark = len(load.results)
             assert wait_until(lambda: load.served(pid, mark)), f"{name} gets no request"
-            if drain:                       # README step 1
+            if drain:                       # docs/deploying.md, step 1
                 assert ha.admin(f"set server granc/{name} state drain").strip() == ""
                 assert wait_until(lambda: ha.servers()[name]["scur"] == "0"), ha.servers()
             else:                           # SIGTERM as a request arrives: one in flight

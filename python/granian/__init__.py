@@ -2,8 +2,8 @@
 
 `Granian(target, ...).serve()` takes Granian 2.8's keywords and runs the
 granc binary with the same configuration; `granian` and `python -m
-granian` run granc with the same arguments.  See README.md, "Granian's
-Python API".
+granian` run granc with the same arguments.  See README.md, "From Python",
+and docs/switching.md.
 """
 from ._loops import loops
 from .server import Server as Granian
