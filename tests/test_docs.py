@@ -173,28 +173,32 @@ def test_no_stale_figures():
 
 
 def perf_rows():
-    """[(title, server, cells)] of docs/performance.md's result tables; the
-    title is the last bold heading or section above the table."""
-    rows, title = [], None
+    """[(title, header, server, cells)] of docs/performance.md's result
+    tables; the title is the last bold heading or section above the table,
+    the header the table's column names."""
+    rows, title, header = [], None, []
     for line in doc("performance.md").splitlines():
         m = re.match(r"\*\*(.+?)\*\*", line)
         if m:
             title = m.group(1)
         elif line.startswith("## "):
             title = line[3:]
-        elif line.startswith("| ") and title and not line.startswith("| server") \
-                and not line.startswith("| row"):
+        elif line.startswith("| server") or line.startswith("| row"):
+            header = [c.strip() for c in line.strip("|").split("|")]
+        elif line.startswith("| ") and title:
             cells = [c.strip() for c in line.strip("|").split("|")]
-            rows.append((title, cells[0], cells[1:]))
+            rows.append((title, header, cells[0], cells[1:]))
     return rows
 
 
-def perf_row(title, server, ncells):
-    """The first row of `server` under `title` in a table of that width."""
-    for t, s, cells in perf_rows():
-        if t == title and s == server and len(cells) == ncells:
+def perf_row(title, server, ncells, column=None):
+    """The first row of `server` under `title` in a table of that width
+    (and whose first figure is `column`, when given)."""
+    for t, header, s, cells in perf_rows():
+        if t == title and s == server and len(cells) == ncells and \
+                (column is None or header[1:2] == [column]):
             return cells
-    raise AssertionError((title, server, ncells))
+    raise AssertionError((title, server, ncells, column))
 
 
 def ratio_line(section, peer):
@@ -221,7 +225,7 @@ def test_performance_figures_agree():
     assert "%.2f× the requests" % r in doc("design.md").replace("\n  ", " ")
     # start-up: the targets table and the footprint paragraph quote the table
     title = "Uploads, idle connections, start-up"
-    wsgi_s, asgi_s = perf_row(title, "granc-wsgi", 5), perf_row(title, "granc-asgi", 5)
+    wsgi_s, asgi_s = (perf_row(title, s, 5, "start-up ms") for s in ("granc-wsgi", "granc-asgi"))
     assert f"{wsgi_s[0]} ms ({wsgi_s[1]}–{wsgi_s[2]} ms)" in targets
     assert f"{asgi_s[0]} ms ({asgi_s[1]}–{asgi_s[2]} ms" in targets
     assert f"{wsgi_s[0]} ms for WSGI, {asgi_s[0]} ms for" in perf.replace("\n", " ")
