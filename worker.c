@@ -62,6 +62,7 @@ static struct worker {
     int nls, id;
     int accepting;               /* listeners registered in the loop */
     int64_t accept_resume;       /* after EMFILE: when to try again (ms) */
+    int64_t emfile_logged;       /* when "pausing accepts" was last said */
     int wake[2];                 /* self-pipe: signals, finished requests */
     conn *conns;                 /* every open connection */
     int nconns;
@@ -903,10 +904,15 @@ static void on_accept(ev_loop *l, int fd, void *udata, int mask)
             if (errno != EAGAIN && errno != EINTR) M_ADD(connections_err, 1);
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* out of descriptors: stop accepting for a second rather
-                 * than spin on a listener that stays readable */
-                log_warn("worker-%d: accept: %s; pausing accepts", W.id, strerror(errno));
+                 * than spin on a listener that stays readable.  Every
+                 * close resumes accepting, so say it once a second at most */
+                int64_t now = now_ms();
+                if (now - W.emfile_logged >= 1000) {
+                    log_warn("worker-%d: accept: %s; pausing accepts", W.id, strerror(errno));
+                    W.emfile_logged = now;
+                }
                 accept_pause();
-                W.accept_resume = now_ms() + 1000;
+                W.accept_resume = now + 1000;
             }
             return;
         }
