@@ -495,6 +495,13 @@ def mib(kib):
     return f"{kib / 1024:.1f}"
 
 
+def spread(rows, i, fmt="{:.0f}"):
+    """min–max of column i across the rounds, printed beside each median:
+    on this machine one round can be far off the others."""
+    v = [x[i] for x in rows]
+    return f"{fmt.format(min(v))}–{fmt.format(max(v))}"
+
+
 def case_http(name, a):
     c = HTTP[name]
     servers = pick(c["servers"](), a.servers)
@@ -528,11 +535,12 @@ def case_http(name, a):
     print(f"\n### {name}: {c['title']}\n\nwrk -t1 -c{conns} -d{a.seconds}s"
           f"{' ' + shlex.join(extra) if extra else ''}, 1 worker on CPU {SERVER_CPU}, "
           f"wrk on CPU {CLIENT_CPU}, median of {rounds}\n")
-    print("| server | req/s | req/CPU-s | p50 ms | p99 ms | errors | RSS MiB | PSS MiB | "
-          "worker RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| server | req/s | min–max | req/CPU-s | min–max | p50 ms | p99 ms | errors | "
+          "RSS MiB | PSS MiB | worker RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n, (rps, rpc, p50, p99, errs, rss, pss, top) in med.items():
-        print(f"| {n} | {rps:.0f} | {rpc:.0f} | {p50:.2f} | {p99:.2f} | {errs:.0f} | "
+        print(f"| {n} | {rps:.0f} | {spread(results[n], 0)} | {rpc:.0f} | "
+              f"{spread(results[n], 1)} | {p50:.2f} | {p99:.2f} | {errs:.0f} | "
               f"{mib(rss)} | {mib(pss)} | {mib(top)} |")
     ratios(med)
     if "nginx" in med:
@@ -568,11 +576,12 @@ def case_conns(name, a):
     print(f"\n### conns: hello world as connections grow\n\nwrk -t1 -cN -d{a.seconds}s, "
           f"1 worker on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, median of {rounds}; "
           f"each server runs every level in turn\n")
-    print("| server | connections | req/s | req/CPU-s | p50 ms | p99 ms | errors | RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| server | connections | req/s | min–max | req/CPU-s | p50 ms | p99 ms | errors | "
+          "RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (n, c), (rps, rpc, p50, p99, errs, rss, pss, _) in med.items():
-        print(f"| {n} | {c} | {rps:.0f} | {rpc:.0f} | {p50:.2f} | {p99:.2f} | {errs:.0f} | "
-              f"{mib(rss)} |")
+        print(f"| {n} | {c} | {rps:.0f} | {spread(results[(n, c)], 0)} | {rpc:.0f} | "
+              f"{p50:.2f} | {p99:.2f} | {errs:.0f} | {mib(rss)} |")
     if len(levels) > 1:
         print(f"\nat -c{levels[-1]} / at -c{levels[0]}, req/s; req/CPU-s (nginx: what one "
               f"wrk thread and the kernel allow for {levels[-1]} connections):")
@@ -701,10 +710,11 @@ def case_ws(name, a):
           f"`websockets` client on CPU {CLIENT_CPU}, {a.seconds} s, 1 worker on CPU "
           f"{SERVER_CPU}, median of {rounds}; the client is the bottleneck, so msg/CPU-s "
           f"is the figure\n")
-    print("| server | msg/s | msg/CPU-s | RSS MiB | PSS MiB |")
-    print("|---|---|---|---|---|")
+    print("| server | msg/s | msg/CPU-s | min–max | RSS MiB | PSS MiB |")
+    print("|---|---|---|---|---|---|")
     for n, (mps, mpc, rss, pss) in med.items():
-        print(f"| {n} | {mps:.0f} | {mpc:.0f} | {mib(rss)} | {mib(pss)} |")
+        print(f"| {n} | {mps:.0f} | {mpc:.0f} | {spread(results[n], 1)} | {mib(rss)} | "
+              f"{mib(pss)} |")
     ratios(med, what="msg/s; msg/CPU-s")
     failed_lines(failed)
 
@@ -808,10 +818,12 @@ def case_upload(name, a):
           f"upload at a time, 1 worker on CPU {SERVER_CPU}; "
           f"the app reads the body in chunks and discards it (apps/upload_*.py); RSS of the "
           f"server sampled every 0.1 s; median of {rounds}\n")
-    print("| server | MiB/s | server CPU-s | curl CPU-s | RSS before MiB | peak RSS MiB |")
-    print("|---|---|---|---|---|---|")
+    print("| server | MiB/s | min–max | server CPU-s | curl CPU-s | RSS before MiB | "
+          "peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
     for n, (mps, cpu, ccpu, before, peak) in med.items():
-        print(f"| {n} | {mps:.0f} | {cpu:.2f} | {ccpu:.2f} | {mib(before)} | {mib(peak)} |")
+        print(f"| {n} | {mps:.0f} | {spread(results[n], 0)} | {cpu:.2f} | {ccpu:.2f} | "
+              f"{mib(before)} | {mib(peak)} |")
     failed_lines(failed)
 
 
