@@ -695,6 +695,8 @@ static void resolve(void)
         if (opts[i].feat == FT_TLS && src[i] != SRC_DEFAULT && !same_value(i, &cfg, &dflt))
             die("%s: TLS needs BearSSL: install libbearssl-dev and rebuild granc",
                   label(i, src[i]));
+        if (opts[i].feat == FT_HTTP2 && cfg.http == HTTPM_1)
+            continue;           /* Granian ignores HTTP/2 settings with --http 1 */
         if (opts[i].feat > FT_NOOP && src[i] != SRC_DEFAULT && !same_value(i, &cfg, &dflt))
             die("%s: %s is not supported yet", label(i, src[i]), feat_name[opts[i].feat]);
     }

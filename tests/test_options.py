@@ -792,6 +792,22 @@ def test_unsupported_option_refused(o, src, ctx):
 
 
 @pytest.mark.parametrize("src", ["argv", "env"])
+def test_http2_options_ignored_with_http_1(src, ctx):
+    """With --http 1, Granian ignores the --http2-* settings; so does granc
+    (they are refused as 'not supported yet' only where HTTP/2 could run)."""
+    h2 = [o for o in TODO if o.name.startswith("http2-")]
+    assert len(h2) == 9
+    argv, env = base_argv() + ["--http", "1"], {}
+    for o in h2:
+        value = ctx.sub(spec(o)["ok"])
+        if src == "argv":
+            argv += argv_for(o, value)
+        else:
+            env[o.env] = value
+    serve_once(argv, env)
+
+
+@pytest.mark.parametrize("src", ["argv", "env"])
 def test_unsupported_options_accepted_at_their_default(src, ctx):
     """Given explicitly with the default --help shows, they are accepted:
     the server starts.  This also proves --help's defaults are the real ones."""
