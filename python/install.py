@@ -82,7 +82,7 @@ def main():
     os.makedirs(info)
     files = {
         "METADATA": f"Metadata-Version: 2.1\nName: {NAME}\nVersion: {ver}\n"
-                    "Summary: Granian's Python API and command, served by granc\n"
+                    "Summary: Granian's Python API and command, served by granc\nLicense: MIT\n"
                     "Requires-Python: >=3.10\n",
         "INSTALLER": INSTALLER + "\n",
         "WHEEL": "Wheel-Version: 1.0\nGenerator: granc install.py\nRoot-Is-Purelib: true\n"
