@@ -6,9 +6,10 @@ import subprocess
 
 import pytest
 
+from conftest import BIN
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
-BIN = os.environ.get("GRANC_BIN", os.path.join(ROOT, "granc"))
 
 
 def runnable_blocks():

@@ -1,7 +1,7 @@
 /* fuzz_http.c -- libFuzzer harness for the request parser and the chunked
  * decoder.
  *
- *   clang -fsanitize=fuzzer,address,undefined -I. tests/fuzz_http.c http.c
+ *   clang -fsanitize=fuzzer,address,undefined -I. tests/fuzz/fuzz_http.c http.c
  *
  * Besides crashes it checks two properties and abort()s when one fails:
  * an accepted head has slices inside the buffer and framing facts that
