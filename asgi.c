@@ -24,7 +24,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "granc.h"
+#include "conn.h"
+#include "py.h"
 
 #define SEND_HWM     65536      /* unsent bytes above which send() waits */
 #define QMAX         16         /* pieces of unsent output per request */
@@ -228,7 +229,7 @@ static void watch(Transport *t)
     rd = rd && (!t->body_final || c->len < c->cap);
     if (t->ws && t->wsstate != WSS_CONNECTING)  /* frames, unless a message waits */
         rd = !t->pending && !t->gone && t->wsstate != WSS_CLOSED;
-    wk_watch(c, (rd ? EV_READ : 0) | (t->qn ? EV_WRITE : 0));
+    conn_watch(c, (rd ? EV_READ : 0) | (t->qn ? EV_WRITE : 0));
 }
 
 /* Resolve a pending future (steals value; NULL: set OSError). */
@@ -866,7 +867,7 @@ static PyObject *new_task(PyObject *coro)
 void asgi_start(conn *c)
 {
     Transport *t = PyObject_New(Transport, &TransportType);
-    if (!t) { PyErr_Clear(); c->broken = 1; wk_request_done(c); return; }
+    if (!t) { PyErr_Clear(); c->broken = 1; conn_request_done(c); return; }
     memset((char *)t + sizeof(PyObject), 0, sizeof(*t) - sizeof(PyObject));
     t->c = c;
     c->app = t;                          /* c holds the reference */
@@ -927,7 +928,7 @@ static PyObject *task_done(Transport *t, PyObject *task)
     }
     if (t->ws) {
         int raised = PyErr_Occurred() != NULL;
-        if (raised && !t->gone) wk_log_exception("Application callable raised an exception");
+        if (raised && !t->gone) py_log_exception("Application callable raised an exception");
         PyErr_Clear();
         ws_task_done(t, raised);
         t->app_done = 1;
@@ -935,7 +936,7 @@ static PyObject *task_done(Transport *t, PyObject *task)
         Py_RETURN_NONE;
     }
     if (PyErr_Occurred()) {
-        if (!t->gone) wk_log_exception("Application callable raised an exception");
+        if (!t->gone) py_log_exception("Application callable raised an exception");
         else PyErr_Clear();
         if (!t->c) Py_RETURN_NONE;
         if (!t->head_sent && !t->gone) {
@@ -984,10 +985,10 @@ static void finish(Transport *t)
     }
     c->dpos = c->dend;
     c->keep = t->h.keep && c->body_done && !c->broken && !(t->ws && t->h.code == 101);
-    wk_access_log(c, t->head_sent ? t->h.code : 500,
+    conn_access_log(c, t->head_sent ? t->h.code : 500,
                   t->ws ? (conn_secure(c) ? "wss" : "ws") : (conn_secure(c) ? "https" : "http"));
     c->app = NULL;
-    wk_request_done(c);
+    conn_request_done(c);
     Py_DECREF(t);                       /* the reference c held */
 }
 
@@ -1143,7 +1144,7 @@ static PyObject *py_poll(PyObject *self, PyObject *unused)
     (void)self; (void)unused;
     if (wk_poll() && drained_fut)
         resolve(&drained_fut, Py_NewRef(Py_None));
-    if (PyErr_Occurred()) wk_log_exception("granc: error in the event loop");
+    if (PyErr_Occurred()) py_log_exception("granc: error in the event loop");
     return PyBool_FromLong(wk_stopping());    /* the tick quickens while stopping */
 }
 
@@ -1204,7 +1205,7 @@ int asgi_run(int loop_fd)
     Py_XDECREF(r);
     Py_XDECREF(g);
     if (!res) {
-        wk_log_exception("granc: the ASGI worker failed");
+        py_log_exception("granc: the ASGI worker failed");
         return WK_EXIT_LOAD;
     }
     int rc = (int)PyLong_AsLong(res);

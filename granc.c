@@ -9,6 +9,7 @@
  * Then master.c takes over.
  */
 #include "granc.h"
+#include "net.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -26,6 +26,27 @@
 #define WK_EXIT_ERROR   1
 #define WK_EXIT_LOAD    3           /* the application could not be loaded */
 
+/* Clocks: monotonic milliseconds and microseconds (timeouts, durations),
+ * wall-clock seconds (the access log). */
+static inline int64_t clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+static inline int64_t clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+static inline double clock_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 /* ===================================================================
  * granc.c -- configuration and the master process
  * =================================================================== */
@@ -455,58 +476,8 @@ void log_set_sink(log_sink_fn *fn);
 void log_access(const access_rec *r);
 
 /* ===================================================================
- * worker.c -- one worker process: the loop, connections, the thread pool
+ * worker.c -- one worker process: the loop, accept, sweeps, stop
  * =================================================================== */
-
-/* A connection is owned by exactly one thread at a time: the loop thread
- * while it reads a request head (CS_HEAD), reads ahead a small body
- * (CS_BODY) or lingers before closing (CS_LINGER); an application thread
- * while the request runs (CS_APP).  Handing it over is the only
- * synchronisation it needs. */
-enum conn_state { CS_HEAD, CS_BODY, CS_APP, CS_LINGER };
-
-typedef struct conn {
-    int fd;
-    int state;                       /* enum conn_state */
-    const listener *ls;              /* the listener it came from */
-    char addr[64];                   /* client IP as text ("" on UDS) */
-    int port;                        /* client port */
-    /* the read buffer: [0,len) holds bytes read; the request head is
-     * [0,head), decoded body bytes not yet given to the app are
-     * [dpos,dend), raw bytes not yet decoded are [dend,len) */
-    char *buf;
-    size_t len, cap, scanned, head, dpos, dend;
-    http_request *req;               /* allocated with buf */
-    int64_t body_left;               /* Content-Length bytes still to decode */
-    http_chunked chunk;              /* chunked decoder state */
-    unsigned body_chunked : 1;
-    unsigned body_done : 1;          /* whole body decoded */
-    unsigned continue_sent : 1;      /* "100 Continue" written (or not owed) */
-    unsigned keep : 1;               /* set by the app side: reuse it */
-    unsigned broken : 1;             /* I/O failed: close, never reuse */
-    time_t since;                    /* start of the current wait */
-    double started;                  /* wall clock when the head arrived */
-    struct conn *prev, *next;        /* all connections of the worker */
-    struct conn *qnext;              /* pool queue / done list link */
-    void *app;                       /* the interface's state while CS_APP */
-    tls_conn *tls;                   /* the TLS engine, or NULL */
-    unsigned trusted : 1;            /* the peer is in --forwarded-allow-ips */
-    unsigned counted : 1;            /* TLS: handshake done, in the metrics */
-    signed char fwd_proto;           /* X-Forwarded-Proto: 1 https, -1 http, 0 none */
-    char fwd[64];                    /* X-Forwarded-For's client, or "" */
-} conn;
-
-/* The client and scheme as the app sees them: the peer's, unless a
- * trusted proxy said otherwise (then the port is 0, as in uvicorn). */
-static inline const char *conn_client(const conn *c) { return c->fwd[0] ? c->fwd : c->addr; }
-static inline int conn_client_port(const conn *c) { return c->fwd[0] ? 0 : c->port; }
-static inline int conn_secure(const conn *c)
-{
-    return c->fwd_proto ? c->fwd_proto > 0 : c->tls != NULL;
-}
-/* Parse --forwarded-allow-ips (IPs, CIDRs, "unix", "*"; commas allowed);
- * -1 with the bad entry in bad. */
-int proxy_trust_init(const strlist *l, char *bad, size_t badlen);
 
 /* Worker -> master messages: one atomic write each on a shared pipe. */
 enum { WM_READY = 1, WM_RECYCLE };  /* the app is loaded; --max-requests reached */
@@ -521,34 +492,12 @@ extern int wk_tell_fd;              /* the pipe's write end, in workers */
 void wk_main(const config *cfg, const listener *ls, int nls, int id)
     __attribute__((noreturn));
 
-/* Blocking I/O for the application threads (call without the GIL).
- * conn_body makes decoded body bytes available in [dpos,dend) and returns
- * how many, 0 at the end of the body, -1 when the client failed. */
-/* All connection I/O: read(2)/writev(2)/sendfile(2) alike, through TLS
- * when the connection is encrypted. */
-ssize_t conn_rd(conn *c, void *buf, size_t n);
-ssize_t conn_wrv(conn *c, const struct iovec *iov, int n);
-ssize_t conn_file(conn *c, int fd, off_t *off, size_t n);
-ssize_t conn_body(conn *c);
-ssize_t conn_body_nb(conn *c);      /* as conn_body; -2: nothing yet */
-int conn_gone(conn *c);
-ssize_t conn_write_nb(conn *c, const struct iovec *iov, int n);
-void wk_request_done(conn *c);
-void wk_watch(conn *c, int mask);
+int wk_stopping(void);               /* a graceful stop has begun */
 int wk_poll(void);                  /* ASGI: run ready events; 1 once drained */
 void wk_listen(void);               /* ASGI: start accepting (after lifespan) */
-int conn_send(conn *c, const struct iovec *iov, int n);
-int conn_sendfile(conn *c, int fd, off_t off, size_t n);
-/* Discard what is left of the body; 1 if the connection is reusable.
- * conn_can_keep tells beforehand when it surely is not: the client or
- * the configuration says close, the worker is stopping, or the body the
- * app left unread cannot be drained. */
-int conn_drain(conn *c);
-int conn_can_keep(conn *c);
-int wk_stopping(void);
-void wk_access_log(conn *c, int status, const char *scheme);
-/* Log the pending Python exception with its traceback (GIL held). */
-void wk_log_exception(const char *what);
+
+/* A client connection (conn.h); the interfaces below take one per request. */
+typedef struct conn conn;
 
 /* ===================================================================
  * wsgi.c -- PEP 3333
@@ -567,13 +516,6 @@ typedef struct resp_head {
  * embed Python include Python.h. */
 int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
                     void *headers, int64_t total, const char **out, size_t *outn);
-#ifdef Py_PYTHON_H
-/* The latin-1 bytes of a str (or the bytes of bytes), without a copy. */
-int py_text(PyObject *o, const char **p, Py_ssize_t *n);
-int py_header(PyObject *pair, const char **k, Py_ssize_t *kn, const char **v, Py_ssize_t *vn);
-/* A DER certificate as a PEM str. */
-PyObject *der_to_pem(const unsigned char *der, size_t n);
-#endif
 int wsgi_init(const config *cfg, void *app, int workers);
 /* Run the app for c's request, holding the GIL; sets c->keep. */
 void wsgi_handle(conn *c);

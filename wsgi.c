@@ -18,7 +18,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "granc.h"
+#include "conn.h"
+#include "py.h"
 
 #define HEAD_MAX       65536     /* response head bytes the app may produce */
 #define KEY_CACHE_MAX  256       /* cached "HTTP_*" environ keys */
@@ -33,18 +34,6 @@ static PyObject *k_method, *k_path, *k_query, *k_proto, *k_sname, *k_sport,
                 *k_raddr, *k_rport, *k_input, *k_ctype, *k_clen;
 static PyObject *proto11, *proto10;
 static PyObject *k_scheme, *k_https, *k_ssl_protocol, *k_ssl_cipher;
-
-/* A DER certificate as PEM text (str), for apps that want the client's. */
-PyObject *der_to_pem(const unsigned char *der, size_t n)
-{
-    PyObject *b64 = PyImport_ImportModule("base64"), *enc = NULL, *r = NULL;
-    if (b64) enc = PyObject_CallMethod(b64, "encodebytes", "y#", der, (Py_ssize_t)n);
-    if (enc) r = PyUnicode_FromFormat("-----BEGIN CERTIFICATE-----\n%s-----END CERTIFICATE-----\n",
-                                      PyBytes_AS_STRING(enc));
-    Py_XDECREF(b64);
-    Py_XDECREF(enc);
-    return r;
-}
 
 /* ---------------------------------------------------------------------
  * wsgi.input: reads the body from the socket as the app asks for it
@@ -267,51 +256,6 @@ static PyTypeObject RespType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_dealloc = (destructor)resp_dealloc,
 };
-
-/* latin-1 bytes of a str (or bytes) without copying. */
-int py_text(PyObject *o, const char **p, Py_ssize_t *n)
-{
-    if (PyUnicode_Check(o)) {
-        if (PyUnicode_READY(o) < 0) return -1;
-        if (PyUnicode_KIND(o) != PyUnicode_1BYTE_KIND) {
-            PyErr_SetString(PyExc_ValueError, "header text must be latin-1");
-            return -1;
-        }
-        *p = (const char *)PyUnicode_1BYTE_DATA(o);
-        *n = PyUnicode_GET_LENGTH(o);
-        return 0;
-    }
-    if (PyBytes_Check(o)) {
-        *p = PyBytes_AS_STRING(o);
-        *n = PyBytes_GET_SIZE(o);
-        return 0;
-    }
-    PyErr_SetString(PyExc_TypeError, "status and headers must be str");
-    return -1;
-}
-
-/* One (name, value) pair of a response head, trailer or WebSocket
- * handshake, as text, checked by the one rule (http_is_token and
- * http_value_ok); ValueError names the header otherwise.  The pointers
- * live as long as the pair. */
-int py_header(PyObject *pair, const char **k, Py_ssize_t *kn, const char **v, Py_ssize_t *vn)
-{
-    if (!(PyTuple_Check(pair) || PyList_Check(pair)) || PySequence_Fast_GET_SIZE(pair) != 2) {
-        PyErr_SetString(PyExc_TypeError, "a header must be a (name, value) pair");
-        return -1;
-    }
-    PyObject *name = PySequence_Fast_GET_ITEM(pair, 0), *val = PySequence_Fast_GET_ITEM(pair, 1);
-    if (py_text(name, k, kn) < 0 || py_text(val, v, vn) < 0) return -1;
-    if (!http_is_token(*k, (size_t)*kn)) {
-        PyErr_Format(PyExc_ValueError, "invalid header name %R", name);
-        return -1;
-    }
-    if (!http_value_ok(*v, (size_t)*vn)) {
-        PyErr_Format(PyExc_ValueError, "invalid value for header %R", name);
-        return -1;
-    }
-    return 0;
-}
 
 static PyObject *start_response(Resp *self, PyObject *args)
 {
@@ -860,7 +804,7 @@ void wsgi_handle(conn *c)
             log_debug("refused a request body from %s: %d", c->addr, bad_body);
             c->broken = 0;              /* answer it, then close */
         } else {
-            wk_log_exception("Application callable raised an exception");
+            py_log_exception("Application callable raised an exception");
         }
         if (r && !r->head_sent && !c->broken) {
             /* nothing left yet: a plain 500, and the connection may live */
@@ -890,8 +834,8 @@ void wsgi_handle(conn *c)
         Py_END_ALLOW_THREADS
     }
     if (r)
-        wk_access_log(c, r->h.code, conn_secure(c) ? "https" : "http");
-    if (PyErr_Occurred()) wk_log_exception("Error while finishing a response");
+        conn_access_log(c, r->h.code, conn_secure(c) ? "https" : "http");
+    if (PyErr_Occurred()) py_log_exception("Error while finishing a response");
     Py_XDECREF(env);
     Py_XDECREF((PyObject *)in);
     Py_XDECREF((PyObject *)r);
