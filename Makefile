@@ -32,8 +32,8 @@ SOAK_DURATION ?= 1800
 SOAK_SHORT    ?= 45
 
 SRCS = granc.c master.c net.c reload.c metrics.c ev.c http.c log.c worker.c conn.c pool.c py.c \
-       wsgi.c asgi.c ws.c
-HDRS = granc.h conn.h net.h pool.h py.h worker.h ev_epoll.c ev_kqueue.c asgi_ws.c
+       wsgi.c asgi.c asgi_ws.c ws.c
+HDRS = granc.h asgi_int.h conn.h net.h pool.h py.h worker.h ev_epoll.c ev_kqueue.c
 
 WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)
 TLS := $(shell printf '\043include <bearssl.h>\n' | $(CC) -E - >/dev/null 2>&1 && echo 1)
