@@ -818,7 +818,7 @@ static PyObject *new_task(PyObject *coro)
     return PyObject_Vectorcall(task_type, args, 1, task_kwnames);
 }
 
-void asgi_start(conn *c)
+static void asgi_begin(conn *c)
 {
     Transport *t = PyObject_New(Transport, &TransportType);
     if (!t) { PyErr_Clear(); c->broken = 1; conn_request_done(c); return; }
@@ -859,6 +859,14 @@ void asgi_start(conn *c)
     if (r) { Py_DECREF(r); return; }
     /* the app could not even start: as if it had raised */
     Py_XDECREF(task_done(t, NULL));
+}
+
+/* A request is ready: start its task.  It finishes later, always
+ * (conn_request_done), even when it fails at once. */
+static int asgi_start(conn *c)
+{
+    asgi_begin(c);
+    return 0;
 }
 
 /* The app's task ended: answer 500 if nothing went out, abort a started
@@ -946,7 +954,7 @@ static void finish(Transport *t)
     Py_DECREF(t);                       /* the reference c held */
 }
 
-void asgi_event(conn *c, int mask)
+static void asgi_event(conn *c, int mask)
 {
     Transport *t = c->app;
     Py_INCREF(t);
@@ -972,7 +980,7 @@ void asgi_event(conn *c, int mask)
  * backpressure, not a slow client) and restarts with every chunk.  After
  * timeout_ms, as for WSGI's per-read timeout, the app gets http.disconnect
  * and the connection is closed. */
-void asgi_sweep(conn *c, int64_t now, int64_t timeout_ms)
+static void asgi_sweep(conn *c, int64_t now, int64_t timeout_ms)
 {
     Transport *t = c->app;
     if (t->ws || t->body_final || t->gone || !tr_waiters(t)) {
@@ -1140,8 +1148,9 @@ static PyMethodDef poll_def = {"poll", py_poll, METH_NOARGS, NULL};
 static PyMethodDef listen_def = {"listen", py_listen, METH_VARARGS, NULL};
 static PyMethodDef log_def = {"log", py_log, METH_VARARGS, NULL};
 
-int asgi_run(int loop_fd)
+static int asgi_run(int loop_fd)
 {
+    M_SET(blocking_threads, 1);     /* the loop thread runs the app */
     PyObject *g = PyDict_New(), *r = NULL;
     if (g && PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins()) == 0)
         r = PyRun_String(runner_src, Py_file_input, g, g);
@@ -1167,7 +1176,7 @@ int asgi_run(int loop_fd)
     return rc;
 }
 
-int asgi_init(const config *config, void *application)
+static int asgi_init(const config *config, void *application)
 {
     asgi_cfg = config;
     app = application;
@@ -1198,3 +1207,13 @@ int asgi_init(const config *config, void *application)
     if (!asgi_dict || !ext_dict || scope_init() < 0) return -1;
     return ready_none && msg_disconnect && lifespan_state ? 0 : -1;
 }
+
+const app_iface asgi_iface = {
+    .name = "asgi",
+    .init = asgi_init,
+    .run = asgi_run,
+    .start = asgi_start,
+    .event = asgi_event,
+    .sweep = asgi_sweep,
+    .stop = asgi_stop,
+};

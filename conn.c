@@ -23,7 +23,6 @@
 #include <sys/sendfile.h>
 #endif
 #include "conn.h"
-#include "pool.h"
 #include "worker.h"
 
 #define BUF_INIT        16384    /* first read buffer; grows up to --http1-buffer-size */
@@ -169,7 +168,7 @@ static void conn_linger(conn *c)
     if (atomic_load(&W.stopping) && c->len == c->dend
         && recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) {
         conn_close(c);          /* draining, nothing unread: no RST to fear */
-        if (W.asgi) {           /* the drain may be over: have asyncio poll */
+        if (W.ifc->run) {       /* the drain may be over: have asyncio poll */
             ssize_t w = write(W.wake[1], "c", 1);
             (void)w;
         }
@@ -349,17 +348,7 @@ static int start_request(conn *c)
         return 0;
     }
     W.inflight++;
-    if (W.asgi) {               /* READ stays: asgi.c drops it if unwanted */
-        asgi_start(c);
-        return 0;
-    }
-    if (!W.inline_mode) {
-        ev_del(W.loop, c->fd, EV_READ | EV_WRITE);   /* the thread's for a while */
-        pool_submit(c);
-        return 0;
-    }
-    pool_run(c);
-    return conn_finish(c);
+    return W.ifc->start(c) && conn_finish(c);
 }
 
 /* Requests held back by --backpressure, now that a slot is free. */
@@ -370,7 +359,8 @@ void conn_drain_waitq(void)
         W.waitq = c->qnext;
         if (!W.waitq) W.waitq_tail = NULL;
         W.inflight++;
-        if (W.asgi) asgi_start(c); else pool_submit(c);
+        if (W.ifc->start(c) && conn_finish(c))
+            conn_serve(c);          /* inline: c is back in CS_HEAD */
     }
     if (!W.waitq && !W.accept_resume) wk_accept_resume();
 }
@@ -396,7 +386,7 @@ static void on_conn(ev_loop *l, int fd, void *udata, int mask)
     (void)l; (void)fd; (void)mask;
     conn *c = udata;
     if (c->state == CS_APP) {           /* ASGI: body, disconnect, output */
-        asgi_event(c, mask);
+        if (W.ifc->event) W.ifc->event(c, mask);
         return;
     }
     if (c->state == CS_LINGER) {

@@ -493,11 +493,44 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
     __attribute__((noreturn));
 
 int wk_stopping(void);               /* a graceful stop has begun */
+int wk_id(void);                    /* the worker's number, for the log */
+int wk_wake_fd(void);               /* a byte here wakes the loop (finished requests) */
 int wk_poll(void);                  /* ASGI: run ready events; 1 once drained */
 void wk_listen(void);               /* ASGI: start accepting (after lifespan) */
 
 /* A client connection (conn.h); the interfaces below take one per request. */
 typedef struct conn conn;
+
+/* ===================================================================
+ * The application interfaces: one table each, chosen once per worker
+ * (worker.c) from --interface.  conn.c calls start when a request is
+ * ready and event when a connection the interface watches is ready; the
+ * interface answers through conn.h.  A NULL hook is one the interface
+ * does not need.
+ * =================================================================== */
+
+typedef struct app_iface {
+    const char *name;
+    /* The app is loaded (GIL held): set up; -1 with an exception set. */
+    int (*init)(const config *cfg, void *app);
+    /* Serve until the worker has stopped, driving its loop (loop_fd) from
+     * the interface's own (asyncio); returns an exit code.  NULL: the
+     * worker runs its loop itself. */
+    int (*run)(int loop_fd);
+    /* c's request is ready (CS_APP).  Returns 1 when it is already done
+     * (run inline), 0 when the interface finishes it later. */
+    int (*start)(conn *c);
+    void (*event)(conn *c, int mask);   /* c is readable/writable in CS_APP */
+    void (*sweep)(conn *c, int64_t now, int64_t timeout_ms);  /* once a second, CS_APP */
+    void (*stop)(conn *c);              /* a graceful stop begins; c is in CS_APP */
+    void (*exit)(void);                 /* the loop has ended; Python is about to go */
+} app_iface;
+
+/* pool.c: WSGI on the loop thread (--blocking-threads 1) or on threads */
+extern const app_iface wsgi_inline_iface, wsgi_pool_iface;
+/* asgi.c: ASGI on asyncio (the websocket requests in asgi_ws.c) */
+extern const app_iface asgi_iface;
+/* RSGI: not supported yet (granc.c refuses --interface rsgi). */
 
 /* ===================================================================
  * wsgi.c -- PEP 3333
@@ -516,7 +549,7 @@ typedef struct resp_head {
  * embed Python include Python.h. */
 int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
                     void *headers, int64_t total, const char **out, size_t *outn);
-int wsgi_init(const config *cfg, void *app, int workers);
+int wsgi_init(const config *cfg, void *app);
 /* Run the app for c's request, holding the GIL; sets c->keep. */
 void wsgi_handle(conn *c);
 
@@ -524,12 +557,7 @@ void wsgi_handle(conn *c);
  * asgi.c -- ASGI 3.0 on asyncio
  * =================================================================== */
 
-int asgi_init(const config *cfg, void *app);
-/* Run the asyncio loop (lifespan, requests, drain); returns an exit code. */
-int asgi_run(int loop_fd);
-void asgi_start(conn *c);           /* a request is ready: start its task */
-void asgi_event(conn *c, int mask); /* c is readable/writable while CS_APP */
-void asgi_sweep(conn *c, int64_t now, int64_t timeout_ms); /* a stalled body */
-void asgi_stop(conn *c);            /* the worker stops: close websockets (1001) */
+/* The worker stops: close c's websocket (1001); asgi_ws.c. */
+void asgi_stop(conn *c);
 
 #endif

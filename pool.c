@@ -33,7 +33,7 @@ static struct pool {
     PyThreadState *main_ts;      /* the loop thread's, while it runs no app */
 } P = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
-void pool_run(conn *c)
+static int pool_run(conn *c)
 {
     int64_t t1 = clock_us();
     PyEval_RestoreThread(P.main_ts);
@@ -42,6 +42,7 @@ void pool_run(conn *c)
     P.main_ts = PyEval_SaveThread();
     M_ADD(py_wait_cumulative, t2 - t1);
     M_ADD(blocking_busy_cumulative, clock_us() - t1);
+    return 1;
 }
 
 static void *pool_thread(void *arg)
@@ -119,8 +120,9 @@ static void pool_grow(void)
     pthread_attr_destroy(&at);
 }
 
-void pool_submit(conn *c)
+static int pool_submit(conn *c)
 {
+    conn_watch(c, 0);           /* the thread's for a while */
     pthread_mutex_lock(&P.mu);
     c->qnext = NULL;
     if (P.qtail) P.qtail->qnext = c; else P.qhead = c;
@@ -133,6 +135,7 @@ void pool_submit(conn *c)
     pthread_mutex_unlock(&P.mu);
     sem_post(&P.work);          /* a token: a thread that finds the queue
                                    empty just waits again */
+    return 0;
 }
 
 static void pool_shutdown(void)
@@ -149,12 +152,13 @@ static void pool_shutdown(void)
     }
 }
 
-void pool_start(const config *cfg, int id, int wake_fd)
+static int pool_init(const config *cfg, void *app)
 {
+    if (wsgi_init(cfg, app) < 0) return -1;
     P.max = cfg->blocking_threads;
     P.idle_s = cfg->blocking_threads_idle_timeout_s;
-    P.id = id;
-    P.wake_fd = wake_fd;
+    P.id = wk_id();
+    P.wake_fd = wk_wake_fd();
     sem_init(&P.work, 0, 0);
     P.main_ts = PyEval_SaveThread();
     if (P.max == 1) {
@@ -164,6 +168,7 @@ void pool_start(const config *cfg, int id, int wake_fd)
         pool_grow();
         pthread_mutex_unlock(&P.mu);
     }
+    return 0;
 }
 
 conn *pool_done(void)
@@ -175,8 +180,22 @@ conn *pool_done(void)
     return done;
 }
 
-void pool_stop(void)
+static void pool_stop(void)
 {
     pool_shutdown();
     PyEval_RestoreThread(P.main_ts);
 }
+
+const app_iface wsgi_inline_iface = {
+    .name = "wsgi",
+    .init = pool_init,
+    .start = pool_run,
+    .exit = pool_stop,
+};
+
+const app_iface wsgi_pool_iface = {
+    .name = "wsgi",
+    .init = pool_init,
+    .start = pool_submit,
+    .exit = pool_stop,
+};

@@ -41,6 +41,8 @@ static volatile sig_atomic_t stop_flag;
 int wk_tell_fd = -1;
 
 int wk_stopping(void) { return atomic_load(&W.stopping); }
+int wk_id(void) { return W.id; }
+int wk_wake_fd(void) { return W.wake[1]; }
 
 /* A message to the master (tell_msg): one write, atomic on a pipe. */
 void wk_tell(int what)
@@ -151,8 +153,8 @@ static void begin_stop(void)
      * request; websockets are told */
     for (conn *c = W.conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == CS_APP && W.asgi && c->app)
-            asgi_stop(c);
+        if (c->state == CS_APP && W.ifc->stop && c->app)
+            W.ifc->stop(c);
     }
     stop_sweep(clock_ms());
 }
@@ -180,7 +182,7 @@ static void on_wake(ev_loop *l, int fd, void *udata, int mask)
     while (read(fd, sink, sizeof(sink)) > 0) {}
     if (stop_flag && !atomic_load(&W.stopping))
         begin_stop();
-    conn *done = W.asgi ? NULL : pool_done();
+    conn *done = pool_done();
     while (done) {
         conn *c = done;
         done = c->qnext;
@@ -240,8 +242,8 @@ static void sweep(int64_t now)
             } else if (c->len == 0 && c->buf) {
                 conn_buf_put(c);         /* a wake-up that brought no bytes */
             }
-        } else if (c->state == CS_APP && W.asgi) {
-            asgi_sweep(c, now, IO_TIMEOUT_MS);
+        } else if (c->state == CS_APP && W.ifc->sweep) {
+            W.ifc->sweep(c, now, IO_TIMEOUT_MS);
         }
     }
 #ifdef __GLIBC__
@@ -259,6 +261,38 @@ static void sweep(int64_t now)
     }
 }
 
+/* The interface --interface names; RSGI is refused before any worker
+ * starts (granc.c), so it has no table yet. */
+static const app_iface *iface_for(const config *cfg)
+{
+    switch (cfg->iface) {
+    case IF_ASGI:
+    case IF_ASGINL: return &asgi_iface;
+    case IF_WSGI: return cfg->blocking_threads == 1 ? &wsgi_inline_iface : &wsgi_pool_iface;
+    default: return NULL;
+    }
+}
+
+/* The worker's own loop, for an interface without one (WSGI): until a
+ * stop has drained every connection, or cut them. */
+static int serve(void)
+{
+    int tick = W.cfg->http1_header_read_timeout_ms < 1000 ? W.cfg->http1_header_read_timeout_ms : 1000;
+    int64_t last = clock_ms();
+    wk_listen();
+    while (!W.forced && (!atomic_load(&W.stopping) || W.nconns > 0 || W.inflight > 0)) {
+        int stop = atomic_load(&W.stopping);
+        if (ev_poll(W.loop, stop ? 50 : tick) < 0 && errno != EINTR) {
+            log_error("worker-%d: event loop: %s", W.id, strerror(errno));
+            break;
+        }
+        int64_t now = clock_ms();
+        if (now - last >= tick) { sweep(now); last = now; }
+        if (stop) stop_sweep(now);
+    }
+    return WK_EXIT_OK;
+}
+
 void wk_main(const config *cfg, const listener *ls, int nls, int id)
 {
     W.cfg = cfg;
@@ -266,7 +300,7 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
     W.nls = nls;
     W.id = id;
     W.inline_mode = cfg->blocking_threads == 1;
-    W.asgi = cfg->iface == IF_ASGI || cfg->iface == IF_ASGINL;
+    W.ifc = iface_for(cfg);
     if (cfg->max_requests) {         /* jitter spreads the workers' recycling */
         srand((unsigned)getpid() ^ (unsigned)clock_us());
         W.recycle_at = (uint64_t)cfg->max_requests
@@ -302,7 +336,7 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
         exit(WK_EXIT_LOAD);
     }
     PyObject *app = py_load_app(cfg);
-    if (!app || (W.asgi ? asgi_init(cfg, app) : wsgi_init(cfg, app, cfg->workers)) < 0) {
+    if (!app || W.ifc->init(cfg, app) < 0) {
         PyErr_Print();
         log_error("worker-%d: the application %s could not be loaded", id, cfg->target);
         exit(WK_EXIT_LOAD);
@@ -335,42 +369,17 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
         exit(WK_EXIT_ERROR);
     }
     ev_set_max_events(W.loop, EV_BATCH);
-    if (W.asgi) {               /* asyncio drives the loop; the GIL stays here */
-        M_SET(blocking_threads, 1);
-        int rc = asgi_run(ev_fd(W.loop));
-        log_set_sink(NULL);     /* Python is about to go */
-        if (W.forced) {         /* tasks still hold connections: no finalizing */
-            log_info("Stopped worker-%d", id);
-            _exit(rc);
-        }
-        Py_DECREF(app);
-        if (Py_FinalizeEx() < 0 && rc == WK_EXIT_OK) rc = WK_EXIT_ERROR;
+    int rc = W.ifc->run ? W.ifc->run(ev_fd(W.loop)) : serve();
+    if (W.forced) {             /* requests still hold connections, app threads
+                                   may be stuck in Python: no finalizing */
+        log_set_sink(NULL);
         log_info("Stopped worker-%d", id);
-        exit(rc);
+        _exit(rc);
     }
-    pool_start(cfg, id, W.wake[1]);
-    wk_listen();
-
-    int tick = cfg->http1_header_read_timeout_ms < 1000 ? cfg->http1_header_read_timeout_ms : 1000;
-    int64_t last = clock_ms();
-    while (!W.forced && (!atomic_load(&W.stopping) || W.nconns > 0 || W.inflight > 0)) {
-        int stop = atomic_load(&W.stopping);
-        if (ev_poll(W.loop, stop ? 50 : tick) < 0 && errno != EINTR) {
-            log_error("worker-%d: event loop: %s", id, strerror(errno));
-            break;
-        }
-        int64_t now = clock_ms();
-        if (now - last >= tick) { sweep(now); last = now; }
-        if (stop) stop_sweep(now);
-    }
-    if (W.forced) {             /* app threads may be stuck in Python */
-        log_info("Stopped worker-%d", id);
-        _exit(WK_EXIT_OK);
-    }
-    pool_stop();
+    if (W.ifc->exit) W.ifc->exit();
     log_set_sink(NULL);         /* Python is about to go */
     Py_DECREF(app);
-    int rc = Py_FinalizeEx() < 0 ? WK_EXIT_ERROR : WK_EXIT_OK;
+    if (Py_FinalizeEx() < 0 && rc == WK_EXIT_OK) rc = WK_EXIT_ERROR;
     log_info("Stopped worker-%d", id);
     exit(rc);
 }

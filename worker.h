@@ -26,7 +26,7 @@ struct worker {
     uint64_t served, recycle_at; /* requests done; --max-requests (+ jitter) */
     int64_t force_at;            /* --graceful-timeout: when a drain is cut */
     int forced;                  /* it was: exit without waiting */
-    int asgi;                    /* ASGI: the app runs as asyncio tasks here */
+    const app_iface *ifc;            /* the application interface */
     atomic_int stopping;         /* read by app threads when writing heads */
     int freed;                   /* buffers and connections freed since a trim */
     /* read buffers (with their parsed heads) of connections between

@@ -850,7 +850,7 @@ static int fixed(PyObject *env, const char *key, PyObject *v)
     return set_item(env, PyUnicode_InternFromString(key), v);
 }
 
-int wsgi_init(const config *config, void *application, int workers)
+int wsgi_init(const config *config, void *application)
 {
     cfg = config;
     app = application;
@@ -886,7 +886,7 @@ int wsgi_init(const config *config, void *application, int workers)
         fixed(base_environ, "wsgi.url_scheme", PyUnicode_FromString("http")) ||
         fixed(base_environ, "wsgi.errors", PyObject_GetAttrString(sys, "stderr")) ||
         fixed(base_environ, "wsgi.multithread", PyBool_FromLong(cfg->blocking_threads > 1)) ||
-        fixed(base_environ, "wsgi.multiprocess", PyBool_FromLong(workers > 1)) ||
+        fixed(base_environ, "wsgi.multiprocess", PyBool_FromLong(config->workers > 1)) ||
         fixed(base_environ, "wsgi.run_once", PyBool_FromLong(0)) ||
         fixed(base_environ, "wsgi.input_terminated", PyBool_FromLong(1)) ||
         fixed(base_environ, "wsgi.file_wrapper", (Py_INCREF(&FileWrapperType),
