@@ -33,7 +33,7 @@ SOAK_SHORT    ?= 45
 
 SRCS = granc.c master.c net.c reload.c metrics.c ev.c http.c log.c worker.c conn.c pool.c py.c \
        wsgi.c asgi.c asgi_ws.c ws.c
-HDRS = granc.h asgi_int.h conn.h net.h pool.h py.h worker.h ev_epoll.c ev_kqueue.c
+HDRS = granc.h asgi_int.h conn.h net.h pool.h py.h tls.h worker.h ev_epoll.c ev_kqueue.c
 
 WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)
 TLS := $(shell printf '\043include <bearssl.h>\n' | $(CC) -E - >/dev/null 2>&1 && echo 1)
@@ -88,23 +88,20 @@ $(U)/unit_http: $(U)/unit_http.c $(U)/tap.h http.c granc.h
 	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_http.c http.c
 $(U)/unit_ev: $(U)/unit_ev.c $(U)/tap.h ev.c ev_epoll.c ev_kqueue.c granc.h
 	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_ev.c ev.c
-# ws.c twice: its own SHA-1, and BearSSL's as in a TLS build.
 $(U)/unit_ws: $(U)/unit_ws.c $(U)/tap.h ws.c granc.h
 	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_ws.c ws.c
-$(U)/unit_ws_tls: $(U)/unit_ws.c $(U)/tap.h ws.c granc.h
-	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ $(U)/unit_ws.c ws.c -lbearssl
 # reload.c twice: inotify, and the portable stat() scan forced on Linux.
 $(U)/unit_reload: $(U)/unit_reload.c $(U)/tap.h reload.c log.c http.c granc.h
 	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_reload.c reload.c log.c http.c
 $(U)/unit_reload_poll: $(U)/unit_reload.c $(U)/tap.h reload.c log.c http.c granc.h
 	$(CC) $(SAN) $(WARN) -DRELOAD_POLL -I. -o $@ $(U)/unit_reload.c reload.c log.c http.c
 # tls.c, TLS builds only; openssl(1) makes its certificates at run time.
-$(U)/unit_tls: $(U)/unit_tls.c $(U)/tap.h tls.c granc.h
+$(U)/unit_tls: $(U)/unit_tls.c $(U)/tap.h tls.c tls.h granc.h
 	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ $(U)/unit_tls.c tls.c -lbearssl
 
 UNITS = $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_reload $(U)/unit_reload_poll
 ifeq ($(TLS),1)
-UNITS += $(U)/unit_ws_tls $(U)/unit_tls
+UNITS += $(U)/unit_tls
 endif
 
 # No BSD machine here: prove the kqueue back end at least compiles.
@@ -204,7 +201,7 @@ $(F)/fuzz_ws: $(F)/fuzz_ws.c ws.c granc.h
 $(F)/fuzz_opts: $(F)/fuzz_opts.c granc.c granc.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -DGRANC_FUZZ $(if $(filter 1,$(TLS)),-DGRANC_TLS) \
 	  -o $@ $(F)/fuzz_opts.c granc.c
-$(F)/fuzz_pem: $(F)/fuzz_pem.c tls.c granc.h
+$(F)/fuzz_pem: $(F)/fuzz_pem.c tls.c tls.h granc.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -DGRANC_FUZZ -DGRANC_TLS -o $@ $(F)/fuzz_pem.c -lbearssl
 
 # $(call fuzz_run,seconds): each harness in turn, from its seed corpus and
@@ -243,7 +240,7 @@ install-python:
 
 # Everything the Makefile builds; clean removes exactly these.
 BINS = granc granc-asan tests/granc-test tests/granc-asan tests/granc-static \
-       $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_ws_tls $(U)/unit_reload \
+       $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_reload \
        $(U)/unit_reload_poll $(U)/unit_tls $(FUZZERS:%=$(F)/fuzz_%) $(F)/fuzz_pem
 
 clean:

@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include "asgi_int.h"
 #include "py.h"
+#include "tls.h"
 
 #define FILE_CHUNK   (128 << 10)/* pathsend: bytes per sendfile call */
 
@@ -37,13 +38,6 @@ static PyObject *lifespan_state;        /* shared by the requests, copied */
 static PyObject *asgi_dict, *ext_dict, *s_http, *s_http_scheme, *s_https_scheme, *v11, *v10;
 
 /* The ASGI "tls" extension (beyond Granian), next to the usual ones. */
-#ifndef GRANC_TLS
-static PyObject *tls_extensions(conn *c)
-{
-    (void)c;
-    return Py_NewRef(ext_dict);
-}
-#else
 static PyObject *tls_extensions(conn *c)
 {
     PyObject *ext = PyDict_Copy(ext_dict), *chain = PyList_New(0);
@@ -74,7 +68,6 @@ static PyObject *tls_extensions(conn *c)
     Py_XDECREF(tls);
     return ext;
 }
-#endif
 PyObject *k_type, *k_asgi, *k_http_version, *k_server, *k_client, *k_scheme,
                 *k_method, *k_root_path, *k_path, *k_raw_path, *k_query, *k_headers,
                 *k_extensions, *k_state, *k_body, *k_more_body, *k_status,

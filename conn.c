@@ -23,6 +23,7 @@
 #include <sys/sendfile.h>
 #endif
 #include "conn.h"
+#include "tls.h"
 #include "worker.h"
 
 #define BUF_INIT        16384    /* first read buffer; grows up to --http1-buffer-size */
@@ -51,9 +52,7 @@ void conn_access_log(conn *c, int status, const char *scheme)
  * They behave as read(2) and writev(2) on a non-blocking socket. */
 ssize_t conn_rd(conn *c, void *buf, size_t n)
 {
-#ifdef GRANC_TLS
     if (c->tls) return tls_read(c->tls, c->fd, buf, n);
-#endif
     ssize_t r;
     do r = read(c->fd, buf, n);
     while (r < 0 && errno == EINTR);
@@ -62,9 +61,7 @@ ssize_t conn_rd(conn *c, void *buf, size_t n)
 
 ssize_t conn_wrv(conn *c, const struct iovec *iov, int n)
 {
-#ifdef GRANC_TLS
     if (c->tls) return tls_writev(c->tls, c->fd, iov, n > 64 ? 64 : n);
-#endif
     ssize_t w;
     do w = writev(c->fd, iov, n > 64 ? 64 : n);
     while (w < 0 && errno == EINTR);
@@ -93,11 +90,7 @@ ssize_t conn_file(conn *c, int fd, off_t *off, size_t n)
  * (a handshake flight) or the reverse. */
 static int conn_want(conn *c, int mask)
 {
-#ifdef GRANC_TLS
     if (c->tls) return tls_want(c->tls);
-#else
-    (void)c;
-#endif
     return mask;
 }
 
@@ -128,9 +121,7 @@ void conn_buf_put(conn *c)
 void conn_close(conn *c)
 {
     ev_del(W.loop, c->fd, EV_READ | EV_WRITE);
-#ifdef GRANC_TLS
     if (c->tls) tls_free(c->tls);
-#endif
     close(c->fd);
     M_SUB(connections_active, 1);
     if (c->prev) c->prev->next = c->next; else W.conns = c->next;
@@ -161,9 +152,7 @@ static int want_read(conn *c)
  * destroy the answer before the client has read it. */
 static void conn_linger(conn *c)
 {
-#ifdef GRANC_TLS
     if (c->tls) tls_close(c->tls, c->fd);
-#endif
     char b;
     if (atomic_load(&W.stopping) && c->len == c->dend
         && recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) {
@@ -441,13 +430,11 @@ void conn_new(int fd, const listener *ls, struct sockaddr_storage *sa)
         int one = 1;     /* a response leaves in one write: no Nagle stalls */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-#ifdef GRANC_TLS
     if (W.cfg->tls && !(c->tls = tls_new(W.cfg->tls))) {
         close(fd);
         free(c);
         return;
     }
-#endif
     c->trusted = proxy_trusted(c->addr, ls->family);
     c->next = W.conns;
     if (W.conns) W.conns->prev = c;

@@ -10,6 +10,7 @@
  */
 #include "granc.h"
 #include "net.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -68,11 +69,6 @@ static const char *const feat_name[] = {
 
 #define NOMAX LLONG_MAX             /* no bound but the field's type */
 
-#ifdef GRANC_TLS                    /* TLS options work when BearSSL was found */
-#define TLS_BUILT 1
-#else
-#define TLS_BUILT 0
-#endif
 
 typedef struct opt {
     const char *name;               /* flag without the leading "--" */
@@ -847,12 +843,10 @@ int main(int argc, char **argv)
         log_warn("%d workers is more than the %ld online CPUs", cfg.workers, cpus);
 
     log_info("Starting granc %s (main PID: %ld)", GRANC_VERSION, (long)getpid());
-#ifdef GRANC_TLS
     if (cfg.ssl_certificate) {      /* bad files stop us before anything is bound */
         char err[512];
         if (!(cfg.tls = tls_load(&cfg, err, sizeof err)))
             die("%s", err);
     }
-#endif
     return master_run(&cfg);
 }

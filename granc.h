@@ -411,37 +411,9 @@ int ws_accept_key(const char *key, size_t n, char out[29]);
 /* Whether a close code received from a client is valid (RFC 6455 7.4). */
 int ws_close_code_ok(int code);
 
-/* ===================================================================
- * tls.c -- TLS 1.2 with BearSSL (built when bearssl.h is found: GRANC_TLS)
- * =================================================================== */
-
+/* TLS (tls.h): the master's certificates and key, one engine per connection. */
 typedef struct tls_ctx tls_ctx;      /* certificates, key, anchors: per process */
 typedef struct tls_conn tls_conn;    /* one connection's engine and buffers */
-
-/* Load and check --ssl-* files (chain, key with its password, CA, CRLs)
- * in the master, before any worker starts; workers inherit the result.
- * NULL with a one-line reason in err (naming the file) on failure. */
-tls_ctx *tls_load(const config *cfg, char *err, size_t errlen);
-/* A server engine for one accepted connection; NULL when out of memory. */
-tls_conn *tls_new(tls_ctx *ctx);
-void tls_free(tls_conn *t);
-/* Like read(2)/writev(2) on fd through the engine: bytes, 0 at a clean
- * end, -1 with errno (EAGAIN: see tls_want for the direction). */
-ssize_t tls_read(tls_conn *t, int fd, void *buf, size_t n);
-ssize_t tls_writev(tls_conn *t, int fd, const struct iovec *iov, int n);
-/* After EAGAIN: EV_READ or EV_WRITE, what the engine waits for. */
-int tls_want(tls_conn *t);
-/* Decrypted bytes held by the engine: the fd will not signal them, so
- * read them before waiting for EV_READ. */
-size_t tls_pending(tls_conn *t);
-/* Send close_notify (best effort, non-blocking). */
-void tls_close(tls_conn *t, int fd);
-/* Facts for the app once the handshake is done: "TLSv1.2", the cipher
- * suite's IANA name, the ALPN protocol; the client's chain as DER. */
-const char *tls_version(tls_conn *t);
-const char *tls_cipher(tls_conn *t);
-const char *tls_alpn(tls_conn *t);
-int tls_client_chain(tls_conn *t, const unsigned char **der, size_t *len, int i);
 
 /* ===================================================================
  * log.c -- server log and access log

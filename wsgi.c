@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include "conn.h"
 #include "py.h"
+#include "tls.h"
 
 #define HEAD_MAX       65536     /* response head bytes the app may produce */
 #define KEY_CACHE_MAX  256       /* cached "HTTP_*" environ keys */
@@ -628,7 +629,6 @@ static int set_item(PyObject *d, PyObject *k, PyObject *v)
     return rc;
 }
 
-#ifdef GRANC_TLS
 /* HTTPS: the scheme, and mod_ssl's names for what the handshake settled
  * (beyond Granian, which tells the app nothing of TLS). */
 static int tls_environ(conn *c, PyObject *env)
@@ -650,7 +650,6 @@ static int tls_environ(conn *c, PyObject *env)
     }
     return 0;
 }
-#endif
 
 /* PATH_INFO: percent-decoded, latin-1, less the --url-path-prefix. */
 static PyObject *path_info(slice path)
@@ -712,9 +711,7 @@ static PyObject *build_environ(conn *c, PyObject *input)
         set_item(env, k_rport, PyUnicode_FromString(port)) ||
         PyDict_SetItem(env, k_input, input))
         goto fail;
-#ifdef GRANC_TLS
     if (c->tls && tls_environ(c, env) < 0) goto fail;
-#endif
     if (c->fwd_proto && set_item(env, k_scheme, PyUnicode_FromString(c->fwd_proto > 0 ? "https" : "http")))
         goto fail;                  /* a trusted proxy's X-Forwarded-Proto */
     for (size_t i = 0; i < rq->nheaders; i++) {

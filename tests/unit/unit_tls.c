@@ -10,7 +10,7 @@
  * server side here through tls.c, non-blocking, and the client in a
  * forked child with BearSSL's own client engine (blocking, br_sslio).
  */
-#include "granc.h"
+#include "tls.h"
 
 #include <bearssl.h>
 #include <errno.h>
