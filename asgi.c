@@ -27,6 +27,11 @@
 #include "asgi_int.h"
 #include "py.h"
 #include "tls.h"
+#include "ev.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "worker.h"
 
 #define FILE_CHUNK   (128 << 10)/* pathsend: bytes per sendfile call */
 

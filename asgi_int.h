@@ -6,6 +6,8 @@
 #define ASGI_INT_H
 
 #include "conn.h"
+#include "ws.h"
+#include "wsgi.h"
 
 #define SEND_HWM     65536      /* unsent bytes above which send() waits */
 #define QMAX         16         /* pieces of unsent output per request */
@@ -78,6 +80,7 @@ int asgi_is_type(PyObject *type, PyObject *name);
 PyObject *asgi_scope(conn *c);
 
 /* asgi_ws.c: websocket requests */
+void asgi_stop(conn *c);            /* the worker stops: close (1001) */
 int asgi_ws_wanted(conn *c);
 PyObject *asgi_ws_scope(conn *c);
 void asgi_ws_event(Transport *t);

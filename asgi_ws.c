@@ -19,6 +19,8 @@
 #include <string.h>
 #include "asgi_int.h"
 #include "py.h"
+#include "http.h"
+#include "ws.h"
 
 static PyObject *t_ws_connect, *t_ws_accept, *t_ws_receive, *t_ws_send, *t_ws_close,
                 *t_ws_disconnect, *t_ws_rstart, *t_ws_rbody, *k_text, *k_bytes, *k_code,

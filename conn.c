@@ -24,6 +24,11 @@
 #endif
 #include "conn.h"
 #include "tls.h"
+#include "worker_int.h"
+#include "ev.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 #define BUF_INIT        16384    /* first read buffer; grows up to --http1-buffer-size */

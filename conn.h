@@ -8,6 +8,7 @@
 #define CONN_H
 
 #include "granc.h"
+#include "http.h"
 #include "net.h"
 
 /* A connection is owned by exactly one thread at a time: the loop thread
@@ -94,5 +95,37 @@ void conn_buf_put(conn *c);
 int conn_finish(conn *c);
 void conn_serve(conn *c);
 void conn_drain_waitq(void);
+
+
+/* ===================================================================
+ * The application interfaces: one table each, chosen once per worker
+ * (worker.c) from --interface.  conn.c calls start when a request is
+ * ready and event when a connection the interface watches is ready; the
+ * interface answers through conn.h.  A NULL hook is one the interface
+ * does not need.
+ * =================================================================== */
+
+typedef struct app_iface {
+    const char *name;
+    /* The app is loaded (GIL held): set up; -1 with an exception set. */
+    int (*init)(const config *cfg, void *app);
+    /* Serve until the worker has stopped, driving its loop (loop_fd) from
+     * the interface's own (asyncio); returns an exit code.  NULL: the
+     * worker runs its loop itself. */
+    int (*run)(int loop_fd);
+    /* c's request is ready (CS_APP).  Returns 1 when it is already done
+     * (run inline), 0 when the interface finishes it later. */
+    int (*start)(conn *c);
+    void (*event)(conn *c, int mask);   /* c is readable/writable in CS_APP */
+    void (*sweep)(conn *c, int64_t now, int64_t timeout_ms);  /* once a second, CS_APP */
+    void (*stop)(conn *c);              /* a graceful stop begins; c is in CS_APP */
+    void (*exit)(void);                 /* the loop has ended; Python is about to go */
+} app_iface;
+
+/* pool.c: WSGI on the loop thread (--blocking-threads 1) or on threads */
+extern const app_iface wsgi_inline_iface, wsgi_pool_iface;
+/* asgi.c: ASGI on asyncio (the websocket requests in asgi_ws.c) */
+extern const app_iface asgi_iface;
+/* RSGI: not supported yet (granc.c refuses --interface rsgi). */
 
 #endif

@@ -11,6 +11,9 @@
 #include "granc.h"
 #include "net.h"
 #include "tls.h"
+#include "http.h"
+#include "log.h"
+#include "master.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -37,6 +37,7 @@
 #endif
 
 #include "granc.h"
+#include "http.h"
 
 #include <limits.h>
 #include <stdio.h>

@@ -6,6 +6,11 @@
  * starts Python.
  */
 #include "granc.h"
+#include "log.h"
+#include "master.h"
+#include "metrics.h"
+#include "reload.h"
+#include "worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -22,6 +22,9 @@
  * here, as no counter gets near 2^63.
  */
 #include "granc.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include "net.h"
+#include "http.h"
 
 typedef struct trust_net {
     int family;                  /* AF_INET or AF_INET6 */

@@ -3,6 +3,7 @@
 #define NET_H
 
 #include "granc.h"
+#include "http.h"
 
 #define PROXY_ADDR_MAX 64           /* an IP as text, with room to spare */
 

@@ -17,6 +17,10 @@
 #include <unistd.h>
 #include "conn.h"
 #include "pool.h"
+#include "log.h"
+#include "metrics.h"
+#include "worker.h"
+#include "wsgi.h"
 
 static struct pool {
     pthread_mutex_t mu;

@@ -5,7 +5,7 @@
 #ifndef POOL_H
 #define POOL_H
 
-#include "granc.h"
+#include "conn.h"
 
 /* The requests finished since the last call, linked by qnext. */
 conn *pool_done(void);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "py.h"
+#include "log.h"
 
 /* Granian's target resolution (granian/_internal.py), in Python because
  * it is Python's import machinery that it drives. */

@@ -8,6 +8,7 @@
 #define PY_H
 
 #include "granc.h"
+#include "http.h"
 
 /* PEP 587 start-up; exits with WK_EXIT_LOAD if Python cannot start. */
 void py_start(void);

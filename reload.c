@@ -13,6 +13,8 @@
  * trees: those are never watched nor scanned.
  */
 #include "granc.h"
+#include "log.h"
+#include "reload.h"
 
 #include <dirent.h>
 #include <errno.h>

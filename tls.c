@@ -13,6 +13,8 @@
  * ChaCha20-Poly1305), no renegotiation, ALPN "http/1.1".
  */
 #include "tls.h"
+#include "ev.h"
+#include "log.h"
 
 #include <bearssl.h>
 #include <errno.h>

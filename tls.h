@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include "ev.h"
 #include "granc.h"
 
 #ifdef GRANC_TLS

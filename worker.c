@@ -23,6 +23,10 @@
 #include "conn.h"
 #include "pool.h"
 #include "py.h"
+#include "worker_int.h"
+#include "ev.h"
+#include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 #define ACCEPT_BATCH    64       /* accepts per readiness event, for fairness */

@@ -44,6 +44,8 @@
  * invalid, so every later call fails too, however the bytes were cut.
  */
 #include "granc.h"
+#include "http.h"
+#include "ws.h"
 
 #include <string.h>
 

@@ -21,6 +21,9 @@
 #include "conn.h"
 #include "py.h"
 #include "tls.h"
+#include "http.h"
+#include "log.h"
+#include "wsgi.h"
 
 #define HEAD_MAX       65536     /* response head bytes the app may produce */
 #define KEY_CACHE_MAX  256       /* cached "HTTP_*" environ keys */

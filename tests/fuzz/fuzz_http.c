@@ -13,6 +13,7 @@
  * to GROW_MAX bytes, as each call rescans the request line).
  */
 #include "granc.h"
+#include "http.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -31,6 +31,8 @@
  * stays on and long runs do not grow.
  */
 #include "granc.h"
+#include "log.h"
+#include "master.h"
 
 #include <sanitizer/allocator_interface.h>
 #include <stdint.h>

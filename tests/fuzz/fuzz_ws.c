@@ -17,6 +17,8 @@
  * size so ASan sees any read past it.
  */
 #include "granc.h"
+#include "http.h"
+#include "ws.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -18,6 +18,7 @@
 
 #define AREA_BYTES 1             /* no guarded inputs here */
 #include "tap.h"
+#include "ev.h"
 
 /* What one callback saw; the probe is the udata, so a call reaching the
  * right probe shows that udata was passed through. */

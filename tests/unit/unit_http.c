@@ -19,6 +19,7 @@
 #define AREA_BYTES (64 * 1024)
 
 #include "tap.h"
+#include "http.h"
 
 /* ---- request parser ------------------------------------------------------ */
 

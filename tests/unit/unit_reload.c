@@ -22,6 +22,7 @@
 #define AREA_BYTES 4096             /* one ignored directory name, guarded */
 
 #include "tap.h"
+#include "reload.h"
 
 /* A file replaced by rename: inotify sees it arrive, a scan sees its
  * inode change. */

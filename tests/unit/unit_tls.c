@@ -29,6 +29,8 @@
 
 #define AREA_BYTES 1             /* no guarded inputs here */
 #include "tap.h"
+#include "ev.h"
+#include "log.h"
 
 static char dir[64];
 static char last_warn[512];

@@ -25,6 +25,8 @@
 #define MASK_KEY    "\x37\xfa\x21\x3d"
 
 #include "tap.h"
+#include "http.h"
+#include "ws.h"
 
 /* ---- handshake ----------------------------------------------------------- */
 
