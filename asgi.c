@@ -398,7 +398,7 @@ static PyObject *next_message(Transport *t)
     if (!c || t->gone) return disconnect_msg();
     if (!t->body_final) {
         ssize_t n = conn_body_nb(c);
-        if (n == -2) return NULL;
+        if (n == HTTP_INCOMPLETE) return NULL;
         if (n < 0) {                    /* client gone, or a bad body */
             t->gone = 1;
             return disconnect_msg();

@@ -190,7 +190,7 @@ void conn_reply_error(conn *c, int status)
 }
 
 /* Read what the socket has into the buffer.  Returns bytes read, 0 at
- * EOF, -1 on error or EAGAIN (errno tells), -2 when the buffer is full at
+ * EOF, -1 on error or EAGAIN (errno tells), CONN_FULL when the buffer is full at
  * its limit. */
 static ssize_t conn_fill(conn *c)
 {
@@ -207,7 +207,7 @@ static ssize_t conn_fill(conn *c)
         c->cap = buf_first();
     }
     if (c->len == c->cap) {
-        if (c->cap >= W.cfg->http1_buffer_size || c->state == CS_BODY) return -2;
+        if (c->cap >= W.cfg->http1_buffer_size || c->state == CS_BODY) return CONN_FULL;
         size_t cap = c->cap * 2;
         if (cap > W.cfg->http1_buffer_size) cap = W.cfg->http1_buffer_size;
         char *b = realloc(c->buf, cap);
@@ -399,8 +399,8 @@ static void on_conn(ev_loop *l, int fd, void *udata, int mask)
         c->counted = 1;
         M_ADD(connections_handled, 1);
     }
-    if (n == -2 && c->state == CS_BODY) n = 1;  /* room full: the app reads on */
-    if (n == -2) { conn_reply_error(c, 431); return; }
+    if (n == CONN_FULL && c->state == CS_BODY) n = 1;  /* room full: the app reads on */
+    if (n == CONN_FULL) { conn_reply_error(c, 431); return; }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         if (c->tls && !c->counted && n < 0) M_ADD(connections_err, 1);   /* handshake */
         conn_close(c);
@@ -524,7 +524,7 @@ static int body_decode(conn *c)
 }
 
 /* Make decoded body bytes available; wait: block in poll() (application
- * threads) or return -2 when the socket has nothing yet (ASGI). */
+ * threads) or return HTTP_INCOMPLETE when the socket has nothing yet (ASGI). */
 static ssize_t body_more(conn *c, int wait)
 {
     for (;;) {
@@ -544,7 +544,7 @@ static ssize_t body_more(conn *c, int wait)
         c->dpos = c->dend = c->len = c->head;   /* all consumed: reuse room */
         ssize_t n = conn_rd(c, c->buf + c->len, c->cap - c->len);
         if (n > 0) { c->len += (size_t)n; continue; }
-        if (n < 0 && errno == EAGAIN && !wait) return -2;
+        if (n < 0 && errno == EAGAIN && !wait) return HTTP_INCOMPLETE;
         if (n < 0 && errno == EAGAIN && conn_wait(c, POLLIN) == 0) continue;
         c->broken = 1;          /* EOF, error or timeout inside a body */
         return -1;

@@ -11,6 +11,10 @@
 #include "http.h"
 #include "net.h"
 
+/* -2 is HTTP_INCOMPLETE everywhere: nothing more yet.  A read buffer at its
+ * cap is a code of its own. */
+#define CONN_FULL (-3)
+
 /* A connection is owned by exactly one thread at a time: the loop thread
  * while it reads a request head (CS_HEAD), reads ahead a small body
  * (CS_BODY) or lingers before closing (CS_LINGER); an application thread
@@ -66,7 +70,7 @@ ssize_t conn_rd(conn *c, void *buf, size_t n);
 ssize_t conn_wrv(conn *c, const struct iovec *iov, int n);
 ssize_t conn_file(conn *c, int fd, off_t *off, size_t n);
 ssize_t conn_body(conn *c);
-ssize_t conn_body_nb(conn *c);      /* as conn_body; -2: nothing yet */
+ssize_t conn_body_nb(conn *c);      /* as conn_body; HTTP_INCOMPLETE: nothing yet */
 int conn_gone(conn *c);
 ssize_t conn_write_nb(conn *c, const struct iovec *iov, int n);
 int conn_send(conn *c, const struct iovec *iov, int n);

@@ -1,4 +1,4 @@
-/* granc.c -- configuration and the master process.
+/* granc.c -- main() and the configuration.
  *
  * One table, opts[], describes every option of Granian's command line: its
  * flag, its GRANIAN_* variable, its type and range, its default, where it
@@ -6,7 +6,8 @@
  * environment, --help and the "not supported yet" check all walk that
  * table, so adding or enabling an option is a one-row change.
  *
- * Then master.c takes over.
+ * main() validates the result, loads the --ssl-* files, and hands over to
+ * the master process (master.c), which binds and supervises.
  */
 #include "granc.h"
 #include "net.h"

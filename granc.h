@@ -28,8 +28,8 @@
 #define WK_EXIT_ERROR   1
 #define WK_EXIT_LOAD    3           /* the application could not be loaded */
 
-/* Clocks: monotonic milliseconds and microseconds (timeouts, durations),
- * wall-clock seconds (the access log). */
+/* Clocks: monotonic milliseconds, microseconds and seconds (timeouts,
+ * durations, supervision), wall-clock seconds (the access log). */
 static inline int64_t clock_ms(void)
 {
     struct timespec ts;
@@ -41,6 +41,10 @@ static inline int64_t clock_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+static inline double clock_s(void)
+{
+    return (double)clock_us() / 1e6;
 }
 static inline double clock_wall(void)
 {

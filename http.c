@@ -780,13 +780,6 @@ const char *http_date(void)
     return date;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    ch |= 32;
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
 /* Percent-decode in[0,n) into out (room for n bytes); a '%' not followed
  * by two hex digits stays as it is.  Returns the decoded length. */
 size_t http_pct_decode(const char *in, size_t n, char *out)
@@ -794,8 +787,8 @@ size_t http_pct_decode(const char *in, size_t n, char *out)
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         int hi, lo;
-        if (in[i] == '%' && i + 2 < n && (hi = hexval(in[i + 1])) >= 0 &&
-            (lo = hexval(in[i + 2])) >= 0) {
+        if (in[i] == '%' && i + 2 < n && (hi = hex_value((unsigned char)in[i + 1])) >= 0 &&
+            (lo = hex_value((unsigned char)in[i + 2])) >= 0) {
             out[o++] = (char)(hi * 16 + lo);
             i += 2;
         } else {
