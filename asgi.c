@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "aio.h"
 #include "asgi_int.h"
 #include "py.h"
 #include "tls.h"
@@ -37,9 +38,6 @@
 
 const config *asgi_cfg;
 static PyObject *app;
-static PyObject *loop_create_future, *loop_create_task, *loop_task_factory;
-static PyObject *loop_obj, *task_type, *task_kwnames, *task_name;
-static PyObject *lifespan_state;        /* shared by the requests, copied */
 static PyObject *asgi_dict, *ext_dict, *s_http, *s_http_scheme, *s_https_scheme, *v11, *v10;
 
 /* The ASGI "tls" extension (beyond Granian), next to the usual ones. */
@@ -83,57 +81,6 @@ static PyObject *msg_disconnect;
 static PyObject *ready_none;            /* send()'s usual answer: done, None */
 static PyObject *m_add_done_callback, *m_cancelled, *m_exception, *m_done, *m_set_result,
                 *m_set_exception;
-
-/* ---------------------------------------------------------------------
- * Ready: an awaitable that is already done
- * ------------------------------------------------------------------- */
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *value;
-} Ready;
-
-static void ready_dealloc(Ready *self)
-{
-    Py_XDECREF(self->value);
-    PyObject_Free(self);
-}
-
-static PyObject *ready_await(Ready *self)
-{
-    Py_INCREF(self);
-    return (PyObject *)self;
-}
-
-static PyObject *ready_next(Ready *self)
-{
-    if (self->value && self->value != Py_None)
-        PyErr_SetObject(PyExc_StopIteration, self->value);   /* never a tuple */
-    return NULL;
-}
-
-static PyAsyncMethods ready_async = { .am_await = (unaryfunc)ready_await };
-
-static PyTypeObject ReadyType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "granc.Ready",
-    .tp_basicsize = sizeof(Ready),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_dealloc = (destructor)ready_dealloc,
-    .tp_as_async = &ready_async,
-    .tp_iter = PyObject_SelfIter,
-    .tp_iternext = (iternextfunc)ready_next,
-};
-
-/* Steals value. */
-PyObject *asgi_ready(PyObject *value)
-{
-    if (!value) return NULL;
-    Ready *r = PyObject_New(Ready, &ReadyType);
-    if (!r) { Py_DECREF(value); return NULL; }
-    r->value = value;
-    return (PyObject *)r;
-}
 
 /* ---------------------------------------------------------------------
  * The per-request transport
@@ -243,7 +190,7 @@ int tr_waiters(Transport *t)
 PyObject *tr_new_waiter(Transport *t)
 {
     if (!t->recv_waiters && !(t->recv_waiters = PyList_New(0))) return NULL;
-    PyObject *f = PyObject_CallNoArgs(loop_create_future);
+    PyObject *f = PyObject_CallNoArgs(aio_create_future);
     if (f && PyList_Append(t->recv_waiters, f) < 0) Py_CLEAR(f);
     return f;
 }
@@ -264,7 +211,7 @@ void tr_wake(Transport *t, PyObject *msg, int all)
 static PyObject *future(PyObject **slot)
 {
     waiting(slot);
-    if (!*slot && !(*slot = PyObject_CallNoArgs(loop_create_future)))
+    if (!*slot && !(*slot = PyObject_CallNoArgs(aio_create_future)))
         return NULL;
     Py_INCREF(*slot);
     return *slot;
@@ -419,7 +366,7 @@ static PyObject *asgi_receive(Transport *t, PyObject *unused)
 {
     (void)unused;
     PyObject *m = next_message(t);
-    if (m || PyErr_Occurred()) return asgi_ready(m);
+    if (m || PyErr_Occurred()) return aio_ready(m);
     PyObject *f = tr_new_waiter(t);
     tr_watch(t);
     return f;
@@ -785,7 +732,7 @@ PyObject *asgi_scope(conn *c)
         (rq->query.n && asgi_set(scope, k_query, PyBytes_FromStringAndSize(rq->query.p, (Py_ssize_t)rq->query.n))) ||
         asgi_set(scope, k_headers, headers) ||
         (c->tls && asgi_set(scope, k_extensions, tls_extensions(c))) ||
-        asgi_set(scope, k_state, PyDict_Copy(lifespan_state))) {
+        asgi_set(scope, k_state, PyDict_Copy(aio_lifespan_state))) {
         Py_DECREF(scope);
         return NULL;
     }
@@ -798,23 +745,6 @@ static PyMethodDef send_def = {"send", (PyCFunction)asgi_send, METH_O, NULL};
 static PyMethodDef done_def = {"done", (PyCFunction)task_done, METH_O, NULL};
 static PyMethodDef ws_recv_def = {"receive", (PyCFunction)asgi_ws_receive, METH_NOARGS, NULL};
 static PyMethodDef ws_send_def = {"send", (PyCFunction)asgi_ws_send, METH_O, NULL};
-
-/* loop.create_task(coro).  Without a task factory that is Task(coro,
- * loop=loop), but create_task first names the task "Task-<n>" with a
- * printf, 6 % of a hello-world request's instructions: request tasks are
- * all named "granc.request" instead. */
-static PyObject *new_task(PyObject *coro)
-{
-    PyObject *f = PyObject_CallNoArgs(loop_task_factory);
-    if (!f) return NULL;
-    if (f != Py_None) {
-        Py_DECREF(f);
-        return PyObject_CallOneArg(loop_create_task, coro);
-    }
-    Py_DECREF(f);
-    PyObject *args[] = { coro, loop_obj, task_name };
-    return PyObject_Vectorcall(task_type, args, 1, task_kwnames);
-}
 
 static void asgi_begin(conn *c)
 {
@@ -848,7 +778,7 @@ static void asgi_begin(conn *c)
     Py_XDECREF(scope); Py_XDECREF(recv); Py_XDECREF(send);
     PyObject *cb = NULL, *r = NULL;
     if (coro) {
-        t->task = new_task(coro);
+        t->task = aio_new_task(coro);
         Py_DECREF(coro);
     }
     if (t->task && (cb = PyCFunction_New(&done_def, (PyObject *)t)))
@@ -1000,185 +930,17 @@ static void asgi_sweep(conn *c, int64_t now, int64_t timeout_ms)
     Py_DECREF(t);
 }
 
-/* ---------------------------------------------------------------------
- * The control plane: loop, lifespan, drain (Python)
- * ------------------------------------------------------------------- */
-
-static const char runner_src[] =
-"import asyncio, sys\n"
-"ASGI = {'version': '3.0', 'spec_version': '2.3'}\n"
-"def new_loop(kind):\n"
-"    if kind in ('auto', 'uvloop'):\n"
-"        try:\n"
-"            import uvloop\n"
-"            return uvloop.new_event_loop()\n"
-"        except ImportError:\n"
-"            if kind == 'uvloop':\n"
-"                raise RuntimeError('--loop uvloop: uvloop is not installed')\n"
-"    elif kind not in ('asyncio',):\n"
-"        raise RuntimeError(f'--loop {kind}: not available in granc')\n"
-"    return asyncio.new_event_loop()\n"
-"class Lifespan:\n"
-"    def __init__(self, app, state, log):\n"
-"        self.app, self.state, self.log = app, state, log\n"
-"        self.events = asyncio.Queue()\n"
-"        loop = asyncio.get_running_loop()\n"
-"        self.started, self.stopped = loop.create_future(), loop.create_future()\n"
-"        self.unsupported = False\n"
-"    async def run(self):\n"
-"        scope = {'type': 'lifespan', 'asgi': dict(ASGI), 'state': self.state}\n"
-"        try:\n"
-"            await self.app(scope, self.events.get, self.send)\n"
-"        except BaseException as e:\n"
-"            self.unsupported = True\n"
-"            reported = any(f.done() and f.result() for f in (self.started, self.stopped))\n"
-"            if not reported:\n"
-"                self.log(30, 'ASGI Lifespan errored, continuing without Lifespan support')\n"
-"        finally:\n"
-"            for f in (self.started, self.stopped):\n"
-"                if not f.done():\n"
-"                    f.set_result(None)\n"
-"    async def send(self, msg):\n"
-"        t = msg['type']\n"
-"        if t == 'lifespan.startup.complete':\n"
-"            self.started.set_result(None)\n"
-"        elif t == 'lifespan.startup.failed':\n"
-"            self.started.set_result(msg.get('message') or 'lifespan startup failed')\n"
-"        elif t == 'lifespan.shutdown.complete':\n"
-"            self.stopped.set_result(None)\n"
-"        elif t == 'lifespan.shutdown.failed':\n"
-"            self.stopped.set_result(msg.get('message') or 'lifespan shutdown failed')\n"
-"        else:\n"
-"            raise RuntimeError('Unsupported ASGI message')\n"
-"    async def startup(self):\n"
-"        self.task = asyncio.get_running_loop().create_task(self.run())\n"
-"        await self.events.put({'type': 'lifespan.startup'})\n"
-"        return await self.started\n"
-"    async def shutdown(self):\n"
-"        if self.unsupported or self.task.done():\n"
-"            return None\n"
-"        await self.events.put({'type': 'lifespan.shutdown'})\n"
-"        return await self.stopped\n"
-"async def serve(app, lifespan, fd, poll, listen, log):\n"
-"    loop = asyncio.get_running_loop()\n"
-"    state = {}\n"
-"    ls = Lifespan(app, state, log) if lifespan else None\n"
-"    if ls:\n"
-"        failed = await ls.startup()\n"
-"        if failed:\n"
-"            log(40, f'ASGI lifespan startup failed: {failed}')\n"
-"            return 3\n"
-"    done = loop.create_future()\n"
-"    timer = [None, False]\n"
-"    def tick():\n"
-"        timer[1] = poll()\n"
-"        if not done.done():\n"
-"            timer[0] = loop.call_later(0.05 if timer[1] else 0.5, tick)\n"
-"    def ready():\n"
-"        if poll() and not timer[1]:\n"
-"            timer[0].cancel()\n"
-"            tick()\n"
-"    loop.add_reader(fd, ready)\n"
-"    timer[0] = loop.call_later(0.5, tick)\n"
-"    listen(state, loop, done)\n"
-"    await done\n"
-"    loop.remove_reader(fd)\n"
-"    if ls:\n"
-"        failed = await ls.shutdown()\n"
-"        if failed:\n"
-"            log(40, f'ASGI lifespan shutdown failed: {failed}')\n"
-"    return 0\n"
-"def run(app, lifespan, fd, poll, listen, log, kind):\n"
-"    loop = new_loop(kind)\n"
-"    asyncio.set_event_loop(loop)\n"
-"    try:\n"
-"        return loop.run_until_complete(serve(app, lifespan, fd, poll, listen, log))\n"
-"    finally:\n"
-"        loop.close()\n";
-
-/* The reader callback of granc's loop descriptor (and a 0.5 s tick):
- * run granc's events; once a stop has drained the worker, say so. */
-static PyObject *drained_fut;
-static PyObject *py_poll(PyObject *self, PyObject *unused)
-{
-    (void)self; (void)unused;
-    if (wk_poll() && drained_fut)
-        resolve(&drained_fut, Py_NewRef(Py_None));
-    if (PyErr_Occurred()) py_log_exception("granc: error in the event loop");
-    return PyBool_FromLong(wk_stopping());    /* the tick quickens while stopping */
-}
-
-static PyObject *py_listen(PyObject *self, PyObject *args)
-{
-    (void)self;
-    PyObject *state, *loop, *done;
-    if (!PyArg_ParseTuple(args, "OOO", &state, &loop, &done)) return NULL;
-    Py_XSETREF(drained_fut, Py_NewRef(done));
-    Py_INCREF(state);
-    Py_XSETREF(lifespan_state, state);
-    loop_create_future = PyObject_GetAttrString(loop, "create_future");
-    loop_create_task = PyObject_GetAttrString(loop, "create_task");
-    loop_task_factory = PyObject_GetAttrString(loop, "get_task_factory");
-    PyObject *aio = PyImport_ImportModule("asyncio");
-    task_type = aio ? PyObject_GetAttrString(aio, "Task") : NULL;
-    Py_XDECREF(aio);
-    loop_obj = Py_NewRef(loop);
-    task_kwnames = Py_BuildValue("(ss)", "loop", "name");
-    task_name = PyUnicode_InternFromString("granc.request");
-    if (!loop_create_future || !loop_create_task || !loop_task_factory || !task_type ||
-        !task_kwnames || !task_name)
-        return NULL;
-    wk_listen();
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_log(PyObject *self, PyObject *args)
-{
-    (void)self;
-    int level;
-    const char *msg;
-    if (!PyArg_ParseTuple(args, "is", &level, &msg)) return NULL;
-    log_msg(level, "%s", msg);
-    Py_RETURN_NONE;
-}
-
-static PyMethodDef poll_def = {"poll", py_poll, METH_NOARGS, NULL};
-static PyMethodDef listen_def = {"listen", py_listen, METH_VARARGS, NULL};
-static PyMethodDef log_def = {"log", py_log, METH_VARARGS, NULL};
-
 static int asgi_run(int loop_fd)
 {
     M_SET(blocking_threads, 1);     /* the loop thread runs the app */
-    PyObject *g = PyDict_New(), *r = NULL;
-    if (g && PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins()) == 0)
-        r = PyRun_String(runner_src, Py_file_input, g, g);
-    PyObject *res = NULL;
-    if (r) {
-        PyObject *poll = PyCFunction_New(&poll_def, NULL);
-        PyObject *listen = PyCFunction_New(&listen_def, NULL);
-        PyObject *log = PyCFunction_New(&log_def, NULL);
-        PyObject *run = PyDict_GetItemString(g, "run");
-        if (poll && listen && log && run)
-            res = PyObject_CallFunction(run, "OiiOOOs", app, asgi_cfg->iface == IF_ASGI, loop_fd,
-                                        poll, listen, log, asgi_cfg->loop ? asgi_cfg->loop : "auto");
-        Py_XDECREF(poll); Py_XDECREF(listen); Py_XDECREF(log);
-    }
-    Py_XDECREF(r);
-    Py_XDECREF(g);
-    if (!res) {
-        py_log_exception("granc: the ASGI worker failed");
-        return WK_EXIT_LOAD;
-    }
-    int rc = (int)PyLong_AsLong(res);
-    Py_DECREF(res);
-    return rc;
+    return aio_run(app, asgi_cfg->iface == IF_ASGI, loop_fd, asgi_cfg->loop ? asgi_cfg->loop : "auto");
 }
 
 static int asgi_init(const config *config, void *application)
 {
     asgi_cfg = config;
     app = application;
-    if (PyType_Ready(&ReadyType) < 0 || PyType_Ready(&TransportType) < 0) return -1;
+    if (aio_init() < 0 || PyType_Ready(&TransportType) < 0) return -1;
     if (asgi_ws_intern() < 0) return -1;
     INTERN(k_type, "type"); INTERN(k_asgi, "asgi"); INTERN(k_http_version, "http_version");
     INTERN(k_server, "server"); INTERN(k_client, "client"); INTERN(k_scheme, "scheme");
@@ -1199,11 +961,10 @@ static int asgi_init(const config *config, void *application)
     ext_dict = Py_BuildValue("{s{}s{}s{}}", "http.response.pathsend", "websocket.http.response",
                              "http.response.trailers");
     msg_disconnect = Py_BuildValue("{sO}", "type", t_disconnect);
-    lifespan_state = PyDict_New();
     Py_INCREF(Py_None);
-    ready_none = asgi_ready(Py_None);
+    ready_none = aio_ready(Py_None);
     if (!asgi_dict || !ext_dict || scope_init() < 0) return -1;
-    return ready_none && msg_disconnect && lifespan_state ? 0 : -1;
+    return ready_none && msg_disconnect ? 0 : -1;
 }
 
 const app_iface asgi_iface = {

@@ -73,7 +73,6 @@ PyObject *tr_send_result(Transport *t, int rc);
 PyObject *tr_send_type(Transport *t, PyObject *msg);
 int tr_take_start(Transport *t, PyObject *msg);
 PyObject *asgi_flow_error(const char *what);
-PyObject *asgi_ready(PyObject *value);
 int asgi_set(PyObject *d, PyObject *k, PyObject *v);
 int asgi_get_bool(PyObject *msg, PyObject *key);
 int asgi_is_type(PyObject *type, PyObject *name);

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "aio.h"
 #include "asgi_int.h"
 #include "py.h"
 #include "http.h"
@@ -265,7 +266,7 @@ PyObject *asgi_ws_receive(Transport *t, PyObject *unused)
     (void)unused;
     PyObject *m = ws_next(t);
     if (t->c) tr_flush(t);                 /* pongs and close frames ws_pump queued */
-    if (m || PyErr_Occurred()) return asgi_ready(m);
+    if (m || PyErr_Occurred()) return aio_ready(m);
     PyObject *f = tr_new_waiter(t);
     tr_watch(t);
     return f;
