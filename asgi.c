@@ -389,7 +389,8 @@ int tr_out_body(Transport *t, const char *p, size_t n, PyObject *owner, int64_t 
         const char *hp;
         size_t hn;
         t->h.code = t->status;
-        if (resp_head_build(t->c, &t->h, NULL, 0, t->start_headers, total, &hp, &hn) < 0)
+        if (py_resp_head(&t->h, NULL, 0, t->start_headers, total, t->c->req,
+                         conn_can_keep(t->c), &hp, &hn) < 0)
             return -1;
         t->head_sent = 1;
         if (tr_push(t, hp, hn, NULL, 1) < 0) return -1;

@@ -7,7 +7,6 @@
 
 #include "conn.h"
 #include "ws.h"
-#include "wsgi.h"
 
 #define SEND_HWM     65536      /* unsent bytes above which send() waits */
 #define QMAX         16         /* pieces of unsent output per request */

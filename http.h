@@ -69,4 +69,31 @@ const char *http_reason(int status);
 /* The cached "Date: ..." value (29 bytes + NUL), refreshed once a second. */
 const char *http_date(void);
 
+/* ---- response heads ---- */
+
+#define HTTP_HEAD_MAX   65536        /* response head bytes an app may produce */
+
+/* What a response head fixed. */
+typedef struct resp_head {
+    int code;                        /* status: set by the caller */
+    int64_t clen;                    /* Content-Length sent, or -1 */
+    unsigned chunked : 1;            /* the body goes out chunked */
+    unsigned nobody : 1;             /* HEAD, 1xx, 204, 304: no body bytes */
+    unsigned keep : 1;               /* the head promised keep-alive */
+} resp_head;
+
+/* Write the HTTP/1.1 response head for h->code into out[0,cap): the
+ * status line with reason (NULL: the standard phrase), the app's fields
+ * (names and values already checked: http_is_token, http_value_ok) less
+ * the ones framing belongs to (Transfer-Encoding, Connection, Keep-Alive;
+ * Content-Length kept where a body may follow), server and date unless
+ * given, then the framing: Content-Length (the app's, else total when
+ * known), chunked (HTTP/1.1) or close (HTTP/1.0), and keep-alive as
+ * can_keep allows.  rq is the request answered.  Fills h.  Returns the
+ * head's length, which may exceed cap (nothing past cap is written: call
+ * again with that much room), or HTTP_BAD for an invalid Content-Length. */
+ssize_t http_resp_head(resp_head *h, const char *reason, size_t rn, const http_header *f,
+                       size_t nf, int64_t total, const http_request *rq, int can_keep,
+                       char *out, size_t cap);
+
 #endif

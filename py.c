@@ -184,3 +184,57 @@ PyObject *der_to_pem(const unsigned char *der, size_t n)
     Py_XDECREF(enc);
     return r;
 }
+
+/* The thread's response head buffer: a head leaves before the next one is
+ * built on the same thread. */
+static _Thread_local struct { char *p; size_t cap; } head_buf;
+
+#define PY_FIELDS_STACK 32          /* header fields converted without malloc */
+
+int py_resp_head(resp_head *h, const char *reason, size_t rn, PyObject *headers, int64_t total,
+                 const http_request *rq, int can_keep, const char **out, size_t *outn)
+{
+    http_header stack[PY_FIELDS_STACK], *f = stack;
+    PyObject *seq = PySequence_Fast(headers, "headers must be a list");
+    int rc = -1;
+    if (!seq) return -1;
+    Py_ssize_t nf = PySequence_Fast_GET_SIZE(seq);
+    if (nf > PY_FIELDS_STACK && !(f = PyMem_Malloc(sizeof(*f) * (size_t)nf))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < nf; i++) {
+        const char *k, *v;
+        Py_ssize_t kn, vn;
+        if (py_header(PySequence_Fast_GET_ITEM(seq, i), &k, &kn, &v, &vn) < 0) goto done;
+        f[i] = (http_header){ { k, (size_t)kn }, { v, (size_t)vn } };
+    }
+    for (;;) {
+        ssize_t n = http_resp_head(h, reason, rn, f, (size_t)nf, total, rq, can_keep,
+                                   head_buf.p, head_buf.cap);
+        if (n == HTTP_BAD) {
+            PyErr_SetString(PyExc_ValueError, "invalid Content-Length header");
+            goto done;
+        }
+        if ((size_t)n <= head_buf.cap) {
+            *out = head_buf.p;
+            *outn = (size_t)n;
+            rc = 0;
+            goto done;
+        }
+        if (n > HTTP_HEAD_MAX) {
+            PyErr_SetString(PyExc_ValueError, "response head too large");
+            goto done;
+        }
+        size_t cap = head_buf.cap ? head_buf.cap : 1024;
+        while (cap < (size_t)n) cap *= 2;
+        char *p = realloc(head_buf.p, cap);
+        if (!p) { PyErr_NoMemory(); goto done; }
+        head_buf.p = p;
+        head_buf.cap = cap;
+    }
+done:
+    if (f != stack) PyMem_Free(f);
+    Py_DECREF(seq);
+    return rc;
+}

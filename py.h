@@ -20,6 +20,11 @@ PyObject *py_load_app(const config *cfg);
 int py_log_config(const config *cfg);
 /* Log the pending Python exception with its traceback, and clear it. */
 void py_log_exception(const char *what);
+/* A response head (http_resp_head) from a Python list of (name, value)
+ * pairs, each checked by py_header, in the thread's head buffer: *out
+ * holds until the thread's next head.  -1 with an exception set. */
+int py_resp_head(resp_head *h, const char *reason, size_t rn, PyObject *headers, int64_t total,
+                 const http_request *rq, int can_keep, const char **out, size_t *outn);
 /* A DER certificate as PEM text (str), for apps that want the client's. */
 PyObject *der_to_pem(const unsigned char *der, size_t n);
 

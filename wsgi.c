@@ -25,7 +25,6 @@
 #include "log.h"
 #include "wsgi.h"
 
-#define HEAD_MAX       65536     /* response head bytes the app may produce */
 #define KEY_CACHE_MAX  256       /* cached "HTTP_*" environ keys */
 #define IOV_BATCH      60        /* list items written per writev */
 
@@ -302,141 +301,18 @@ static PyObject *start_response(Resp *self, PyObject *args)
 
 
 
-typedef struct { char *p; size_t n, cap; } obuf;
-static _Thread_local obuf head_buf;       /* one head per thread at a time */
-
-static int put(obuf *b, const char *s, size_t n)
-{
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->n + n) cap *= 2;
-        if (cap > HEAD_MAX) { PyErr_SetString(PyExc_ValueError, "response head too large"); return -1; }
-        char *p = realloc(b->p, cap);
-        if (!p) { PyErr_NoMemory(); return -1; }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    return 0;
-}
-#define PUTS(b, s) put(b, s, sizeof(s) - 1)
-
-/* Compose a response head in the calling thread's buffer (asgi.c uses it
- * too).  headers: a list of (name, value) pairs, str or bytes.  reason:
- * the app's phrase, or NULL for the standard one.  total: the body length
- * when known, else -1.  Fills h; a bad header raises and returns -1. */
-/* The response header names the server looks at, told apart by length
- * first: most names are none of them and cost one switch. */
-enum { H_OTHER, H_TE, H_KEEP_ALIVE, H_CONNECTION, H_CLEN, H_SERVER, H_DATE };
-
-static int special_header(const char *k, size_t n)
-{
-    slice s = { k, n };
-    switch (n) {
-    case 4:  return http_name_is(s, "date") ? H_DATE : H_OTHER;
-    case 6:  return http_name_is(s, "server") ? H_SERVER : H_OTHER;
-    case 10: return http_name_is(s, "connection") ? H_CONNECTION
-                  : http_name_is(s, "keep-alive") ? H_KEEP_ALIVE : H_OTHER;
-    case 14: return http_name_is(s, "content-length") ? H_CLEN : H_OTHER;
-    case 17: return http_name_is(s, "transfer-encoding") ? H_TE : H_OTHER;
-    }
-    return H_OTHER;
-}
-
-int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
-                    void *headers_obj, int64_t total, const char **out, size_t *outn)
-{
-    PyObject *headers = headers_obj;
-    obuf *b = &head_buf;
-    char num[64];
-    int has_server = 0, has_date = 0, close = 0;
-    b->n = 0;
-    h->clen = -1;
-    h->chunked = 0;
-    if (!reason) { reason = http_reason(h->code); rn = strlen(reason); }
-    memcpy(num, "HTTP/1.1 000 ", 13);
-    num[9] = (char)('0' + h->code / 100 % 10);
-    num[10] = (char)('0' + h->code / 10 % 10);
-    num[11] = (char)('0' + h->code % 10);
-    if (put(b, num, 13) || put(b, reason, rn) || PUTS(b, "\r\n")) return -1;
-    PyObject *seq = PySequence_Fast(headers, "headers must be a list");
-    if (!seq) return -1;
-    Py_ssize_t nh = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t i = 0; i < nh; i++) {
-        const char *k, *v;
-        Py_ssize_t kn, vn;
-        if (py_header(PySequence_Fast_GET_ITEM(seq, i), &k, &kn, &v, &vn) < 0) goto fail;
-        /* framing and connection management are the server's business */
-        int special = special_header(k, (size_t)kn);
-        if (special == H_TE || special == H_KEEP_ALIVE)
-            continue;
-        if (special == H_CONNECTION) {
-            close |= http_has_token(v, (size_t)vn, "close");
-            continue;
-        }
-        if (special == H_CLEN) {
-            if (h->code < 200 || h->code == 204)
-                continue;               /* RFC 9110 8.6: never on these */
-            int64_t cl = 0;
-            if (vn == 0 || vn > 18) goto bad_cl;
-            for (Py_ssize_t j = 0; j < vn; j++) {
-                if (v[j] < '0' || v[j] > '9') goto bad_cl;
-                cl = cl * 10 + (v[j] - '0');
-            }
-            h->clen = cl;
-        }
-        has_server |= special == H_SERVER;
-        has_date |= special == H_DATE;
-        if (put(b, k, (size_t)kn) || PUTS(b, ": ") || put(b, v, (size_t)vn) || PUTS(b, "\r\n"))
-            goto fail;
-    }
-    Py_CLEAR(seq);
-    if (!has_server && PUTS(b, "server: granc\r\n")) return -1;
-    if (!has_date && (PUTS(b, "date: ") || put(b, http_date(), strlen(http_date())) ||
-                      PUTS(b, "\r\n")))
-        return -1;
-    int bodyless = h->code < 200 || h->code == 204 || h->code == 304;
-    h->nobody = bodyless || (c->req->method.n == 4 && !memcmp(c->req->method.p, "HEAD", 4));
-    if (h->clen < 0 && !bodyless) {
-        if (total >= 0) {
-            char *e = num + sizeof(num), *d = e;
-            *--d = '\n'; *--d = '\r';
-            int64_t v = total;
-            do *--d = (char)('0' + v % 10); while ((v /= 10) > 0);
-            if (PUTS(b, "content-length: ") || put(b, d, (size_t)(e - d))) return -1;
-            h->clen = total;
-        } else if (c->req->minor == 1) {
-            if (!h->nobody && PUTS(b, "transfer-encoding: chunked\r\n")) return -1;
-            h->chunked = !h->nobody;
-        } else if (!h->nobody) {
-            close = 1;                  /* HTTP/1.0: the end of the body is the close */
-        }
-    }
-    h->keep = !close && conn_can_keep(c);
-    if (!h->keep ? PUTS(b, "connection: close\r\n")
-                 : (c->req->minor == 0 && PUTS(b, "connection: keep-alive\r\n")))
-        return -1;
-    if (PUTS(b, "\r\n")) return -1;
-    *out = b->p;
-    *outn = b->n;
-    return 0;
-bad_cl:
-    PyErr_SetString(PyExc_ValueError, "invalid Content-Length header");
-fail:
-    Py_XDECREF(seq);
-    return -1;
-}
-
 /* The WSGI head: the status line as the app wrote it. */
-static int build_head(Resp *r, int64_t total)
+static int build_head(Resp *r, int64_t total, struct iovec *v)
 {
     const char *s, *p;
     Py_ssize_t n;
     size_t pn;
     if (py_text(r->status, &s, &n) < 0) return -1;
-    return resp_head_build(r->c, &r->h, n > 4 ? s + 4 : NULL, n > 4 ? (size_t)n - 4 : 0,
-                           r->headers, total, &p, &pn);
+    if (py_resp_head(&r->h, n > 4 ? s + 4 : NULL, n > 4 ? (size_t)n - 4 : 0, r->headers, total,
+                     r->c->req, conn_can_keep(r->c), &p, &pn) < 0)
+        return -1;
+    *v = (struct iovec){ (void *)p, pn };
+    return 0;
 }
 
 /* Send body bytes (and the head first, if it has not left), honouring the
@@ -452,8 +328,7 @@ static int send_body(Resp *r, const char *p, size_t n, int64_t total)
             PyErr_SetString(PyExc_RuntimeError, "start_response was not called");
             return -1;
         }
-        if (build_head(r, total) < 0) return -1;
-        v[iv++] = (struct iovec){head_buf.p, head_buf.n};
+        if (build_head(r, total, &v[iv++]) < 0) return -1;
         r->head_sent = 1;
     }
     if (r->h.nobody) n = 0;
@@ -533,11 +408,10 @@ static int send_sequence(Resp *r, PyObject *seq)
         PyErr_SetString(PyExc_RuntimeError, "start_response was not called");
         return -1;
     }
-    if (build_head(r, total) < 0) return -1;
-    r->head_sent = 1;
     struct iovec v[IOV_BATCH];
     int iv = 0;
-    v[iv++] = (struct iovec){head_buf.p, head_buf.n};
+    if (build_head(r, total, &v[iv++]) < 0) return -1;
+    r->head_sent = 1;
     for (Py_ssize_t i = 0; i < n || iv > 0; ) {
         for (; !r->h.nobody && i < n && iv < IOV_BATCH; i++) {
             size_t len = (size_t)PyBytes_GET_SIZE(items[i]);
