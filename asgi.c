@@ -445,6 +445,20 @@ int tr_out_end(Transport *t, PyObject *trailers)
     return 0;
 }
 
+/* Answer in the app's place: status, headers (stolen; NULL: none) and
+ * body[0,n), replacing output queued but not sent.  -1 with an exception
+ * set; the caller then treats the client as gone. */
+int tr_answer(Transport *t, int status, PyObject *headers, const char *body, size_t n)
+{
+    tr_q_clear(t);
+    t->status = status;
+    t->started = 1;
+    t->finished = 0;
+    Py_XSETREF(t->start_headers, headers ? headers : PyList_New(0));
+    if (!t->start_headers || tr_out_body(t, body, n, NULL, (int64_t)n) < 0) return -1;
+    return tr_out_end(t, NULL);
+}
+
 /* The end of every send(): write what was queued, then tell the app how
  * it went (at once, or once the output has drained). */
 PyObject *tr_send_result(Transport *t, int rc)
@@ -759,14 +773,8 @@ static void asgi_begin(conn *c)
     char key[29];
     const char *why = NULL;
     if (t->ws && !asgi_ws_handshake_ok(c, key, &why)) {   /* a bad handshake: 400 */
-        t->status = 400;
-        t->started = 1;
-        t->start_headers = Py_BuildValue("[(yy)]", "content-type", "text/plain");
-        if (!t->start_headers || tr_out_body(t, why, strlen(why), NULL, (int64_t)strlen(why)) < 0 ||
-            tr_out_end(t, NULL) < 0) {
-            PyErr_Clear();
-            t->gone = 1;
-        }
+        PyObject *hd = Py_BuildValue("[(yy)]", "content-type", "text/plain");
+        if (!hd || tr_answer(t, 400, hd, why, strlen(why)) < 0) { PyErr_Clear(); t->gone = 1; }
         t->app_done = 1;
         tr_flush(t);
         return;
@@ -831,23 +839,14 @@ static PyObject *task_done(Transport *t, PyObject *task)
         else PyErr_Clear();
         if (!t->c) Py_RETURN_NONE;
         if (!t->head_sent && !t->gone) {
-            tr_q_clear(t);
-            t->status = 500;
-            Py_XSETREF(t->start_headers, PyList_New(0));
-            t->finished = 0;
-            if (tr_out_body(t, "", 0, NULL, 0) < 0 || tr_out_end(t, NULL) < 0) {
-                PyErr_Clear();
-                t->gone = 1;
-            }
+            if (tr_answer(t, 500, NULL, "", 0) < 0) { PyErr_Clear(); t->gone = 1; }
         } else if (!t->finished) {
             t->gone = 1;                /* never fake the end of a broken body */
         }
     } else if (t->c && !t->finished && !t->gone) {
         if (!t->head_sent) {            /* returned without a response */
             log_error("ASGI callable returned without starting a response");
-            t->status = 500;
-            Py_XSETREF(t->start_headers, PyList_New(0));
-            if (tr_out_body(t, "", 0, NULL, 0) < 0 || tr_out_end(t, NULL) < 0) { PyErr_Clear(); t->gone = 1; }
+            if (tr_answer(t, 500, NULL, "", 0) < 0) { PyErr_Clear(); t->gone = 1; }
         } else {
             log_error("ASGI callable returned without completing the response");
             t->gone = 1;

@@ -67,6 +67,7 @@ void tr_flush(Transport *t);
 void tr_q_clear(Transport *t);
 int tr_out_body(Transport *t, const char *p, size_t n, PyObject *owner, int64_t total);
 int tr_out_end(Transport *t, PyObject *trailers);
+int tr_answer(Transport *t, int status, PyObject *headers, const char *body, size_t n);
 int tr_push_fields(Transport *t, PyObject *seq, int queue, int (*skip)(slice name));
 PyObject *tr_send_result(Transport *t, int rc);
 PyObject *tr_send_type(Transport *t, PyObject *msg);

@@ -373,10 +373,7 @@ PyObject *asgi_ws_send(Transport *t, PyObject *msg)
         long cd = code && code != Py_None ? PyLong_AsLong(code) : 1000;
         if (cd == -1 && PyErr_Occurred()) return NULL;
         if (t->wsstate == WSS_CONNECTING) {         /* closed before accept: 403 */
-            t->status = 403;
-            t->started = 1;
-            Py_XSETREF(t->start_headers, PyList_New(0));
-            rc = tr_out_body(t, "", 0, NULL, 0) < 0 || tr_out_end(t, NULL) < 0 ? -1 : 0;
+            rc = tr_answer(t, 403, NULL, "", 0);
             t->wsstate = WSS_CLOSED;
         } else {
             Py_ssize_t rn = 0;
@@ -431,11 +428,7 @@ void asgi_ws_task_done(Transport *t, int raised)
 {
     if (!t->c) return;
     if (t->wsstate == WSS_CONNECTING && !t->head_sent && !t->gone) {
-        tr_q_clear(t);
-        t->status = 403;
-        t->started = 1;
-        Py_XSETREF(t->start_headers, PyList_New(0));
-        if (tr_out_body(t, "", 0, NULL, 0) < 0 || tr_out_end(t, NULL) < 0) { PyErr_Clear(); t->gone = 1; }
+        if (tr_answer(t, 403, NULL, "", 0) < 0) { PyErr_Clear(); t->gone = 1; }
     } else if (t->wsstate == WSS_CONNECTING && !t->finished) {
         t->gone = 1;                    /* a denial body left unfinished */
     } else if (t->wsstate == WSS_OPEN) {
