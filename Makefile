@@ -242,7 +242,7 @@ install-python:
 # Everything the Makefile builds; clean removes exactly these.
 BINS = granc granc-asan tests/granc-test tests/granc-asan tests/granc-static \
        $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_reload \
-       $(U)/unit_reload_poll $(U)/unit_tls $(FUZZERS:%=$(F)/fuzz_%) $(F)/fuzz_pem
+       $(U)/unit_reload_poll $(U)/unit_tls $(F)/fuzz_http $(F)/fuzz_ws $(F)/fuzz_opts $(F)/fuzz_pem
 
 clean:
 	rm -f $(BINS)
