@@ -205,7 +205,7 @@ static void ws_pump(Transport *t)
                 t->msg = m;
                 t->msg_cap = cap;
             }
-            memcpy(t->msg + t->msg_len, p, k);
+            if (k) memcpy(t->msg + t->msg_len, p, k);   /* an empty message has no t->msg */
             t->msg_len += k;
             c->dpos += k;
             t->fr_done += k;
