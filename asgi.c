@@ -129,7 +129,7 @@ void tr_watch(Transport *t)
     conn *c = t->c;
     if (!c) return;
     int rd = (t->recv_waiters && PyList_GET_SIZE(t->recv_waiters) > 0) || !t->noread;
-    rd = rd && (!t->body_final || c->len < c->cap);
+    rd = rd && (!t->body_final || conn_has_room(c));
     if (t->ws && t->wsstate != WSS_CONNECTING)  /* frames, unless a message waits */
         rd = !t->pending && !t->gone && t->wsstate != WSS_CLOSED;
     conn_watch(c, (rd ? EV_READ : 0) | (t->qn ? EV_WRITE : 0));
@@ -350,11 +350,11 @@ static PyObject *next_message(Transport *t)
             t->gone = 1;
             return disconnect_msg();
         }
-        PyObject *body = PyBytes_FromStringAndSize(c->buf + c->dpos, n);
-        c->dpos += (size_t)n;
+        PyObject *body = PyBytes_FromStringAndSize(conn_body_data(c), n);
+        conn_body_take(c, (size_t)n);
         t->body_wait = 0;
         /* more_body is False only once nothing is left */
-        int more = !(c->body_done && c->dpos == c->dend);
+        int more = !conn_body_ended(c);
         if (!more || n == 0) { t->body_final = 1; more = 0; }
         return request_msg(body, more);
     }
@@ -869,12 +869,8 @@ static void finish(Transport *t)
     if (t->h.clen >= 0 && t->sent < t->h.clen && !t->h.nobody)
         c->broken = 1;                  /* shorter than announced: the client must see it */
     /* a body the app left unread: keep the connection only if it is in */
-    if (!c->body_done || c->len > c->dend) {
-        while (!c->broken && !c->body_done && conn_body_nb(c) > 0)
-            c->dpos = c->dend;
-    }
-    c->dpos = c->dend;
-    c->keep = t->h.keep && c->body_done && !c->broken && !(t->ws && t->h.code == 101);
+    int body_in = conn_body_drop_nb(c);
+    c->keep = t->h.keep && body_in && !c->broken && !(t->ws && t->h.code == 101);
     conn_access_log(c, t->head_sent ? t->h.code : 500,
                   t->ws ? (conn_secure(c) ? "wss" : "ws") : (conn_secure(c) ? "https" : "http"));
     c->app = NULL;

@@ -552,6 +552,16 @@ static ssize_t body_more(conn *c, int wait)
 }
 
 ssize_t conn_body(conn *c) { return body_more(c, 1); }
+
+int conn_body_drop_nb(conn *c)
+{
+    if (!c->body_done || c->len > c->dend) {
+        while (!c->broken && !c->body_done && conn_body_nb(c) > 0)
+            c->dpos = c->dend;
+    }
+    c->dpos = c->dend;
+    return c->body_done;
+}
 ssize_t conn_body_nb(conn *c) { return body_more(c, 0); }
 
 /* ASGI, once the body is read: has the client gone?  Bytes that arrive

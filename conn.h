@@ -69,6 +69,18 @@ static inline int conn_secure(const conn *c)
 ssize_t conn_rd(conn *c, void *buf, size_t n);
 ssize_t conn_wrv(conn *c, const struct iovec *iov, int n);
 ssize_t conn_file(conn *c, int fd, off_t *off, size_t n);
+/* The request body as the interfaces see it: decoded bytes ready now
+ * (conn_body makes more), taken by conn_body_take; conn_body_ended once
+ * the last of them is taken.  Inline: they run per body chunk. */
+static inline const char *conn_body_data(const conn *c) { return c->buf + c->dpos; }
+static inline size_t conn_body_ready(const conn *c) { return c->dend - c->dpos; }
+static inline void conn_body_take(conn *c, size_t n) { c->dpos += n; }
+static inline int conn_body_ended(const conn *c) { return c->body_done && c->dpos == c->dend; }
+/* Whether the read buffer has room: a full one cannot see the client go. */
+static inline int conn_has_room(const conn *c) { return c->len < c->cap; }
+/* ASGI, once the app is done: discard the body it left unread, as far as
+ * it has arrived.  Returns 1 if the whole body is in (c can be kept). */
+int conn_body_drop_nb(conn *c);
 ssize_t conn_body(conn *c);
 ssize_t conn_body_nb(conn *c);      /* as conn_body; HTTP_INCOMPLETE: nothing yet */
 int conn_gone(conn *c);

@@ -57,7 +57,7 @@ static Py_ssize_t input_fill(Input *in)
         PyErr_SetString(PyExc_ValueError, "I/O operation on a finished request");
         return -1;
     }
-    if (c->dend > c->dpos) return (Py_ssize_t)(c->dend - c->dpos);
+    if (conn_body_ready(c)) return (Py_ssize_t)conn_body_ready(c);
     ssize_t n;
     Py_BEGIN_ALLOW_THREADS
     n = conn_body(c);
@@ -82,13 +82,13 @@ static PyObject *input_take(Input *in, Py_ssize_t size, int line)
         if (n < 0) { free(out); return NULL; }
         if (n == 0) break;
         conn *c = in->c;
-        const char *p = c->buf + c->dpos;
+        const char *p = conn_body_data(c);
         size_t k = (size_t)n;
         if (size >= 0 && k > (size_t)size - len) k = (size_t)size - len;
         const char *nl = line ? memchr(p, '\n', k) : NULL;
         if (nl) k = (size_t)(nl - p) + 1;
         if (!out && (nl || (size >= 0 && k == (size_t)size)))
-            { c->dpos += k; return PyBytes_FromStringAndSize(p, (Py_ssize_t)k); }
+            { conn_body_take(c, k); return PyBytes_FromStringAndSize(p, (Py_ssize_t)k); }
         if (len + k > cap) {
             cap = (len + k) * 2;
             char *b = realloc(out, cap);
@@ -97,7 +97,7 @@ static PyObject *input_take(Input *in, Py_ssize_t size, int line)
         }
         memcpy(out + len, p, k);
         len += k;
-        c->dpos += k;
+        conn_body_take(c, k);
         if (nl) break;
     }
     PyObject *r = PyBytes_FromStringAndSize(out ? out : "", (Py_ssize_t)len);
