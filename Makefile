@@ -2,6 +2,7 @@
 #
 #   make            build ./granc against $(PYTHON) (python3 on PATH)
 #   make STATIC_PYTHON=1   the same, with libpython linked in (py_static)
+#   make check      unit tests and the request-path pytest files (fast)
 #   make test       install test packages if missing, then C unit tests,
 #                   a short fuzz run, the pytest suite, and the suite again
 #                   under ASan/UBSan
@@ -30,8 +31,10 @@ FUZZ_CC     ?= clang
 SOAK_DURATION ?= 1800
 SOAK_SHORT    ?= 45
 
-SRCS = granc.c master.c reload.c metrics.c ev.c http.c log.c worker.c wsgi.c asgi.c ws.c
-HDRS = granc.h ev_epoll.c ev_kqueue.c asgi_ws.c
+SRCS = granc.c master.c net.c reload.c metrics.c ev.c http.c log.c worker.c conn.c pool.c py.c \
+       wsgi.c asgi.c asgi_ws.c aio.c ws.c
+HDRS = granc.h aio.h asgi_int.h conn.h ev.h http.h log.h master.h metrics.h net.h pool.h py.h reload.h \
+       tls.h worker.h worker_int.h ws.h wsgi.h ev_epoll.c ev_kqueue.c
 
 WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)
 TLS := $(shell printf '\043include <bearssl.h>\n' | $(CC) -E - >/dev/null 2>&1 && echo 1)
@@ -58,7 +61,7 @@ PY_LINK = $(if $(filter 1,$(STATIC_PYTHON)),py_static,py_flags)
 
 SAN = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all test asan unit fuzz fuzz-short bench install install-python clean deps kqueue-check pytest \
+.PHONY: all check test asan unit fuzz fuzz-short bench install install-python clean deps kqueue-check pytest \
         pytest-asan \
         soak soak-short valgrind
 
@@ -79,25 +82,27 @@ tests/granc-static: $(SRCS) $(HDRS) Makefile
 tests/granc-asan: $(SRCS) $(HDRS) Makefile
 	$(CC) $(SAN) $(WARN) -o $@ $(SRCS) $(call py_flags,$(TEST_PYTHON)) $(TLS_FLAGS)
 
-tests/unit_http: tests/unit_http.c tests/tap.h http.c granc.h
-	$(CC) $(SAN) $(WARN) -I. -o $@ tests/unit_http.c http.c
-tests/unit_ev: tests/unit_ev.c ev.c ev_epoll.c ev_kqueue.c granc.h
-	$(CC) $(SAN) $(WARN) -I. -o $@ tests/unit_ev.c ev.c
-# ws.c twice: its own SHA-1, and BearSSL's as in a TLS build.
-tests/unit_ws: tests/unit_ws.c tests/tap.h ws.c granc.h
-	$(CC) $(SAN) $(WARN) -I. -o $@ tests/unit_ws.c ws.c
-tests/unit_ws_tls: tests/unit_ws.c tests/tap.h ws.c granc.h
-	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ tests/unit_ws.c ws.c -lbearssl
+# C unit tests (tests/unit/, TAP through tests/unit/tap.h), built with
+# ASan and UBSan and linked with the one file each tests.
+U = tests/unit
+$(U)/unit_http: $(U)/unit_http.c $(U)/tap.h http.c $(HDRS)
+	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_http.c http.c
+$(U)/unit_ev: $(U)/unit_ev.c $(U)/tap.h ev.c $(HDRS)
+	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_ev.c ev.c
+$(U)/unit_ws: $(U)/unit_ws.c $(U)/tap.h ws.c $(HDRS)
+	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_ws.c ws.c
 # reload.c twice: inotify, and the portable stat() scan forced on Linux.
-tests/unit_reload: tests/unit_reload.c tests/tap.h reload.c log.c http.c granc.h
-	$(CC) $(SAN) $(WARN) -I. -o $@ tests/unit_reload.c reload.c log.c http.c
-tests/unit_reload_poll: tests/unit_reload.c tests/tap.h reload.c log.c http.c granc.h
-	$(CC) $(SAN) $(WARN) -DRELOAD_POLL -I. -o $@ tests/unit_reload.c reload.c log.c http.c
+$(U)/unit_reload: $(U)/unit_reload.c $(U)/tap.h reload.c log.c http.c $(HDRS)
+	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_reload.c reload.c log.c http.c
+$(U)/unit_reload_poll: $(U)/unit_reload.c $(U)/tap.h reload.c log.c http.c $(HDRS)
+	$(CC) $(SAN) $(WARN) -DRELOAD_POLL -I. -o $@ $(U)/unit_reload.c reload.c log.c http.c
 # tls.c, TLS builds only; openssl(1) makes its certificates at run time.
-tests/unit_tls: tests/unit_tls.c tls.c granc.h
-	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ tests/unit_tls.c tls.c -lbearssl
+$(U)/unit_tls: $(U)/unit_tls.c $(U)/tap.h tls.c tls.h $(HDRS)
+	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ $(U)/unit_tls.c tls.c -lbearssl
+
+UNITS = $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_reload $(U)/unit_reload_poll
 ifeq ($(TLS),1)
-UNIT_TLS = tests/unit_tls
+UNITS += $(U)/unit_tls
 endif
 
 # No BSD machine here: prove the kqueue back end at least compiles.
@@ -107,15 +112,18 @@ kqueue-check:
 deps:
 	@sh tests/deps.sh
 
-unit: tests/unit_http tests/unit_ev tests/unit_ws tests/unit_ws_tls tests/unit_reload \
-      tests/unit_reload_poll $(UNIT_TLS) kqueue-check
-	./tests/unit_http
-	./tests/unit_ev
-	./tests/unit_ws
-	./tests/unit_ws_tls
-	./tests/unit_reload
-	./tests/unit_reload_poll
-	$(if $(UNIT_TLS),./$(UNIT_TLS))
+unit: $(UNITS) kqueue-check
+	@fail=0; for t in $(UNITS); do \
+	  ./$$t >/tmp/granc-unit.$$$$ 2>&1 || { cat /tmp/granc-unit.$$$$; echo "$$t: FAILED"; fail=1; continue; }; \
+	  echo "$$t: $$(grep -c '^ok' /tmp/granc-unit.$$$$) tests passed"; \
+	done; rm -f /tmp/granc-unit.$$$$; exit $$fail
+
+# The fast part of the suite: the unit tests and the pytest files of the
+# request path (about a minute), before a commit.
+CHECK_PY = test_http.py test_wsgi.py test_asgi.py test_ws.py test_headers.py test_smuggling.py
+check: unit tests/granc-test
+	cd tests && GRANC_BIN=$(CURDIR)/tests/granc-test $(TEST_PYTHON) -m pytest -q -x -p no:cacheprovider \
+	  -m 'not slow' $(CHECK_PY)
 
 pytest: tests/granc-test
 	cd tests && GRANC_BIN=$(CURDIR)/tests/granc-test $(TEST_PYTHON) -m pytest -q -x -p no:cacheprovider .
@@ -185,16 +193,17 @@ ifeq ($(TLS),1)
 FUZZERS += pem
 endif
 
-tests/fuzz_http: tests/fuzz_http.c http.c granc.h
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz_http.c http.c
-tests/fuzz_ws: tests/fuzz_ws.c ws.c granc.h
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz_ws.c ws.c
+F = tests/fuzz
+$(F)/fuzz_http: $(F)/fuzz_http.c http.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(F)/fuzz_http.c http.c
+$(F)/fuzz_ws: $(F)/fuzz_ws.c ws.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(F)/fuzz_ws.c ws.c
 # granc.c and tls.c with GRANC_FUZZ: see the hooks there.
-tests/fuzz_opts: tests/fuzz_opts.c granc.c granc.h
+$(F)/fuzz_opts: $(F)/fuzz_opts.c granc.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -DGRANC_FUZZ $(if $(filter 1,$(TLS)),-DGRANC_TLS) \
-	  -o $@ tests/fuzz_opts.c granc.c
-tests/fuzz_pem: tests/fuzz_pem.c tls.c granc.h
-	$(FUZZ_CC) $(FUZZ_FLAGS) -DGRANC_FUZZ -DGRANC_TLS -o $@ tests/fuzz_pem.c -lbearssl
+	  -o $@ $(F)/fuzz_opts.c granc.c
+$(F)/fuzz_pem: $(F)/fuzz_pem.c tls.c tls.h $(HDRS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DGRANC_FUZZ -DGRANC_TLS -o $@ $(F)/fuzz_pem.c -lbearssl
 
 # $(call fuzz_run,seconds): each harness in turn, from its seed corpus and
 # the inputs that once crashed it (tests/fuzz/crashes/NAME/), with its
@@ -203,7 +212,7 @@ tests/fuzz_pem: tests/fuzz_pem.c tls.c granc.h
 fuzz_run = fail=0; for f in $(FUZZERS); do \
 	  d=$$(mktemp -d /tmp/granc-fuzz-$$f.XXXXXX) || exit 1; \
 	  c=tests/fuzz/corpus/$$f; [ -d tests/fuzz/crashes/$$f ] && c="$$c tests/fuzz/crashes/$$f"; \
-	  if ./tests/fuzz_$$f -max_total_time=$(1) -timeout=30 -print_final_stats=1 \
+	  if ./tests/fuzz/fuzz_$$f -max_total_time=$(1) -timeout=30 -print_final_stats=1 \
 	       -dict=tests/fuzz/$$f.dict -artifact_prefix=$$d/ $$d $$c >$$d/log 2>&1; then \
 	    echo "fuzz_$$f: $$(grep -o 'cov: [0-9]* ft: [0-9]*' $$d/log | tail -1)," \
 	         "$$(grep -o 'Done [0-9]* runs in [0-9]* second' $$d/log)s"; \
@@ -213,9 +222,9 @@ fuzz_run = fail=0; for f in $(FUZZERS); do \
 	  fi; \
 	done; exit $$fail
 
-fuzz: $(FUZZERS:%=tests/fuzz_%)
+fuzz: $(FUZZERS:%=$(F)/fuzz_%)
 	@$(call fuzz_run,$(FUZZ_SECONDS))
-fuzz-short: $(FUZZERS:%=tests/fuzz_%)
+fuzz-short: $(FUZZERS:%=$(F)/fuzz_%)
 	@$(call fuzz_run,$(FUZZ_SHORT_SECONDS))
 
 bench: granc
@@ -230,8 +239,10 @@ install: granc
 install-python:
 	$(PYTHON) python/install.py --bindir $(PREFIX)/bin $(if $(DESTDIR),--destdir $(DESTDIR))
 
+# Everything the Makefile builds; clean removes exactly these.
+BINS = granc granc-asan tests/granc-test tests/granc-asan tests/granc-static \
+       $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_reload \
+       $(U)/unit_reload_poll $(U)/unit_tls $(F)/fuzz_http $(F)/fuzz_ws $(F)/fuzz_opts $(F)/fuzz_pem
+
 clean:
-	rm -f granc granc-asan tests/granc-test tests/granc-asan tests/granc-static tests/unit_http \
-	      tests/unit_ev tests/fuzz_http tests/unit_ws tests/unit_ws_tls tests/fuzz_ws \
-	      tests/unit_tls tests/unit_reload tests/unit_reload_poll tests/fuzz_opts \
-	      tests/fuzz_pem
+	rm -f $(BINS)

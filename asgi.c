@@ -24,28 +24,23 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "granc.h"
+#include "aio.h"
+#include "asgi_int.h"
+#include "py.h"
+#include "tls.h"
+#include "ev.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "worker.h"
 
-#define SEND_HWM     65536      /* unsent bytes above which send() waits */
-#define QMAX         16         /* pieces of unsent output per request */
-#define QROOM        4          /* pieces one send() may add */
 #define FILE_CHUNK   (128 << 10)/* pathsend: bytes per sendfile call */
 
-static const config *cfg;
+const config *asgi_cfg;
 static PyObject *app;
-static PyObject *loop_create_future, *loop_create_task, *loop_task_factory;
-static PyObject *loop_obj, *task_type, *task_kwnames, *task_name;
-static PyObject *lifespan_state;        /* shared by the requests, copied */
 static PyObject *asgi_dict, *ext_dict, *s_http, *s_http_scheme, *s_https_scheme, *v11, *v10;
 
 /* The ASGI "tls" extension (beyond Granian), next to the usual ones. */
-#ifndef GRANC_TLS
-static PyObject *tls_extensions(conn *c)
-{
-    (void)c;
-    return Py_NewRef(ext_dict);
-}
-#else
 static PyObject *tls_extensions(conn *c)
 {
     PyObject *ext = PyDict_Copy(ext_dict), *chain = PyList_New(0);
@@ -76,8 +71,7 @@ static PyObject *tls_extensions(conn *c)
     Py_XDECREF(tls);
     return ext;
 }
-#endif
-static PyObject *k_type, *k_asgi, *k_http_version, *k_server, *k_client, *k_scheme,
+PyObject *k_type, *k_asgi, *k_http_version, *k_server, *k_client, *k_scheme,
                 *k_method, *k_root_path, *k_path, *k_raw_path, *k_query, *k_headers,
                 *k_extensions, *k_state, *k_body, *k_more_body, *k_status,
                 *k_trailers, *k_more_trailers, *k_path_send;
@@ -89,101 +83,11 @@ static PyObject *m_add_done_callback, *m_cancelled, *m_exception, *m_done, *m_se
                 *m_set_exception;
 
 /* ---------------------------------------------------------------------
- * Ready: an awaitable that is already done
- * ------------------------------------------------------------------- */
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *value;
-} Ready;
-
-static void ready_dealloc(Ready *self)
-{
-    Py_XDECREF(self->value);
-    PyObject_Free(self);
-}
-
-static PyObject *ready_await(Ready *self)
-{
-    Py_INCREF(self);
-    return (PyObject *)self;
-}
-
-static PyObject *ready_next(Ready *self)
-{
-    if (self->value && self->value != Py_None)
-        PyErr_SetObject(PyExc_StopIteration, self->value);   /* never a tuple */
-    return NULL;
-}
-
-static PyAsyncMethods ready_async = { .am_await = (unaryfunc)ready_await };
-
-static PyTypeObject ReadyType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "granc.Ready",
-    .tp_basicsize = sizeof(Ready),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_dealloc = (destructor)ready_dealloc,
-    .tp_as_async = &ready_async,
-    .tp_iter = PyObject_SelfIter,
-    .tp_iternext = (iternextfunc)ready_next,
-};
-
-/* Steals value. */
-static PyObject *ready(PyObject *value)
-{
-    if (!value) return NULL;
-    Ready *r = PyObject_New(Ready, &ReadyType);
-    if (!r) { Py_DECREF(value); return NULL; }
-    r->value = value;
-    return (PyObject *)r;
-}
-
-/* ---------------------------------------------------------------------
  * The per-request transport
  * ------------------------------------------------------------------- */
 
-typedef struct piece {
-    const char *p;
-    size_t n;
-    PyObject *owner;             /* keeps p alive (bytes), or NULL */
-    char *mem;                   /* or p is ours to free */
-    int fd;                      /* or a file region: fd, off, n */
-    off_t off;
-} piece;
 
-/* A websocket's life, in Transport.wsstate. */
-enum { WSS_CONNECTING, WSS_OPEN, WSS_CLOSING, WSS_CLOSED };
-
-typedef struct {
-    PyObject_HEAD
-    conn *c;                     /* NULL once the request is over */
-    PyObject *task;
-    PyObject *recv_waiters;      /* futures of waiting receive() calls */
-    PyObject *send_fut;
-    PyObject *start_headers;     /* the start message's headers */
-    PyObject *tlist;             /* trailers gathered so far */
-    resp_head h;
-    int status;
-    int started, head_sent, finished, app_done, trailers, gone, body_final;
-    int noread;                  /* input came that nobody waits for */
-    int64_t body_wait;           /* asgi_sweep: since when receive() waits for body */
-    int64_t sent;
-    /* websocket (asgi_ws.c) */
-    int ws, wsstate, connect_sent, in_frame, ws_code;
-    ws_state wss;
-    ws_frame fr;
-    uint64_t fr_done;            /* payload bytes of fr handled */
-    char *msg;                   /* the message being assembled */
-    size_t msg_len, msg_cap;
-    PyObject *pending;           /* a complete message the app has not taken */
-    PyObject *ws_reason;         /* the client's close reason */
-    piece q[QMAX];
-    int qn;
-    size_t qbytes;
-} Transport;
-
-static void q_clear(Transport *t)
+void tr_q_clear(Transport *t)
 {
     for (int i = 0; i < t->qn; i++) {
         Py_XDECREF(t->q[i].owner);
@@ -196,7 +100,7 @@ static void q_clear(Transport *t)
 
 static void transport_dealloc(Transport *t)
 {
-    q_clear(t);
+    tr_q_clear(t);
     Py_XDECREF(t->task);
     Py_XDECREF(t->recv_waiters);
     Py_XDECREF(t->send_fut);
@@ -220,15 +124,15 @@ static PyTypeObject TransportType = {
  * the head on (saving two epoll_ctl calls a request) until input arrives
  * that nobody waits for.  Once the body is in, READ only watches for the
  * client leaving, which a full buffer cannot see. */
-static void watch(Transport *t)
+void tr_watch(Transport *t)
 {
     conn *c = t->c;
     if (!c) return;
     int rd = (t->recv_waiters && PyList_GET_SIZE(t->recv_waiters) > 0) || !t->noread;
-    rd = rd && (!t->body_final || c->len < c->cap);
+    rd = rd && (!t->body_final || conn_has_room(c));
     if (t->ws && t->wsstate != WSS_CONNECTING)  /* frames, unless a message waits */
         rd = !t->pending && !t->gone && t->wsstate != WSS_CLOSED;
-    wk_watch(c, (rd ? EV_READ : 0) | (t->qn ? EV_WRITE : 0));
+    conn_watch(c, (rd ? EV_READ : 0) | (t->qn ? EV_WRITE : 0));
 }
 
 /* Resolve a pending future (steals value; NULL: set OSError). */
@@ -270,7 +174,7 @@ static int waiting(PyObject **slot)
  * its own, so that a caller giving up (a timeout, a cancel scope) never
  * cancels another's wait: Starlette listens for the disconnect in one task
  * while polling is_disconnected() in another. */
-static int waiters(Transport *t)
+int tr_waiters(Transport *t)
 {
     PyObject *l = t->recv_waiters;
     for (Py_ssize_t i = 0; l && i < PyList_GET_SIZE(l); ) {
@@ -283,19 +187,19 @@ static int waiters(Transport *t)
     return l ? (int)PyList_GET_SIZE(l) : 0;
 }
 
-static PyObject *new_waiter(Transport *t)
+PyObject *tr_new_waiter(Transport *t)
 {
     if (!t->recv_waiters && !(t->recv_waiters = PyList_New(0))) return NULL;
-    PyObject *f = PyObject_CallNoArgs(loop_create_future);
+    PyObject *f = PyObject_CallNoArgs(aio_create_future);
     if (f && PyList_Append(t->recv_waiters, f) < 0) Py_CLEAR(f);
     return f;
 }
 
 /* Give msg (stolen) to the oldest waiter, or a copy to each (all). */
-static void wake(Transport *t, PyObject *msg, int all)
+void tr_wake(Transport *t, PyObject *msg, int all)
 {
     if (!msg) { PyErr_Clear(); return; }
-    while (waiters(t)) {
+    while (tr_waiters(t)) {
         PyObject *f = PySequence_GetItem(t->recv_waiters, 0);
         PySequence_DelItem(t->recv_waiters, 0);
         resolve(&f, all ? PyDict_Copy(msg) : Py_NewRef(msg));
@@ -307,13 +211,13 @@ static void wake(Transport *t, PyObject *msg, int all)
 static PyObject *future(PyObject **slot)
 {
     waiting(slot);
-    if (!*slot && !(*slot = PyObject_CallNoArgs(loop_create_future)))
+    if (!*slot && !(*slot = PyObject_CallNoArgs(aio_create_future)))
         return NULL;
     Py_INCREF(*slot);
     return *slot;
 }
 
-/* Too much unsent output: send() waits until flush() has caught up. */
+/* Too much unsent output: send() waits until tr_flush() has caught up. */
 static int q_busy(Transport *t)
 {
     return t->qbytes > SEND_HWM || t->qn > QMAX - QROOM;
@@ -341,7 +245,7 @@ static ssize_t write_file(conn *c, piece *pc)
 
 /* Write queued output as far as the socket takes it; on failure the client
  * is gone.  Then wake a waiting send(), or finish the request. */
-static void flush(Transport *t)
+void tr_flush(Transport *t)
 {
     conn *c = t->c;
     while (c && t->qn && !t->gone) {
@@ -371,17 +275,17 @@ static void flush(Transport *t)
         if (w < 0) t->gone = 1;
         if (w <= 0) break;
     }
-    if (t->gone) q_clear(t);
+    if (t->gone) tr_q_clear(t);
     if (t->send_fut && (t->gone || !q_busy(t)))
         resolve(&t->send_fut, t->gone ? NULL : (Py_INCREF(Py_None), Py_None));
     /* the response is out: the connection may serve the next request even
      * if the app's task goes on (background work after the response) */
     if ((t->app_done || (t->finished && !t->ws)) && (!t->qn || t->gone)) finish(t);
-    else watch(t);
+    else tr_watch(t);
 }
 
 /* Queue output: bytes owned by a Python object, our own copy, or a file. */
-static int push(Transport *t, const char *p, size_t n, PyObject *owner, int copy)
+int tr_push(Transport *t, const char *p, size_t n, PyObject *owner, int copy)
 {
     if (n == 0) return 0;
     if (copy && t->qn && t->q[t->qn - 1].mem) {   /* small copies share a piece */
@@ -441,16 +345,16 @@ static PyObject *next_message(Transport *t)
     if (!c || t->gone) return disconnect_msg();
     if (!t->body_final) {
         ssize_t n = conn_body_nb(c);
-        if (n == -2) return NULL;
+        if (n == HTTP_INCOMPLETE) return NULL;
         if (n < 0) {                    /* client gone, or a bad body */
             t->gone = 1;
             return disconnect_msg();
         }
-        PyObject *body = PyBytes_FromStringAndSize(c->buf + c->dpos, n);
-        c->dpos += (size_t)n;
+        PyObject *body = PyBytes_FromStringAndSize(conn_body_data(c), n);
+        conn_body_take(c, (size_t)n);
         t->body_wait = 0;
         /* more_body is False only once nothing is left */
-        int more = !(c->body_done && c->dpos == c->dend);
+        int more = !conn_body_ended(c);
         if (!more || n == 0) { t->body_final = 1; more = 0; }
         return request_msg(body, more);
     }
@@ -462,9 +366,9 @@ static PyObject *asgi_receive(Transport *t, PyObject *unused)
 {
     (void)unused;
     PyObject *m = next_message(t);
-    if (m || PyErr_Occurred()) return ready(m);
-    PyObject *f = new_waiter(t);
-    watch(t);
+    if (m || PyErr_Occurred()) return aio_ready(m);
+    PyObject *f = tr_new_waiter(t);
+    tr_watch(t);
     return f;
 }
 
@@ -472,23 +376,24 @@ static PyObject *asgi_receive(Transport *t, PyObject *unused)
  * send()
  * ------------------------------------------------------------------- */
 
-static PyObject *flow_error(const char *what)
+PyObject *asgi_flow_error(const char *what)
 {
     PyErr_Format(PyExc_RuntimeError, "ASGI flow error: %s", what);
     return NULL;
 }
 
 /* The head, then body bytes with the framing it chose. */
-static int out_body(Transport *t, const char *p, size_t n, PyObject *owner, int64_t total)
+int tr_out_body(Transport *t, const char *p, size_t n, PyObject *owner, int64_t total)
 {
     if (!t->head_sent) {
         const char *hp;
         size_t hn;
         t->h.code = t->status;
-        if (resp_head_build(t->c, &t->h, NULL, 0, t->start_headers, total, &hp, &hn) < 0)
+        if (py_resp_head(&t->h, NULL, 0, t->start_headers, total, t->c->req,
+                         conn_can_keep(t->c), &hp, &hn) < 0)
             return -1;
         t->head_sent = 1;
-        if (push(t, hp, hn, NULL, 1) < 0) return -1;
+        if (tr_push(t, hp, hn, NULL, 1) < 0) return -1;
     }
     if (t->h.nobody) return 0;
     if (t->h.clen >= 0 && (int64_t)n > t->h.clen - t->sent)
@@ -497,19 +402,19 @@ static int out_body(Transport *t, const char *p, size_t n, PyObject *owner, int6
     if (n && t->h.chunked) {
         char size[24];
         int k = snprintf(size, sizeof(size), "%zx\r\n", n);
-        if (push(t, size, (size_t)k, NULL, 1) < 0 || push(t, p, n, owner, !owner) < 0 ||
-            push(t, "\r\n", 2, NULL, 1) < 0)
+        if (tr_push(t, size, (size_t)k, NULL, 1) < 0 || tr_push(t, p, n, owner, !owner) < 0 ||
+            tr_push(t, "\r\n", 2, NULL, 1) < 0)
             return -1;
         return 0;
     }
-    return push(t, p, n, owner, !owner);
+    return tr_push(t, p, n, owner, !owner);
 }
 
 /* Check every (name, value) pair of seq by the one rule (py_header);
  * then, when queue is set, queue them as "name: value\r\n" lines, less
  * the names skip() claims.  Callers check first and push second, so a
  * refused field leaves nothing half-written. */
-static int push_fields(Transport *t, PyObject *seq, int queue, int (*skip)(slice name))
+int tr_push_fields(Transport *t, PyObject *seq, int queue, int (*skip)(slice name))
 {
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
         const char *k, *v;
@@ -517,8 +422,8 @@ static int push_fields(Transport *t, PyObject *seq, int queue, int (*skip)(slice
         if (py_header(PySequence_Fast_GET_ITEM(seq, i), &k, &kn, &v, &vn) < 0) return -1;
         if (!queue || (skip && skip((slice){k, (size_t)kn})))
             continue;
-        if (push(t, k, (size_t)kn, NULL, 1) < 0 || push(t, ": ", 2, NULL, 1) < 0 ||
-            push(t, v, (size_t)vn, NULL, 1) < 0 || push(t, "\r\n", 2, NULL, 1) < 0)
+        if (tr_push(t, k, (size_t)kn, NULL, 1) < 0 || tr_push(t, ": ", 2, NULL, 1) < 0 ||
+            tr_push(t, v, (size_t)vn, NULL, 1) < 0 || tr_push(t, "\r\n", 2, NULL, 1) < 0)
             return -1;
     }
     return 0;
@@ -526,13 +431,13 @@ static int push_fields(Transport *t, PyObject *seq, int queue, int (*skip)(slice
 
 /* The end of the body; a refused trailer leaves the response unfinished,
  * so the app's error aborts it. */
-static int out_end(Transport *t, PyObject *trailers)
+int tr_out_end(Transport *t, PyObject *trailers)
 {
-    if (t->h.chunked && !trailers && push(t, "0\r\n\r\n", 5, NULL, 1) < 0) return -1;
+    if (t->h.chunked && !trailers && tr_push(t, "0\r\n\r\n", 5, NULL, 1) < 0) return -1;
     if (t->h.chunked && trailers) {
         PyObject *seq = PySequence_Fast(trailers, "trailers must be a list");
-        int rc = !seq || push_fields(t, seq, 0, NULL) < 0 || push(t, "0\r\n", 3, NULL, 1) < 0 ||
-                 push_fields(t, seq, 1, NULL) < 0 || push(t, "\r\n", 2, NULL, 1) < 0 ? -1 : 0;
+        int rc = !seq || tr_push_fields(t, seq, 0, NULL) < 0 || tr_push(t, "0\r\n", 3, NULL, 1) < 0 ||
+                 tr_push_fields(t, seq, 1, NULL) < 0 || tr_push(t, "\r\n", 2, NULL, 1) < 0 ? -1 : 0;
         Py_XDECREF(seq);
         if (rc < 0) return -1;
     }
@@ -540,12 +445,26 @@ static int out_end(Transport *t, PyObject *trailers)
     return 0;
 }
 
+/* Answer in the app's place: status, headers (stolen; NULL: none) and
+ * body[0,n), replacing output queued but not sent.  -1 with an exception
+ * set; the caller then treats the client as gone. */
+int tr_answer(Transport *t, int status, PyObject *headers, const char *body, size_t n)
+{
+    tr_q_clear(t);
+    t->status = status;
+    t->started = 1;
+    t->finished = 0;
+    Py_XSETREF(t->start_headers, headers ? headers : PyList_New(0));
+    if (!t->start_headers || tr_out_body(t, body, n, NULL, (int64_t)n) < 0) return -1;
+    return tr_out_end(t, NULL);
+}
+
 /* The end of every send(): write what was queued, then tell the app how
  * it went (at once, or once the output has drained). */
-static PyObject *send_result(Transport *t, int rc)
+PyObject *tr_send_result(Transport *t, int rc)
 {
     if (rc < 0) return NULL;
-    flush(t);
+    tr_flush(t);
     if (t->gone) {                      /* ASGI 2.4: the client has gone */
         PyErr_SetString(PyExc_OSError, "client disconnected");
         return NULL;
@@ -557,7 +476,7 @@ static PyObject *send_result(Transport *t, int rc)
 
 /* The start of every send(): the message's type, or NULL with the error
  * set (not a message, or the client has gone: ASGI 2.4's OSError). */
-static PyObject *send_type(Transport *t, PyObject *msg)
+PyObject *tr_send_type(Transport *t, PyObject *msg)
 {
     PyObject *type = PyDict_Check(msg) ? PyDict_GetItemWithError(msg, k_type) : NULL;
     if (!type) {
@@ -573,7 +492,7 @@ static PyObject *send_type(Transport *t, PyObject *msg)
 
 /* A response start message (http, or a websocket denial): status and
  * headers into t. */
-static int take_start(Transport *t, PyObject *msg)
+int tr_take_start(Transport *t, PyObject *msg)
 {
     PyObject *st = PyDict_GetItemWithError(msg, k_status);
     PyObject *hd = PyDict_GetItemWithError(msg, k_headers);
@@ -588,7 +507,7 @@ static int take_start(Transport *t, PyObject *msg)
     return t->start_headers ? 0 : -1;
 }
 
-static int get_bool(PyObject *msg, PyObject *key)
+int asgi_get_bool(PyObject *msg, PyObject *key)
 {
     PyObject *v = PyDict_GetItemWithError(msg, key);
     return v ? PyObject_IsTrue(v) : (PyErr_Occurred() ? -1 : 0);
@@ -608,9 +527,9 @@ static int send_pathsend(Transport *t, PyObject *msg)
         if (fd >= 0) close(fd);
         t->status = 404;               /* as Granian: a missing file is a 404 */
         Py_SETREF(t->start_headers, PyList_New(0));
-        return t->start_headers ? out_body(t, "", 0, NULL, 0) : -1;
+        return t->start_headers ? tr_out_body(t, "", 0, NULL, 0) : -1;
     }
-    if (out_body(t, "", 0, NULL, st.st_size) < 0) { close(fd); return -1; }
+    if (tr_out_body(t, "", 0, NULL, st.st_size) < 0) { close(fd); return -1; }
     int64_t n = t->h.clen >= 0 && t->h.clen < st.st_size ? t->h.clen : st.st_size;
     if (t->h.nobody || n == 0 || t->qn == QMAX) { close(fd); return 0; }
     t->q[t->qn++] = (piece){ .fd = fd, .off = 0, .n = (size_t)n };
@@ -621,19 +540,19 @@ static int send_pathsend(Transport *t, PyObject *msg)
 
 /* A message type equal to an interned name: the app's literals are interned
  * too, so the pointer test nearly always answers. */
-static int is_type(PyObject *type, PyObject *name)
+int asgi_is_type(PyObject *type, PyObject *name)
 {
     return type == name || PyUnicode_Compare(type, name) == 0;
 }
 
 static PyObject *asgi_send(Transport *t, PyObject *msg)
 {
-    PyObject *type = send_type(t, msg);
+    PyObject *type = tr_send_type(t, msg);
     if (!type) return NULL;
     int rc = 0;
-    if (is_type(type, t_start)) {
-        if (t->started) return flow_error("Response already started");
-        if (take_start(t, msg) < 0 || (t->trailers = get_bool(msg, k_trailers)) < 0)
+    if (asgi_is_type(type, t_start)) {
+        if (t->started) return asgi_flow_error("Response already started");
+        if (tr_take_start(t, msg) < 0 || (t->trailers = asgi_get_bool(msg, k_trailers)) < 0)
             return NULL;
         PyObject *hd = t->start_headers;
         /* Server-sent events: the head leaves at once (as Granian) */
@@ -645,54 +564,50 @@ static PyObject *asgi_send(Transport *t, PyObject *msg)
                                      (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(p, 0))},
                              "content-type") &&
                 !strncmp(PyBytes_AS_STRING(PyTuple_GET_ITEM(p, 1)), "text/event-stream", 17))
-                rc = out_body(t, "", 0, NULL, -1);
+                rc = tr_out_body(t, "", 0, NULL, -1);
         }
-    } else if (is_type(type, t_rbody)) {
-        if (!t->started) return flow_error("Response not started");
-        if (t->finished) return flow_error("Response already finished");
+    } else if (asgi_is_type(type, t_rbody)) {
+        if (!t->started) return asgi_flow_error("Response not started");
+        if (t->finished) return asgi_flow_error("Response already finished");
         PyObject *body = PyDict_GetItemWithError(msg, k_body);
-        int more = get_bool(msg, k_more_body);
+        int more = asgi_get_bool(msg, k_more_body);
         if (more < 0) return NULL;
         Py_buffer view = { .buf = (void *)"", .len = 0 };
         if (body && PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0) return NULL;
         /* bytes are immutable: queue them by reference; anything else is copied */
         PyObject *owner = body && PyBytes_CheckExact(body) ? body : NULL;
         /* one last message and no trailers: a fixed length */
-        rc = out_body(t, view.buf, (size_t)view.len, owner,
+        rc = tr_out_body(t, view.buf, (size_t)view.len, owner,
                       more || t->trailers ? -1 : t->sent + view.len);
         if (body) PyBuffer_Release(&view);
-        if (rc == 0 && !more && !t->trailers) rc = out_end(t, NULL);
-    } else if (is_type(type, t_trailers)) {
-        if (!t->started) return flow_error("Response not started");
-        if (t->finished || !t->trailers) return flow_error("Response already finished");
-        int more = get_bool(msg, k_more_trailers);
+        if (rc == 0 && !more && !t->trailers) rc = tr_out_end(t, NULL);
+    } else if (asgi_is_type(type, t_trailers)) {
+        if (!t->started) return asgi_flow_error("Response not started");
+        if (t->finished || !t->trailers) return asgi_flow_error("Response already finished");
+        int more = asgi_get_bool(msg, k_more_trailers);
         PyObject *hd = PyDict_GetItemWithError(msg, k_headers);
         if (more < 0 || (!hd && PyErr_Occurred())) return NULL;
         if (!t->tlist && !(t->tlist = PyList_New(0))) return NULL;
         PyObject *x = hd ? PyObject_CallMethod(t->tlist, "extend", "O", hd) : Py_NewRef(Py_None);
         if (!x) return NULL;
         Py_DECREF(x);
-        if (!more) rc = out_end(t, t->tlist);
-    } else if (is_type(type, t_pathsend)) {
-        if (!t->started) return flow_error("Response not started");
-        if (t->finished) return flow_error("Response already finished");
+        if (!more) rc = tr_out_end(t, t->tlist);
+    } else if (asgi_is_type(type, t_pathsend)) {
+        if (!t->started) return asgi_flow_error("Response not started");
+        if (t->finished) return asgi_flow_error("Response already finished");
         rc = send_pathsend(t, msg);
         t->finished = 1;
     } else {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
         return NULL;
     }
-    return send_result(t, rc);
+    return tr_send_result(t, rc);
 }
 
 /* ---------------------------------------------------------------------
  * Request life: scope, task, completion
  * ------------------------------------------------------------------- */
 
-static PyObject *build_scope(conn *c);
-static int set(PyObject *d, PyObject *k, PyObject *v);
-#define INTERN(var, s) if (!(var = PyUnicode_InternFromString(s))) return -1
-#include "asgi_ws.c"
 
 /* A pair, stealing both references (NULL if either is). */
 static PyObject *pair(PyObject *a, PyObject *b)
@@ -759,7 +674,7 @@ static int scope_init(void)
         if (!(common_bytes[i] = PyBytes_FromString(common_names[i]))) return -1;
     for (size_t i = 0; i < NMETHODS; i++)
         if (!(method_strs[i] = PyUnicode_InternFromString(common_methods[i]))) return -1;
-    PyObject *root = PyUnicode_FromString(cfg->url_path_prefix ? cfg->url_path_prefix : "");
+    PyObject *root = PyUnicode_FromString(asgi_cfg->url_path_prefix ? asgi_cfg->url_path_prefix : "");
     PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
     scope_tmpl = root && empty ? PyDict_New() : NULL;
     PyObject *const kv[][2] = {
@@ -793,7 +708,7 @@ static PyObject *server_tuple(const listener *ls)
     return addr_tuple(ls->addr, ls->port);
 }
 
-static int set(PyObject *d, PyObject *k, PyObject *v)
+int asgi_set(PyObject *d, PyObject *k, PyObject *v)
 {
     if (!v) return -1;
     int rc = PyDict_SetItem(d, k, v);
@@ -801,7 +716,7 @@ static int set(PyObject *d, PyObject *k, PyObject *v)
     return rc;
 }
 
-static PyObject *build_scope(conn *c)
+PyObject *asgi_scope(conn *c)
 {
     http_request *rq = c->req;
     PyObject *scope = PyDict_Copy(scope_tmpl);
@@ -822,17 +737,17 @@ static PyObject *build_scope(conn *c)
     }
     const listener *ls = c->ls;
     int uds = ls->family == AF_UNIX;
-    if ((!rq->minor && set(scope, k_http_version, Py_NewRef(v10))) ||
-        (conn_secure(c) && set(scope, k_scheme, Py_NewRef(s_https_scheme))) ||
-        set(scope, k_server, server_tuple(ls)) ||
-        set(scope, k_client, addr_tuple(conn_client(c), uds ? 0 : conn_client_port(c))) ||
-        set(scope, k_method, method_str(rq->method)) ||
-        set(scope, k_path, path) ||
-        set(scope, k_raw_path, PyBytes_FromStringAndSize(rq->path.p, (Py_ssize_t)rq->path.n)) ||
-        (rq->query.n && set(scope, k_query, PyBytes_FromStringAndSize(rq->query.p, (Py_ssize_t)rq->query.n))) ||
-        set(scope, k_headers, headers) ||
-        (c->tls && set(scope, k_extensions, tls_extensions(c))) ||
-        set(scope, k_state, PyDict_Copy(lifespan_state))) {
+    if ((!rq->minor && asgi_set(scope, k_http_version, Py_NewRef(v10))) ||
+        (conn_secure(c) && asgi_set(scope, k_scheme, Py_NewRef(s_https_scheme))) ||
+        asgi_set(scope, k_server, server_tuple(ls)) ||
+        asgi_set(scope, k_client, addr_tuple(conn_client(c), uds ? 0 : conn_client_port(c))) ||
+        asgi_set(scope, k_method, method_str(rq->method)) ||
+        asgi_set(scope, k_path, path) ||
+        asgi_set(scope, k_raw_path, PyBytes_FromStringAndSize(rq->path.p, (Py_ssize_t)rq->path.n)) ||
+        (rq->query.n && asgi_set(scope, k_query, PyBytes_FromStringAndSize(rq->query.p, (Py_ssize_t)rq->query.n))) ||
+        asgi_set(scope, k_headers, headers) ||
+        (c->tls && asgi_set(scope, k_extensions, tls_extensions(c))) ||
+        asgi_set(scope, k_state, PyDict_Copy(aio_lifespan_state))) {
         Py_DECREF(scope);
         return NULL;
     }
@@ -843,51 +758,28 @@ static PyObject *task_done(Transport *t, PyObject *task);
 static PyMethodDef recv_def = {"receive", (PyCFunction)asgi_receive, METH_NOARGS, NULL};
 static PyMethodDef send_def = {"send", (PyCFunction)asgi_send, METH_O, NULL};
 static PyMethodDef done_def = {"done", (PyCFunction)task_done, METH_O, NULL};
-static PyMethodDef ws_recv_def = {"receive", (PyCFunction)ws_receive, METH_NOARGS, NULL};
-static PyMethodDef ws_send_def = {"send", (PyCFunction)ws_send, METH_O, NULL};
+static PyMethodDef ws_recv_def = {"receive", (PyCFunction)asgi_ws_receive, METH_NOARGS, NULL};
+static PyMethodDef ws_send_def = {"send", (PyCFunction)asgi_ws_send, METH_O, NULL};
 
-/* loop.create_task(coro).  Without a task factory that is Task(coro,
- * loop=loop), but create_task first names the task "Task-<n>" with a
- * printf, 6 % of a hello-world request's instructions: request tasks are
- * all named "granc.request" instead. */
-static PyObject *new_task(PyObject *coro)
-{
-    PyObject *f = PyObject_CallNoArgs(loop_task_factory);
-    if (!f) return NULL;
-    if (f != Py_None) {
-        Py_DECREF(f);
-        return PyObject_CallOneArg(loop_create_task, coro);
-    }
-    Py_DECREF(f);
-    PyObject *args[] = { coro, loop_obj, task_name };
-    return PyObject_Vectorcall(task_type, args, 1, task_kwnames);
-}
-
-void asgi_start(conn *c)
+static void asgi_begin(conn *c)
 {
     Transport *t = PyObject_New(Transport, &TransportType);
-    if (!t) { PyErr_Clear(); c->broken = 1; wk_request_done(c); return; }
+    if (!t) { PyErr_Clear(); c->broken = 1; conn_request_done(c); return; }
     memset((char *)t + sizeof(PyObject), 0, sizeof(*t) - sizeof(PyObject));
     t->c = c;
     c->app = t;                          /* c holds the reference */
     c->keep = 0;
-    t->ws = ws_wanted(c);
+    t->ws = asgi_ws_wanted(c);
     char key[29];
     const char *why = NULL;
-    if (t->ws && !ws_handshake_ok(c, key, &why)) {   /* a bad handshake: 400 */
-        t->status = 400;
-        t->started = 1;
-        t->start_headers = Py_BuildValue("[(yy)]", "content-type", "text/plain");
-        if (!t->start_headers || out_body(t, why, strlen(why), NULL, (int64_t)strlen(why)) < 0 ||
-            out_end(t, NULL) < 0) {
-            PyErr_Clear();
-            t->gone = 1;
-        }
+    if (t->ws && !asgi_ws_handshake_ok(c, key, &why)) {   /* a bad handshake: 400 */
+        PyObject *hd = Py_BuildValue("[(yy)]", "content-type", "text/plain");
+        if (!hd || tr_answer(t, 400, hd, why, strlen(why)) < 0) { PyErr_Clear(); t->gone = 1; }
         t->app_done = 1;
-        flush(t);
+        tr_flush(t);
         return;
     }
-    PyObject *scope = t->ws ? ws_scope(c) : build_scope(c);
+    PyObject *scope = t->ws ? asgi_ws_scope(c) : asgi_scope(c);
     PyObject *recv = PyCFunction_New(t->ws ? &ws_recv_def : &recv_def, (PyObject *)t);
     PyObject *send = PyCFunction_New(t->ws ? &ws_send_def : &send_def, (PyObject *)t);
     PyObject *coro = scope && recv && send
@@ -895,7 +787,7 @@ void asgi_start(conn *c)
     Py_XDECREF(scope); Py_XDECREF(recv); Py_XDECREF(send);
     PyObject *cb = NULL, *r = NULL;
     if (coro) {
-        t->task = new_task(coro);
+        t->task = aio_new_task(coro);
         Py_DECREF(coro);
     }
     if (t->task && (cb = PyCFunction_New(&done_def, (PyObject *)t)))
@@ -904,6 +796,14 @@ void asgi_start(conn *c)
     if (r) { Py_DECREF(r); return; }
     /* the app could not even start: as if it had raised */
     Py_XDECREF(task_done(t, NULL));
+}
+
+/* A request is ready: start its task.  It finishes later, always
+ * (conn_request_done), even when it fails at once. */
+static int asgi_start(conn *c)
+{
+    asgi_begin(c);
+    return 0;
 }
 
 /* The app's task ended: answer 500 if nothing went out, abort a started
@@ -927,42 +827,33 @@ static PyObject *task_done(Transport *t, PyObject *task)
     }
     if (t->ws) {
         int raised = PyErr_Occurred() != NULL;
-        if (raised && !t->gone) wk_log_exception("Application callable raised an exception");
+        if (raised && !t->gone) py_log_exception("Application callable raised an exception");
         PyErr_Clear();
-        ws_task_done(t, raised);
+        asgi_ws_task_done(t, raised);
         t->app_done = 1;
-        if (t->c) flush(t);
+        if (t->c) tr_flush(t);
         Py_RETURN_NONE;
     }
     if (PyErr_Occurred()) {
-        if (!t->gone) wk_log_exception("Application callable raised an exception");
+        if (!t->gone) py_log_exception("Application callable raised an exception");
         else PyErr_Clear();
         if (!t->c) Py_RETURN_NONE;
         if (!t->head_sent && !t->gone) {
-            q_clear(t);
-            t->status = 500;
-            Py_XSETREF(t->start_headers, PyList_New(0));
-            t->finished = 0;
-            if (out_body(t, "", 0, NULL, 0) < 0 || out_end(t, NULL) < 0) {
-                PyErr_Clear();
-                t->gone = 1;
-            }
+            if (tr_answer(t, 500, NULL, "", 0) < 0) { PyErr_Clear(); t->gone = 1; }
         } else if (!t->finished) {
             t->gone = 1;                /* never fake the end of a broken body */
         }
     } else if (t->c && !t->finished && !t->gone) {
         if (!t->head_sent) {            /* returned without a response */
             log_error("ASGI callable returned without starting a response");
-            t->status = 500;
-            Py_XSETREF(t->start_headers, PyList_New(0));
-            if (out_body(t, "", 0, NULL, 0) < 0 || out_end(t, NULL) < 0) { PyErr_Clear(); t->gone = 1; }
+            if (tr_answer(t, 500, NULL, "", 0) < 0) { PyErr_Clear(); t->gone = 1; }
         } else {
             log_error("ASGI callable returned without completing the response");
             t->gone = 1;
         }
     }
     t->app_done = 1;
-    if (t->c) flush(t);
+    if (t->c) tr_flush(t);
     Py_RETURN_NONE;
 }
 
@@ -972,41 +863,37 @@ static void finish(Transport *t)
     conn *c = t->c;
     if (!c) return;
     t->c = NULL;
-    if (waiters(t)) wake(t, t->ws ? ws_disconnect_msg(t) : disconnect_msg(), 1);
+    if (tr_waiters(t)) tr_wake(t, t->ws ? asgi_ws_disconnect_msg(t) : disconnect_msg(), 1);
     resolve(&t->send_fut, NULL);
     if (t->gone) c->broken = 1;
     if (t->h.clen >= 0 && t->sent < t->h.clen && !t->h.nobody)
         c->broken = 1;                  /* shorter than announced: the client must see it */
     /* a body the app left unread: keep the connection only if it is in */
-    if (!c->body_done || c->len > c->dend) {
-        while (!c->broken && !c->body_done && conn_body_nb(c) > 0)
-            c->dpos = c->dend;
-    }
-    c->dpos = c->dend;
-    c->keep = t->h.keep && c->body_done && !c->broken && !(t->ws && t->h.code == 101);
-    wk_access_log(c, t->head_sent ? t->h.code : 500,
+    int body_in = conn_body_drop_nb(c);
+    c->keep = t->h.keep && body_in && !c->broken && !(t->ws && t->h.code == 101);
+    conn_access_log(c, t->head_sent ? t->h.code : 500,
                   t->ws ? (conn_secure(c) ? "wss" : "ws") : (conn_secure(c) ? "https" : "http"));
     c->app = NULL;
-    wk_request_done(c);
+    conn_request_done(c);
     Py_DECREF(t);                       /* the reference c held */
 }
 
-void asgi_event(conn *c, int mask)
+static void asgi_event(conn *c, int mask)
 {
     Transport *t = c->app;
     Py_INCREF(t);
     if (mask & EV_WRITE)
-        flush(t);
+        tr_flush(t);
     if (t->ws && (mask & EV_READ) && t->c) {
-        ws_event(t);
-    } else if ((mask & EV_READ) && t->c && waiters(t)) {
+        asgi_ws_event(t);
+    } else if ((mask & EV_READ) && t->c && tr_waiters(t)) {
         PyObject *m = next_message(t);
-        if (m) wake(t, m, t->finished || t->gone);
+        if (m) tr_wake(t, m, t->finished || t->gone);
         else if (PyErr_Occurred()) PyErr_Clear();
-        if (t->c) watch(t);
+        if (t->c) tr_watch(t);
     } else if ((mask & EV_READ) && t->c) {
         t->noread = 1;                  /* nobody waits: stop reading */
-        watch(t);
+        tr_watch(t);
     }
     Py_DECREF(t);
 }
@@ -1017,10 +904,10 @@ void asgi_event(conn *c, int mask)
  * backpressure, not a slow client) and restarts with every chunk.  After
  * timeout_ms, as for WSGI's per-read timeout, the app gets http.disconnect
  * and the connection is closed. */
-void asgi_sweep(conn *c, int64_t now, int64_t timeout_ms)
+static void asgi_sweep(conn *c, int64_t now, int64_t timeout_ms)
 {
     Transport *t = c->app;
-    if (t->ws || t->body_final || t->gone || !waiters(t)) {
+    if (t->ws || t->body_final || t->gone || !tr_waiters(t)) {
         t->body_wait = 0;
         return;
     }
@@ -1034,190 +921,23 @@ void asgi_sweep(conn *c, int64_t now, int64_t timeout_ms)
     shutdown(c->fd, SHUT_RDWR);         /* the client sees the close now */
     Py_INCREF(t);
     t->gone = 1;
-    wake(t, disconnect_msg(), 1);
-    flush(t);
+    tr_wake(t, disconnect_msg(), 1);
+    tr_flush(t);
     Py_DECREF(t);
 }
 
-/* ---------------------------------------------------------------------
- * The control plane: loop, lifespan, drain (Python)
- * ------------------------------------------------------------------- */
-
-static const char runner_src[] =
-"import asyncio, sys\n"
-"ASGI = {'version': '3.0', 'spec_version': '2.3'}\n"
-"def new_loop(kind):\n"
-"    if kind in ('auto', 'uvloop'):\n"
-"        try:\n"
-"            import uvloop\n"
-"            return uvloop.new_event_loop()\n"
-"        except ImportError:\n"
-"            if kind == 'uvloop':\n"
-"                raise RuntimeError('--loop uvloop: uvloop is not installed')\n"
-"    elif kind not in ('asyncio',):\n"
-"        raise RuntimeError(f'--loop {kind}: not available in granc')\n"
-"    return asyncio.new_event_loop()\n"
-"class Lifespan:\n"
-"    def __init__(self, app, state, log):\n"
-"        self.app, self.state, self.log = app, state, log\n"
-"        self.events = asyncio.Queue()\n"
-"        loop = asyncio.get_running_loop()\n"
-"        self.started, self.stopped = loop.create_future(), loop.create_future()\n"
-"        self.unsupported = False\n"
-"    async def run(self):\n"
-"        scope = {'type': 'lifespan', 'asgi': dict(ASGI), 'state': self.state}\n"
-"        try:\n"
-"            await self.app(scope, self.events.get, self.send)\n"
-"        except BaseException as e:\n"
-"            self.unsupported = True\n"
-"            reported = any(f.done() and f.result() for f in (self.started, self.stopped))\n"
-"            if not reported:\n"
-"                self.log(30, 'ASGI Lifespan errored, continuing without Lifespan support')\n"
-"        finally:\n"
-"            for f in (self.started, self.stopped):\n"
-"                if not f.done():\n"
-"                    f.set_result(None)\n"
-"    async def send(self, msg):\n"
-"        t = msg['type']\n"
-"        if t == 'lifespan.startup.complete':\n"
-"            self.started.set_result(None)\n"
-"        elif t == 'lifespan.startup.failed':\n"
-"            self.started.set_result(msg.get('message') or 'lifespan startup failed')\n"
-"        elif t == 'lifespan.shutdown.complete':\n"
-"            self.stopped.set_result(None)\n"
-"        elif t == 'lifespan.shutdown.failed':\n"
-"            self.stopped.set_result(msg.get('message') or 'lifespan shutdown failed')\n"
-"        else:\n"
-"            raise RuntimeError('Unsupported ASGI message')\n"
-"    async def startup(self):\n"
-"        self.task = asyncio.get_running_loop().create_task(self.run())\n"
-"        await self.events.put({'type': 'lifespan.startup'})\n"
-"        return await self.started\n"
-"    async def shutdown(self):\n"
-"        if self.unsupported or self.task.done():\n"
-"            return None\n"
-"        await self.events.put({'type': 'lifespan.shutdown'})\n"
-"        return await self.stopped\n"
-"async def serve(app, lifespan, fd, poll, listen, log):\n"
-"    loop = asyncio.get_running_loop()\n"
-"    state = {}\n"
-"    ls = Lifespan(app, state, log) if lifespan else None\n"
-"    if ls:\n"
-"        failed = await ls.startup()\n"
-"        if failed:\n"
-"            log(40, f'ASGI lifespan startup failed: {failed}')\n"
-"            return 3\n"
-"    done = loop.create_future()\n"
-"    timer = [None, False]\n"
-"    def tick():\n"
-"        timer[1] = poll()\n"
-"        if not done.done():\n"
-"            timer[0] = loop.call_later(0.05 if timer[1] else 0.5, tick)\n"
-"    def ready():\n"
-"        if poll() and not timer[1]:\n"
-"            timer[0].cancel()\n"
-"            tick()\n"
-"    loop.add_reader(fd, ready)\n"
-"    timer[0] = loop.call_later(0.5, tick)\n"
-"    listen(state, loop, done)\n"
-"    await done\n"
-"    loop.remove_reader(fd)\n"
-"    if ls:\n"
-"        failed = await ls.shutdown()\n"
-"        if failed:\n"
-"            log(40, f'ASGI lifespan shutdown failed: {failed}')\n"
-"    return 0\n"
-"def run(app, lifespan, fd, poll, listen, log, kind):\n"
-"    loop = new_loop(kind)\n"
-"    asyncio.set_event_loop(loop)\n"
-"    try:\n"
-"        return loop.run_until_complete(serve(app, lifespan, fd, poll, listen, log))\n"
-"    finally:\n"
-"        loop.close()\n";
-
-/* The reader callback of granc's loop descriptor (and a 0.5 s tick):
- * run granc's events; once a stop has drained the worker, say so. */
-static PyObject *drained_fut;
-static PyObject *py_poll(PyObject *self, PyObject *unused)
+static int asgi_run(int loop_fd)
 {
-    (void)self; (void)unused;
-    if (wk_poll() && drained_fut)
-        resolve(&drained_fut, Py_NewRef(Py_None));
-    if (PyErr_Occurred()) wk_log_exception("granc: error in the event loop");
-    return PyBool_FromLong(wk_stopping());    /* the tick quickens while stopping */
+    M_SET(blocking_threads, 1);     /* the loop thread runs the app */
+    return aio_run(app, asgi_cfg->iface == IF_ASGI, loop_fd, asgi_cfg->loop ? asgi_cfg->loop : "auto");
 }
 
-static PyObject *py_listen(PyObject *self, PyObject *args)
+static int asgi_init(const config *config, void *application)
 {
-    (void)self;
-    PyObject *state, *loop, *done;
-    if (!PyArg_ParseTuple(args, "OOO", &state, &loop, &done)) return NULL;
-    Py_XSETREF(drained_fut, Py_NewRef(done));
-    Py_INCREF(state);
-    Py_XSETREF(lifespan_state, state);
-    loop_create_future = PyObject_GetAttrString(loop, "create_future");
-    loop_create_task = PyObject_GetAttrString(loop, "create_task");
-    loop_task_factory = PyObject_GetAttrString(loop, "get_task_factory");
-    PyObject *aio = PyImport_ImportModule("asyncio");
-    task_type = aio ? PyObject_GetAttrString(aio, "Task") : NULL;
-    Py_XDECREF(aio);
-    loop_obj = Py_NewRef(loop);
-    task_kwnames = Py_BuildValue("(ss)", "loop", "name");
-    task_name = PyUnicode_InternFromString("granc.request");
-    if (!loop_create_future || !loop_create_task || !loop_task_factory || !task_type ||
-        !task_kwnames || !task_name)
-        return NULL;
-    wk_listen();
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_log(PyObject *self, PyObject *args)
-{
-    (void)self;
-    int level;
-    const char *msg;
-    if (!PyArg_ParseTuple(args, "is", &level, &msg)) return NULL;
-    log_msg(level, "%s", msg);
-    Py_RETURN_NONE;
-}
-
-static PyMethodDef poll_def = {"poll", py_poll, METH_NOARGS, NULL};
-static PyMethodDef listen_def = {"listen", py_listen, METH_VARARGS, NULL};
-static PyMethodDef log_def = {"log", py_log, METH_VARARGS, NULL};
-
-int asgi_run(int loop_fd)
-{
-    PyObject *g = PyDict_New(), *r = NULL;
-    if (g && PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins()) == 0)
-        r = PyRun_String(runner_src, Py_file_input, g, g);
-    PyObject *res = NULL;
-    if (r) {
-        PyObject *poll = PyCFunction_New(&poll_def, NULL);
-        PyObject *listen = PyCFunction_New(&listen_def, NULL);
-        PyObject *log = PyCFunction_New(&log_def, NULL);
-        PyObject *run = PyDict_GetItemString(g, "run");
-        if (poll && listen && log && run)
-            res = PyObject_CallFunction(run, "OiiOOOs", app, cfg->iface == IF_ASGI, loop_fd,
-                                        poll, listen, log, cfg->loop ? cfg->loop : "auto");
-        Py_XDECREF(poll); Py_XDECREF(listen); Py_XDECREF(log);
-    }
-    Py_XDECREF(r);
-    Py_XDECREF(g);
-    if (!res) {
-        wk_log_exception("granc: the ASGI worker failed");
-        return WK_EXIT_LOAD;
-    }
-    int rc = (int)PyLong_AsLong(res);
-    Py_DECREF(res);
-    return rc;
-}
-
-int asgi_init(const config *config, void *application)
-{
-    cfg = config;
+    asgi_cfg = config;
     app = application;
-    if (PyType_Ready(&ReadyType) < 0 || PyType_Ready(&TransportType) < 0) return -1;
-    if (ws_intern() < 0) return -1;
+    if (aio_init() < 0 || PyType_Ready(&TransportType) < 0) return -1;
+    if (asgi_ws_intern() < 0) return -1;
     INTERN(k_type, "type"); INTERN(k_asgi, "asgi"); INTERN(k_http_version, "http_version");
     INTERN(k_server, "server"); INTERN(k_client, "client"); INTERN(k_scheme, "scheme");
     INTERN(k_method, "method"); INTERN(k_root_path, "root_path"); INTERN(k_path, "path");
@@ -1237,9 +957,18 @@ int asgi_init(const config *config, void *application)
     ext_dict = Py_BuildValue("{s{}s{}s{}}", "http.response.pathsend", "websocket.http.response",
                              "http.response.trailers");
     msg_disconnect = Py_BuildValue("{sO}", "type", t_disconnect);
-    lifespan_state = PyDict_New();
     Py_INCREF(Py_None);
-    ready_none = ready(Py_None);
+    ready_none = aio_ready(Py_None);
     if (!asgi_dict || !ext_dict || scope_init() < 0) return -1;
-    return ready_none && msg_disconnect && lifespan_state ? 0 : -1;
+    return ready_none && msg_disconnect ? 0 : -1;
 }
+
+const app_iface asgi_iface = {
+    .name = "asgi",
+    .init = asgi_init,
+    .run = asgi_run,
+    .start = asgi_start,
+    .event = asgi_event,
+    .sweep = asgi_sweep,
+    .stop = asgi_stop,
+};

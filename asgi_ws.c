@@ -1,5 +1,5 @@
 /* asgi_ws.c -- ASGI websockets over ws.c.  Included by asgi.c: it shares
- * the Transport, its output queue and flush().
+ * the Transport, its output queue and tr_flush().
  *
  * A websocket request is an ASGI request whose receive() and send() speak
  * the websocket.* messages.  Until the app accepts, the connection is an
@@ -12,12 +12,23 @@
  * (at most --ws-max-message-size bytes).
  */
 
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "aio.h"
+#include "asgi_int.h"
+#include "py.h"
+#include "http.h"
+#include "ws.h"
+
 static PyObject *t_ws_connect, *t_ws_accept, *t_ws_receive, *t_ws_send, *t_ws_close,
                 *t_ws_disconnect, *t_ws_rstart, *t_ws_rbody, *k_text, *k_bytes, *k_code,
                 *k_reason, *k_subprotocol, *k_subprotocols, *s_websocket, *s_ws_scheme,
                 *s_wss_scheme;
 
-static int ws_intern(void)
+int asgi_ws_intern(void)
 {
     INTERN(t_ws_connect, "websocket.connect"); INTERN(t_ws_accept, "websocket.accept");
     INTERN(t_ws_receive, "websocket.receive"); INTERN(t_ws_send, "websocket.send");
@@ -32,14 +43,14 @@ static int ws_intern(void)
 }
 
 /* An upgrade to websocket that this worker serves (--ws, ASGI). */
-static int ws_wanted(conn *c)
+int asgi_ws_wanted(conn *c)
 {
     const http_header *up = c->req->upgrade ? http_find_header(c->req, "upgrade", 0) : NULL;
-    return cfg->ws && up && http_has_token(up->value.p, up->value.n, "websocket");
+    return asgi_cfg->ws && up && http_has_token(up->value.p, up->value.n, "websocket");
 }
 
 /* The handshake's own checks; on failure *why says what was wrong. */
-static int ws_handshake_ok(conn *c, char accept[29], const char **why)
+int asgi_ws_handshake_ok(conn *c, char accept[29], const char **why)
 {
     http_request *rq = c->req;
     const http_header *v = http_find_header(rq, "sec-websocket-version", 0);
@@ -54,9 +65,9 @@ static int ws_handshake_ok(conn *c, char accept[29], const char **why)
     return 0;
 }
 
-static PyObject *ws_scope(conn *c)
+PyObject *asgi_ws_scope(conn *c)
 {
-    PyObject *scope = build_scope(c);
+    PyObject *scope = asgi_scope(c);
     if (!scope) return NULL;
     PyObject *subs = PyList_New(0);
     const http_header *p = http_find_header(c->req, "sec-websocket-protocol", 0);
@@ -71,8 +82,8 @@ static PyObject *ws_scope(conn *c)
     Py_INCREF(s_websocket);
     PyObject *scheme = conn_secure(c) ? s_wss_scheme : s_ws_scheme;
     Py_INCREF(scheme);
-    if (!subs || set(scope, k_type, s_websocket) || set(scope, k_scheme, scheme) ||
-        PyDict_DelItem(scope, k_method) < 0 || set(scope, k_subprotocols, subs)) {
+    if (!subs || asgi_set(scope, k_type, s_websocket) || asgi_set(scope, k_scheme, scheme) ||
+        PyDict_DelItem(scope, k_method) < 0 || asgi_set(scope, k_subprotocols, subs)) {
         Py_DECREF(scope);
         return NULL;
     }
@@ -84,8 +95,8 @@ static int ws_out(Transport *t, int opcode, const char *p, size_t n, PyObject *o
 {
     uint8_t head[10];
     size_t hn = ws_frame_head(head, opcode, n, 1);
-    return push(t, (const char *)head, hn, NULL, 1) < 0 ||
-           push(t, p, n, owner, !owner) < 0 ? -1 : 0;
+    return tr_push(t, (const char *)head, hn, NULL, 1) < 0 ||
+           tr_push(t, p, n, owner, !owner) < 0 ? -1 : 0;
 }
 
 /* Send a close frame (once) and say that the closing has begun. */
@@ -113,7 +124,7 @@ static void ws_fail(Transport *t, int code)
     t->wsstate = WSS_CLOSED;
 }
 
-static PyObject *ws_disconnect_msg(Transport *t)
+PyObject *asgi_ws_disconnect_msg(Transport *t)
 {
     PyObject *m = Py_BuildValue("{sOsi}", "type", t_ws_disconnect, "code",
                                 t->ws_code ? t->ws_code : 1006);
@@ -163,7 +174,7 @@ static void ws_pump(Transport *t)
         if (!t->in_frame) {
             int code = 1002;
             int r = ws_frame_parse(&t->wss, (uint8_t *)c->buf + c->dpos, c->len - c->dpos,
-                                   cfg->ws_max_message_size, &t->fr, &code);
+                                   asgi_cfg->ws_max_message_size, &t->fr, &code);
             if (r == HTTP_BAD) { ws_fail(t, code); break; }
             if (r > 0) {
                 c->dpos += (size_t)r;
@@ -194,7 +205,7 @@ static void ws_pump(Transport *t)
                 t->msg = m;
                 t->msg_cap = cap;
             }
-            if (k) memcpy(t->msg + t->msg_len, p, k);  /* t->msg is NULL for "" */
+            if (k) memcpy(t->msg + t->msg_len, p, k);   /* an empty message has no t->msg */
             t->msg_len += k;
             c->dpos += k;
             t->fr_done += k;
@@ -242,22 +253,22 @@ static PyObject *ws_next(Transport *t)
         t->pending = NULL;
         return m;
     }
-    if (!t->c || t->gone || t->wsstate == WSS_CLOSED) return ws_disconnect_msg(t);
+    if (!t->c || t->gone || t->wsstate == WSS_CLOSED) return asgi_ws_disconnect_msg(t);
     if (t->wsstate == WSS_CONNECTING && conn_gone(t->c)) {
         t->gone = 1;
-        return ws_disconnect_msg(t);
+        return asgi_ws_disconnect_msg(t);
     }
     return NULL;
 }
 
-static PyObject *ws_receive(Transport *t, PyObject *unused)
+PyObject *asgi_ws_receive(Transport *t, PyObject *unused)
 {
     (void)unused;
     PyObject *m = ws_next(t);
-    if (t->c) flush(t);                 /* pongs and close frames ws_pump queued */
-    if (m || PyErr_Occurred()) return ready(m);
-    PyObject *f = new_waiter(t);
-    watch(t);
+    if (t->c) tr_flush(t);                 /* pongs and close frames ws_pump queued */
+    if (m || PyErr_Occurred()) return aio_ready(m);
+    PyObject *f = tr_new_waiter(t);
+    tr_watch(t);
     return f;
 }
 
@@ -278,7 +289,7 @@ static int ws_accept(Transport *t, PyObject *msg)
     char key[29], line[1024];
     const char *why = NULL, *s = NULL;
     Py_ssize_t sn = 0;
-    if (!ws_handshake_ok(t->c, key, &why)) {
+    if (!asgi_ws_handshake_ok(t->c, key, &why)) {
         PyErr_SetString(PyExc_RuntimeError, why);
         return -1;
     }
@@ -301,38 +312,38 @@ static int ws_accept(Transport *t, PyObject *msg)
     if (PyErr_Occurred()) return -1;
     PyObject *hd = PyDict_GetItemWithError(msg, k_headers);
     PyObject *seq = hd ? PySequence_Fast(hd, "headers must be a list") : NULL;
-    if ((hd && !seq) || PyErr_Occurred() || (seq && push_fields(t, seq, 0, NULL) < 0)) {
+    if ((hd && !seq) || PyErr_Occurred() || (seq && tr_push_fields(t, seq, 0, NULL) < 0)) {
         Py_XDECREF(seq);
         return -1;
     }
     int n = snprintf(line, sizeof(line), "HTTP/1.1 101 Switching Protocols\r\n"
                      "upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: %s\r\n"
                      "server: granc\r\ndate: %s\r\n", key, http_date());
-    int rc = push(t, line, (size_t)n, NULL, 1);
+    int rc = tr_push(t, line, (size_t)n, NULL, 1);
     if (rc == 0 && s)
-        rc = push(t, "sec-websocket-protocol: ", 24, NULL, 1) < 0 ||
-             push(t, s, (size_t)sn, NULL, 1) < 0 || push(t, "\r\n", 2, NULL, 1) < 0 ? -1 : 0;
+        rc = tr_push(t, "sec-websocket-protocol: ", 24, NULL, 1) < 0 ||
+             tr_push(t, s, (size_t)sn, NULL, 1) < 0 || tr_push(t, "\r\n", 2, NULL, 1) < 0 ? -1 : 0;
     if (rc == 0 && seq)
-        rc = push_fields(t, seq, 1, ws_own_header);  /* Granian drops them; granc sends */
+        rc = tr_push_fields(t, seq, 1, ws_own_header);  /* Granian drops them; granc sends */
     Py_XDECREF(seq);
     if (rc < 0) return -1;
     t->wsstate = WSS_OPEN;
     t->head_sent = 1;
     t->h.code = 101;
-    return push(t, "\r\n", 2, NULL, 1);
+    return tr_push(t, "\r\n", 2, NULL, 1);
 }
 
-static PyObject *ws_send(Transport *t, PyObject *msg)
+PyObject *asgi_ws_send(Transport *t, PyObject *msg)
 {
-    PyObject *type = send_type(t, msg);
+    PyObject *type = tr_send_type(t, msg);
     if (!type) return NULL;
     int rc = 0;
-    if (is_type(type, t_ws_accept)) {
+    if (asgi_is_type(type, t_ws_accept)) {
         if (t->wsstate != WSS_CONNECTING || t->started)
-            return flow_error("Websocket already accepted or denied");
+            return asgi_flow_error("Websocket already accepted or denied");
         rc = ws_accept(t, msg);
-    } else if (is_type(type, t_ws_send)) {
-        if (t->wsstate == WSS_CONNECTING) return flow_error("Websocket not accepted");
+    } else if (asgi_is_type(type, t_ws_send)) {
+        if (t->wsstate == WSS_CONNECTING) return asgi_flow_error("Websocket not accepted");
         if (t->wsstate != WSS_OPEN) {
             PyErr_SetString(PyExc_OSError, "websocket closed");
             return NULL;
@@ -356,16 +367,13 @@ static PyObject *ws_send(Transport *t, PyObject *msg)
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "websocket.send needs bytes or text");
             return NULL;
         }
-    } else if (is_type(type, t_ws_close)) {
+    } else if (asgi_is_type(type, t_ws_close)) {
         PyObject *code = PyDict_GetItemWithError(msg, k_code);
         PyObject *reason = PyDict_GetItemWithError(msg, k_reason);
         long cd = code && code != Py_None ? PyLong_AsLong(code) : 1000;
         if (cd == -1 && PyErr_Occurred()) return NULL;
         if (t->wsstate == WSS_CONNECTING) {         /* closed before accept: 403 */
-            t->status = 403;
-            t->started = 1;
-            Py_XSETREF(t->start_headers, PyList_New(0));
-            rc = out_body(t, "", 0, NULL, 0) < 0 || out_end(t, NULL) < 0 ? -1 : 0;
+            rc = tr_answer(t, 403, NULL, "", 0);
             t->wsstate = WSS_CLOSED;
         } else {
             Py_ssize_t rn = 0;
@@ -375,29 +383,29 @@ static PyObject *ws_send(Transport *t, PyObject *msg)
             if (!t->ws_code) t->ws_code = (int)cd;
             ws_close_frame(t, (int)cd, r, (size_t)rn);
         }
-    } else if (is_type(type, t_ws_rstart)) {
+    } else if (asgi_is_type(type, t_ws_rstart)) {
         if (t->wsstate != WSS_CONNECTING || t->started)
-            return flow_error("Response already started");
-        if (take_start(t, msg) < 0) return NULL;
-    } else if (is_type(type, t_ws_rbody)) {
-        if (!t->started || t->wsstate != WSS_CONNECTING) return flow_error("Response not started");
-        if (t->finished) return flow_error("Response already finished");
+            return asgi_flow_error("Response already started");
+        if (tr_take_start(t, msg) < 0) return NULL;
+    } else if (asgi_is_type(type, t_ws_rbody)) {
+        if (!t->started || t->wsstate != WSS_CONNECTING) return asgi_flow_error("Response not started");
+        if (t->finished) return asgi_flow_error("Response already finished");
         PyObject *body = PyDict_GetItemWithError(msg, k_body);
-        int more = get_bool(msg, k_more_body);
+        int more = asgi_get_bool(msg, k_more_body);
         Py_buffer view = { .buf = (void *)"", .len = 0 };
         if (more < 0 || (body && PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0)) return NULL;
-        rc = out_body(t, view.buf, (size_t)view.len, NULL, more ? -1 : t->sent + view.len);
+        rc = tr_out_body(t, view.buf, (size_t)view.len, NULL, more ? -1 : t->sent + view.len);
         if (body) PyBuffer_Release(&view);
-        if (rc == 0 && !more) rc = out_end(t, NULL);
+        if (rc == 0 && !more) rc = tr_out_end(t, NULL);
     } else {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
         return NULL;
     }
-    return send_result(t, rc);
+    return tr_send_result(t, rc);
 }
 
 /* The socket is readable while the app owns a websocket. */
-static void ws_event(Transport *t)
+void asgi_ws_event(Transport *t)
 {
     if (t->wsstate == WSS_CONNECTING) {
         if (conn_gone(t->c)) t->gone = 1;
@@ -405,26 +413,22 @@ static void ws_event(Transport *t)
     } else {
         ws_pump(t);
     }
-    if ((t->pending || t->gone || t->wsstate == WSS_CLOSED) && waiters(t)) {
+    if ((t->pending || t->gone || t->wsstate == WSS_CLOSED) && tr_waiters(t)) {
         int all = !t->pending;          /* the disconnect is for every waiter */
         PyObject *m = ws_next(t);
-        if (m) wake(t, m, all);
+        if (m) tr_wake(t, m, all);
         else PyErr_Clear();
     }
-    if (t->c) flush(t);
+    if (t->c) tr_flush(t);
 }
 
 /* The app's task ended: deny (403) if it never accepted, close if it left
  * the socket open (1000, or 1011 after an exception). */
-static void ws_task_done(Transport *t, int raised)
+void asgi_ws_task_done(Transport *t, int raised)
 {
     if (!t->c) return;
     if (t->wsstate == WSS_CONNECTING && !t->head_sent && !t->gone) {
-        q_clear(t);
-        t->status = 403;
-        t->started = 1;
-        Py_XSETREF(t->start_headers, PyList_New(0));
-        if (out_body(t, "", 0, NULL, 0) < 0 || out_end(t, NULL) < 0) { PyErr_Clear(); t->gone = 1; }
+        if (tr_answer(t, 403, NULL, "", 0) < 0) { PyErr_Clear(); t->gone = 1; }
     } else if (t->wsstate == WSS_CONNECTING && !t->finished) {
         t->gone = 1;                    /* a denial body left unfinished */
     } else if (t->wsstate == WSS_OPEN) {
@@ -442,6 +446,6 @@ void asgi_stop(conn *c)
     Py_INCREF(t);
     if (!t->ws_code) t->ws_code = 1001;
     ws_close_frame(t, 1001, "", 0);
-    flush(t);
+    tr_flush(t);
     Py_DECREF(t);
 }

@@ -26,7 +26,7 @@
  *  - Events are level-triggered: a callback need not drain its fd; it is
  *    called again on the next poll while the fd stays ready.
  */
-#include "granc.h"
+#include "ev.h"
 
 #include <errno.h>
 #include <stdlib.h>

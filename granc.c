@@ -1,4 +1,4 @@
-/* granc.c -- configuration and the master process.
+/* granc.c -- main() and the configuration.
  *
  * One table, opts[], describes every option of Granian's command line: its
  * flag, its GRANIAN_* variable, its type and range, its default, where it
@@ -6,9 +6,15 @@
  * environment, --help and the "not supported yet" check all walk that
  * table, so adding or enabling an option is a one-row change.
  *
- * Then master.c takes over.
+ * main() validates the result, loads the --ssl-* files, and hands over to
+ * the master process (master.c), which binds and supervises.
  */
 #include "granc.h"
+#include "net.h"
+#include "tls.h"
+#include "http.h"
+#include "log.h"
+#include "master.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -67,11 +73,6 @@ static const char *const feat_name[] = {
 
 #define NOMAX LLONG_MAX             /* no bound but the field's type */
 
-#ifdef GRANC_TLS                    /* TLS options work when BearSSL was found */
-#define TLS_BUILT 1
-#else
-#define TLS_BUILT 0
-#endif
 
 typedef struct opt {
     const char *name;               /* flag without the leading "--" */
@@ -848,12 +849,10 @@ int main(int argc, char **argv)
         log_warn("%d workers is more than the %ld online CPUs", cfg.workers, cpus);
 
     log_info("Starting granc %s (main PID: %ld)", GRANC_VERSION, (long)getpid());
-#ifdef GRANC_TLS
     if (cfg.ssl_certificate) {      /* bad files stop us before anything is bound */
         char err[512];
         if (!(cfg.tls = tls_load(&cfg, err, sizeof err)))
             die("%s", err);
     }
-#endif
     return master_run(&cfg);
 }

@@ -1,10 +1,12 @@
-/* granc.h -- shared structs and prototypes, grouped by the file that owns them.
+/* granc.h -- what every part of granc shares: the configuration, the
+ * listeners, slices of bytes, clocks, exit codes.  Each module has its own
+ * header (ev.h, http.h, conn.h, ...) for the rest.
  *
- * Read this first: it is the map of the program.  A master process (granc.c)
- * parses the configuration, binds the listeners and forks workers
- * (worker.c).  Each worker runs one event loop (ev.c) that accepts
- * connections and parses HTTP/1.1 (http.c); complete requests go to the
- * application interface (wsgi.c), whose Python threads answer them.
+ * The map: a master process (granc.c, master.c) parses the configuration,
+ * binds the listeners and forks workers (worker.c).  Each worker runs one
+ * event loop (ev.c) that accepts connections (conn.c) and parses HTTP/1.1
+ * (http.c); complete requests go to the application interface (pool.c and
+ * wsgi.c, or asgi.c), whose Python answers them.
  */
 #ifndef GRANC_H
 #define GRANC_H
@@ -26,8 +28,39 @@
 #define WK_EXIT_ERROR   1
 #define WK_EXIT_LOAD    3           /* the application could not be loaded */
 
+/* Clocks: monotonic milliseconds, microseconds and seconds (timeouts,
+ * durations, supervision), wall-clock seconds (the access log). */
+static inline int64_t clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+static inline int64_t clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+static inline double clock_s(void)
+{
+    return (double)clock_us() / 1e6;
+}
+static inline double clock_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A run of bytes owned by someone else (a request buffer, a string). */
+typedef struct slice {
+    const char *p;
+    size_t n;
+} slice;
+
 /* ===================================================================
- * granc.c -- configuration and the master process
+ * Configuration (granc.c)
  * =================================================================== */
 
 enum iface { IF_RSGI, IF_ASGI, IF_ASGINL, IF_WSGI };
@@ -142,89 +175,6 @@ const char *opt_label(const char *name);
 /* Set the process title (ps) and, on Linux, its name (top, pkill). */
 void proc_title(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* ===================================================================
- * master.c -- the master process
- * =================================================================== */
-
-/* Bind the listeners, fork the workers, supervise them until a stop
- * signal or a failure; returns the server's exit status. */
-int master_run(const config *cfg);
-/* Remove the pid file and socket file the master created (master only). */
-void master_cleanup(void);
-
-/* ===================================================================
- * reload.c -- --reload: watch files, tell the master when one changed
- * =================================================================== */
-
-typedef struct reload_watch reload_watch;
-
-/* Watch --reload-paths (default: the working directory) recursively,
- * filtered as watchfiles' DefaultFilter extended by --reload-ignore-dirs,
- * --reload-ignore-patterns and --reload-ignore-paths.  NULL with a
- * one-line reason in err on failure. */
-reload_watch *reload_open(const config *cfg, char *err, size_t errlen);
-/* A descriptor that turns readable when events are pending (inotify), or
- * -1 when the caller must call reload_changed every --reload-tick ms
- * (the portable stat() scan). */
-int reload_fd(reload_watch *w);
-/* Consume pending events.  1 when a watched file changed: the changes are
- * logged ("Changes detected, reloading workers.." and one line per path);
- * 0 otherwise.  Once a change counts, it waits until the trees have been
- * quiet for --reload-tick, at most 1.6 s. */
-int reload_changed(reload_watch *w);
-/* Release the watch (the master at exit; a worker right after fork). */
-void reload_close(reload_watch *w);
-
-/* ===================================================================
- * metrics.c -- --metrics: counters in shared memory, a Prometheus exporter
- * =================================================================== */
-
-/* One worker's counters, in memory shared with the master.  The worker
- * writes them with relaxed atomic adds (several of its threads may);
- * the master reads them when scraped: there is no collection lag. */
-typedef struct wk_metrics {
-    /* set by the master */
-    pid_t pid;                       /* 0: the slot is free */
-    int id;                          /* worker number, the "worker" label */
-    double born;                     /* monotonic seconds at spawn */
-    /* set by the worker (Granian's names without the granian_ prefix) */
-    uint64_t connections_active;     /* gauge */
-    uint64_t connections_handled, connections_err, requests_handled;
-    uint64_t static_requests_handled, static_requests_err;
-    uint64_t blocking_threads, blocking_queue;               /* gauges */
-    uint64_t blocking_idle_cumulative, blocking_busy_cumulative; /* us */
-    uint64_t py_wait_cumulative;     /* us */
-} wk_metrics;
-
-#define M_ADD(field, n) __atomic_fetch_add(&wk_m->field, (uint64_t)(n), __ATOMIC_RELAXED)
-#define M_SUB(field, n) __atomic_fetch_sub(&wk_m->field, (uint64_t)(n), __ATOMIC_RELAXED)
-#define M_SET(field, v) __atomic_store_n(&wk_m->field, (uint64_t)(v), __ATOMIC_RELAXED)
-/* This process's slot: a shared one in workers when --metrics is on,
- * else a private dummy, so that counting never needs a branch. */
-extern wk_metrics *wk_m;
-
-/* The master's own counters (Granian's workers_* metrics). */
-enum { MC_SPAWNS, MC_RESPAWN_ERR, MC_RESPAWN_LIFETIME, MC_RESPAWN_RSS, MC_N };
-
-/* Master, before any fork: map nslots shared slots and bind the exporter
- * on --metrics-address:--metrics-port (die() on failure). */
-void metrics_open(const config *cfg, int nslots);
-/* Master: slot i now belongs to worker `id` with `pid` (born now), or is
- * free again (pid 0). */
-void metrics_worker(int i, pid_t pid, int id);
-/* In a freshly forked worker: close the exporter's descriptors (an
- * inherited client socket would outlive the master's close), point wk_m
- * at slot i and zero its counters. */
-void metrics_child(int i);
-void metrics_count(int which);       /* MC_*: one more */
-/* The master's poll set: the exporter's listener and its clients.  Fills
- * up to max entries, returns how many; lowers *timeout_ms (-1: none) to
- * the nearest client deadline. */
-int metrics_pollfds(struct pollfd *p, int max, int *timeout_ms);
-/* Serve what poll reported on the entries metrics_pollfds filled. */
-void metrics_handle(const struct pollfd *p, int n);
-void metrics_close(void);
-
 /* One bound listening socket, created by the master, inherited by workers. */
 typedef struct listener {
     int fd;
@@ -235,359 +185,10 @@ typedef struct listener {
 
 #define MAX_LISTENERS 8
 
-/* ===================================================================
- * ev.c -- the event loop (epoll or kqueue, chosen at compile time)
- * =================================================================== */
-
-#define EV_NONE  0
-#define EV_READ  1
-#define EV_WRITE 2
-/* ev_add flag for a listening socket shared by the workers: epoll wakes one
- * process, not all (EPOLLEXCLUSIVE).  Counts on the fd's first ev_add only;
- * epoll then refuses to change its mask: remove it whole or not at all.
- * Never part of ev_mask; kqueue ignores it. */
-#define EV_EXCLUSIVE 4
-
-typedef struct ev_loop ev_loop;
-typedef void ev_proc(ev_loop *loop, int fd, void *udata, int mask);
-
-ev_loop *ev_create(int setsize);
-void ev_free(ev_loop *loop);
-int ev_add(ev_loop *loop, int fd, int mask, ev_proc *proc, void *udata);
-void ev_del(ev_loop *loop, int fd, int mask);
-int ev_mask(ev_loop *loop, int fd);
-int ev_poll(ev_loop *loop, int timeout_ms);
-int ev_setsize(ev_loop *loop);
-/* At most n events per ev_poll (1 .. setsize); the rest stay ready for the
- * next call, as the back ends are level-triggered. */
-void ev_set_max_events(ev_loop *loop, int n);
-const char *ev_backend(void);
-/* The epoll/kqueue descriptor: readable when events are ready, so that
- * asyncio can wait on granc's loop as one reader (ASGI). */
-int ev_fd(ev_loop *loop);
-
-/* ===================================================================
- * http.c -- HTTP/1.1 request parser, chunked decoder, response heads
- * =================================================================== */
-
-#define HTTP_MAX_HEADERS     100     /* hyper's default; more -> 431 */
-#define HTTP_MAX_TARGET      8192    /* request-target bytes; more -> 414 */
-#define HTTP_MAX_CHUNK_EXT   1024    /* chunk extension bytes per chunk */
-#define HTTP_MAX_TRAILER     8192    /* trailer section bytes */
-
-typedef struct slice {
-    const char *p;
-    size_t n;
-} slice;
-
-typedef struct http_header {
-    slice name, value;
-} http_header;
-
-/* A parsed request head.  Slices point into the caller's buffer, which must
- * not move while they are used. */
-typedef struct http_request {
-    slice method, target;            /* target as sent */
-    slice path, query;               /* target split at '?'; query w/o '?' */
-    slice authority;                 /* absolute-form: host[:port]; else empty */
-    int minor;                       /* HTTP/1.<minor>: 0 or 1 */
-    size_t nheaders;
-    http_header headers[HTTP_MAX_HEADERS];
-    /* the framing facts, derived by http_parse_request */
-    int64_t content_length;          /* -1: none */
-    unsigned chunked : 1;            /* Transfer-Encoding: chunked */
-    unsigned keep_alive : 1;         /* per version and Connection */
-    unsigned expect_continue : 1;    /* Expect: 100-continue */
-    unsigned upgrade : 1;            /* Connection: upgrade + Upgrade */
-} http_request;
-
-/* Parse the head in buf[0..len).  last_len is the length at the previous
- * call (0 the first time) so the end-of-head scan does not restart.
- * Returns the head length (> 0), HTTP_INCOMPLETE, or HTTP_BAD with
- * *status set to the answer (400, 414, 431, 501, 505). */
-#define HTTP_INCOMPLETE (-2)
-#define HTTP_BAD        (-1)
-int http_parse_request(const char *buf, size_t len, size_t last_len,
-                       http_request *req, int *status);
-
-/* Chunked body decoder: zero-initialise, then feed raw bytes. */
-typedef struct http_chunked {
-    int state;
-    uint64_t left;                   /* bytes left in the current chunk */
-    size_t count;                    /* bytes of the current size/ext line */
-    size_t trailer;                  /* trailer bytes seen */
-    unsigned ndigits;
-} http_chunked;
-
-/* Decode buf[0..*len) in place.  On return buf[0..*len) holds the decoded
- * data.  Returns HTTP_INCOMPLETE (all input consumed, more needed),
- * HTTP_BAD, or, once the last chunk and trailers are consumed, the number
- * of bytes that follow the body (they start at buf[*len]). */
-ssize_t http_chunked_decode(http_chunked *d, char *buf, size_t *len);
-
-/* Percent-decode n bytes of in into out (room for n); returns the length. */
-size_t http_pct_decode(const char *in, size_t n, char *out);
-/* Token checks: a token (RFC 9110 5.6.2); a token in a comma list. */
-int http_is_token(const char *p, size_t n);
-int http_value_ok(const char *p, size_t n);
-int http_has_token(const char *v, size_t n, const char *lower);
-/* The first (or, with last, the last) field named lower, or NULL. */
-const http_header *http_find_header(const http_request *rq, const char *lower, int last);
-/* Header name compare, ASCII case-insensitive. */
-int http_name_is(slice name, const char *lower);
-const char *http_reason(int status);
-/* The cached "Date: ..." value (29 bytes + NUL), refreshed once a second. */
-const char *http_date(void);
-
-/* ===================================================================
- * ws.c -- RFC 6455 WebSocket protocol (no I/O, no Python)
- * =================================================================== */
-
-#define WS_MAX_MESSAGE_DEFAULT (16u << 20)   /* bytes; over it: close 1009 */
-
-enum ws_opcode { WS_CONT = 0x0, WS_TEXT = 0x1, WS_BINARY = 0x2,
-                 WS_CLOSE = 0x8, WS_PING = 0x9, WS_PONG = 0xA };
-
-/* One frame header, as parsed from a client. */
-typedef struct ws_frame {
-    unsigned fin : 1;
-    unsigned masked : 1;
-    int opcode;                      /* enum ws_opcode */
-    uint64_t len;                    /* payload bytes */
-    uint8_t mask[4];
-} ws_frame;
-
-/* Per-connection message state: fragmentation and UTF-8 of text. */
-typedef struct ws_state {
-    int msg_opcode;                  /* the current message's opcode, set by
-                                        the parser for every data frame; the
-                                        caller resets it to 0 after the
-                                        final frame */
-    uint64_t msg_len;                /* bytes of the open message so far */
-    uint32_t utf8;                   /* incremental UTF-8 validator state */
-} ws_state;
-
-/* Parse a client frame header from buf[0,n).  Returns the header length
- * (> 0), HTTP_INCOMPLETE, or HTTP_BAD with *close_code set: 1002 for a
- * protocol error (RSV bits, reserved opcode, unmasked frame, fragmented or
- * long control frame, 64-bit length with the top bit), 1009 when a data
- * frame would make the message exceed max_message. Also applies the
- * sequence rules with s (continuation without a message, a new data frame
- * inside one) and updates s for data frames. */
-int ws_frame_parse(ws_state *s, const uint8_t *buf, size_t n, uint64_t max_message,
-                   ws_frame *f, int *close_code);
-/* Unmask payload bytes in place; offset is the position of p in the
- * frame's payload (for payloads handled in pieces). */
-void ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset);
-/* Validate more text payload; fin: the message ends here.  Returns 0, or
- * -1 on invalid UTF-8 (close 1007).  Keeps its state in s->utf8. */
-int ws_utf8(ws_state *s, const uint8_t *p, size_t n, int fin);
-/* Write a server frame header (never masked) into out[10]; returns its length. */
-size_t ws_frame_head(uint8_t out[10], int opcode, uint64_t len, int fin);
-/* Sec-WebSocket-Accept for a Sec-WebSocket-Key: out gets 28 chars + NUL.
- * Returns -1 if key is not the base64 of 16 bytes. */
-int ws_accept_key(const char *key, size_t n, char out[29]);
-/* Whether a close code received from a client is valid (RFC 6455 7.4). */
-int ws_close_code_ok(int code);
-
-/* ===================================================================
- * tls.c -- TLS 1.2 with BearSSL (built when bearssl.h is found: GRANC_TLS)
- * =================================================================== */
-
-typedef struct tls_ctx tls_ctx;      /* certificates, key, anchors: per process */
-typedef struct tls_conn tls_conn;    /* one connection's engine and buffers */
-
-/* Load and check --ssl-* files (chain, key with its password, CA, CRLs)
- * in the master, before any worker starts; workers inherit the result.
- * NULL with a one-line reason in err (naming the file) on failure. */
-tls_ctx *tls_load(const config *cfg, char *err, size_t errlen);
-/* A server engine for one accepted connection; NULL when out of memory. */
-tls_conn *tls_new(tls_ctx *ctx);
-void tls_free(tls_conn *t);
-/* Like read(2)/writev(2) on fd through the engine: bytes, 0 at a clean
- * end, -1 with errno (EAGAIN: see tls_want for the direction). */
-ssize_t tls_read(tls_conn *t, int fd, void *buf, size_t n);
-ssize_t tls_writev(tls_conn *t, int fd, const struct iovec *iov, int n);
-/* After EAGAIN: EV_READ or EV_WRITE, what the engine waits for. */
-int tls_want(tls_conn *t);
-/* Decrypted bytes held by the engine: the fd will not signal them, so
- * read them before waiting for EV_READ. */
-size_t tls_pending(tls_conn *t);
-/* Send close_notify (best effort, non-blocking). */
-void tls_close(tls_conn *t, int fd);
-/* Facts for the app once the handshake is done: "TLSv1.2", the cipher
- * suite's IANA name, the ALPN protocol; the client's chain as DER. */
-const char *tls_version(tls_conn *t);
-const char *tls_cipher(tls_conn *t);
-const char *tls_alpn(tls_conn *t);
-int tls_client_chain(tls_conn *t, const unsigned char **der, size_t *len, int i);
-
-/* ===================================================================
- * log.c -- server log and access log
- * =================================================================== */
-
-void log_init(int enabled, int level, const char *prefix);
-void log_msg(int level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-#define log_debug(...) log_msg(LL_DEBUG, __VA_ARGS__)
-#define log_info(...)  log_msg(LL_INFO, __VA_ARGS__)
-#define log_warn(...)  log_msg(LL_WARNING, __VA_ARGS__)
-#define log_error(...) log_msg(LL_ERROR, __VA_ARGS__)
-
-/* One finished request, as the access log sees it. */
-typedef struct access_rec {
-    const char *addr;                /* client IP text */
-    double start;                    /* wall clock, seconds */
-    double dt_ms;
-    int status;
-    slice method, path, query;
-    const char *scheme;              /* "http" / "https" */
-    const char *protocol;            /* "HTTP/1.1" ... */
-    const http_header *headers;
-    size_t nheaders;
-} access_rec;
-
-int log_access_init(const char *fmt);   /* -1 on a bad format */
-/* Where finished lines go instead of stdout (NULL: stdout): the level,
- * whether it is an access line, the text without "[LEVEL] ". */
-typedef void log_sink_fn(int level, int access, const char *line, size_t n);
-void log_set_sink(log_sink_fn *fn);
-void log_access(const access_rec *r);
-
-/* ===================================================================
- * worker.c -- one worker process: the loop, connections, the thread pool
- * =================================================================== */
-
-/* A connection is owned by exactly one thread at a time: the loop thread
- * while it reads a request head (CS_HEAD), reads ahead a small body
- * (CS_BODY) or lingers before closing (CS_LINGER); an application thread
- * while the request runs (CS_APP).  Handing it over is the only
- * synchronisation it needs. */
-enum conn_state { CS_HEAD, CS_BODY, CS_APP, CS_LINGER };
-
-typedef struct conn {
-    int fd;
-    int state;                       /* enum conn_state */
-    const listener *ls;              /* the listener it came from */
-    char addr[64];                   /* client IP as text ("" on UDS) */
-    int port;                        /* client port */
-    /* the read buffer: [0,len) holds bytes read; the request head is
-     * [0,head), decoded body bytes not yet given to the app are
-     * [dpos,dend), raw bytes not yet decoded are [dend,len) */
-    char *buf;
-    size_t len, cap, scanned, head, dpos, dend;
-    http_request *req;               /* allocated with buf */
-    int64_t body_left;               /* Content-Length bytes still to decode */
-    http_chunked chunk;              /* chunked decoder state */
-    unsigned body_chunked : 1;
-    unsigned body_done : 1;          /* whole body decoded */
-    unsigned continue_sent : 1;      /* "100 Continue" written (or not owed) */
-    unsigned keep : 1;               /* set by the app side: reuse it */
-    unsigned broken : 1;             /* I/O failed: close, never reuse */
-    time_t since;                    /* start of the current wait */
-    double started;                  /* wall clock when the head arrived */
-    struct conn *prev, *next;        /* all connections of the worker */
-    struct conn *qnext;              /* pool queue / done list link */
-    void *app;                       /* the interface's state while CS_APP */
-    tls_conn *tls;                   /* the TLS engine, or NULL */
-    unsigned trusted : 1;            /* the peer is in --forwarded-allow-ips */
-    unsigned counted : 1;            /* TLS: handshake done, in the metrics */
-    signed char fwd_proto;           /* X-Forwarded-Proto: 1 https, -1 http, 0 none */
-    char fwd[64];                    /* X-Forwarded-For's client, or "" */
-} conn;
-
-/* The client and scheme as the app sees them: the peer's, unless a
- * trusted proxy said otherwise (then the port is 0, as in uvicorn). */
-static inline const char *conn_client(const conn *c) { return c->fwd[0] ? c->fwd : c->addr; }
-static inline int conn_client_port(const conn *c) { return c->fwd[0] ? 0 : c->port; }
-static inline int conn_secure(const conn *c)
-{
-    return c->fwd_proto ? c->fwd_proto > 0 : c->tls != NULL;
-}
-/* Parse --forwarded-allow-ips (IPs, CIDRs, "unix", "*"; commas allowed);
- * -1 with the bad entry in bad. */
-int proxy_trust_init(const strlist *l, char *bad, size_t badlen);
-
-/* Worker -> master messages: one atomic write each on a shared pipe. */
-enum { WM_READY = 1, WM_RECYCLE };  /* the app is loaded; --max-requests reached */
-typedef struct tell_msg {
-    pid_t pid;
-    int what;
-} tell_msg;
-extern int wk_tell_fd;              /* the pipe's write end, in workers */
-
-/* Runs worker number id (1-based) on the inherited listeners; never
- * returns: exits with one of the WK_EXIT_* codes. */
-void wk_main(const config *cfg, const listener *ls, int nls, int id)
-    __attribute__((noreturn));
-
-/* Blocking I/O for the application threads (call without the GIL).
- * conn_body makes decoded body bytes available in [dpos,dend) and returns
- * how many, 0 at the end of the body, -1 when the client failed. */
-/* All connection I/O: read(2)/writev(2)/sendfile(2) alike, through TLS
- * when the connection is encrypted. */
-ssize_t conn_rd(conn *c, void *buf, size_t n);
-ssize_t conn_wrv(conn *c, const struct iovec *iov, int n);
-ssize_t conn_file(conn *c, int fd, off_t *off, size_t n);
-ssize_t conn_body(conn *c);
-ssize_t conn_body_nb(conn *c);      /* as conn_body; -2: nothing yet */
-int conn_gone(conn *c);
-ssize_t conn_write_nb(conn *c, const struct iovec *iov, int n);
-void wk_request_done(conn *c);
-void wk_watch(conn *c, int mask);
-int wk_poll(void);                  /* ASGI: run ready events; 1 once drained */
-void wk_listen(void);               /* ASGI: start accepting (after lifespan) */
-int conn_send(conn *c, const struct iovec *iov, int n);
-int conn_sendfile(conn *c, int fd, off_t off, size_t n);
-/* Discard what is left of the body; 1 if the connection is reusable.
- * conn_can_keep tells beforehand when it surely is not: the client or
- * the configuration says close, the worker is stopping, or the body the
- * app left unread cannot be drained. */
-int conn_drain(conn *c);
-int conn_can_keep(conn *c);
-int wk_stopping(void);
-void wk_access_log(conn *c, int status, const char *scheme);
-/* Log the pending Python exception with its traceback (GIL held). */
-void wk_log_exception(const char *what);
-
-/* ===================================================================
- * wsgi.c -- PEP 3333
- * =================================================================== */
-
-/* What a response head fixed. */
-typedef struct resp_head {
-    int code;                        /* status */
-    int64_t clen;                    /* Content-Length sent, or -1 */
-    unsigned chunked : 1;            /* the body goes out chunked */
-    unsigned nobody : 1;             /* HEAD, 1xx, 204, 304: no body bytes */
-    unsigned keep : 1;               /* the head promised keep-alive */
-} resp_head;
-
-/* Python objects are opaque here (void *) so that only the files that
- * embed Python include Python.h. */
-int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
-                    void *headers, int64_t total, const char **out, size_t *outn);
-#ifdef Py_PYTHON_H
-/* The latin-1 bytes of a str (or the bytes of bytes), without a copy. */
-int py_text(PyObject *o, const char **p, Py_ssize_t *n);
-int py_header(PyObject *pair, const char **k, Py_ssize_t *kn, const char **v, Py_ssize_t *vn);
-/* A DER certificate as a PEM str. */
-PyObject *der_to_pem(const unsigned char *der, size_t n);
-#endif
-int wsgi_init(const config *cfg, void *app, int workers);
-/* Run the app for c's request, holding the GIL; sets c->keep. */
-void wsgi_handle(conn *c);
-
-/* ===================================================================
- * asgi.c -- ASGI 3.0 on asyncio
- * =================================================================== */
-
-int asgi_init(const config *cfg, void *app);
-/* Run the asyncio loop (lifespan, requests, drain); returns an exit code. */
-int asgi_run(int loop_fd);
-void asgi_start(conn *c);           /* a request is ready: start its task */
-void asgi_event(conn *c, int mask); /* c is readable/writable while CS_APP */
-void asgi_sweep(conn *c, int64_t now, int64_t timeout_ms); /* a stalled body */
-void asgi_stop(conn *c);            /* the worker stops: close websockets (1001) */
+/* TLS (tls.h): the master's certificates and key, one engine per connection. */
+typedef struct tls_ctx tls_ctx;
+typedef struct tls_conn tls_conn;
+/* A client connection (conn.h). */
+typedef struct conn conn;
 
 #endif

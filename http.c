@@ -37,6 +37,7 @@
 #endif
 
 #include "granc.h"
+#include "http.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -779,13 +780,6 @@ const char *http_date(void)
     return date;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    ch |= 32;
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
 /* Percent-decode in[0,n) into out (room for n bytes); a '%' not followed
  * by two hex digits stays as it is.  Returns the decoded length. */
 size_t http_pct_decode(const char *in, size_t n, char *out)
@@ -793,8 +787,8 @@ size_t http_pct_decode(const char *in, size_t n, char *out)
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         int hi, lo;
-        if (in[i] == '%' && i + 2 < n && (hi = hexval(in[i + 1])) >= 0 &&
-            (lo = hexval(in[i + 2])) >= 0) {
+        if (in[i] == '%' && i + 2 < n && (hi = hex_value((unsigned char)in[i + 1])) >= 0 &&
+            (lo = hex_value((unsigned char)in[i + 2])) >= 0) {
             out[o++] = (char)(hi * 16 + lo);
             i += 2;
         } else {
@@ -844,4 +838,124 @@ int http_has_token(const char *v, size_t n, const char *lower)
         if (i > start && http_name_is((slice){v + start, i - start}, lower)) return 1;
     }
     return 0;
+}
+
+/* ---- response heads ------------------------------------------------------ */
+
+/* A bounded writer: counts every byte, stores those that fit. */
+typedef struct hwriter {
+    char *p;
+    size_t n, cap;
+} hwriter;
+
+static void put(hwriter *w, const char *s, size_t n)
+{
+    if (w->n < w->cap)
+        memcpy(w->p + w->n, s, w->n + n <= w->cap ? n : w->cap - w->n);
+    w->n += n;
+}
+#define PUTS(w, s) put(w, s, sizeof(s) - 1)
+
+/* The response header names the server looks at, told apart by length
+ * first: most names are none of them and cost one switch. */
+enum { H_OTHER, H_TE, H_KEEP_ALIVE, H_CONNECTION, H_CLEN, H_SERVER, H_DATE };
+
+static int special_header(slice s)
+{
+    switch (s.n) {
+    case 4:  return http_name_is(s, "date") ? H_DATE : H_OTHER;
+    case 6:  return http_name_is(s, "server") ? H_SERVER : H_OTHER;
+    case 10: return http_name_is(s, "connection") ? H_CONNECTION
+                  : http_name_is(s, "keep-alive") ? H_KEEP_ALIVE : H_OTHER;
+    case 14: return http_name_is(s, "content-length") ? H_CLEN : H_OTHER;
+    case 17: return http_name_is(s, "transfer-encoding") ? H_TE : H_OTHER;
+    }
+    return H_OTHER;
+}
+
+ssize_t http_resp_head(resp_head *h, const char *reason, size_t rn, const http_header *f,
+                       size_t nf, int64_t total, const http_request *rq, int can_keep,
+                       char *out, size_t cap)
+{
+    hwriter w = { out, 0, cap };
+    char num[24];
+    int has_server = 0, has_date = 0, close = 0;
+
+    h->clen = -1;
+    h->chunked = 0;
+    if (!reason) {
+        reason = http_reason(h->code);
+        rn = strlen(reason);
+    }
+    memcpy(num, "HTTP/1.1 000 ", 13);
+    num[9] = (char)('0' + h->code / 100 % 10);
+    num[10] = (char)('0' + h->code / 10 % 10);
+    num[11] = (char)('0' + h->code % 10);
+    put(&w, num, 13);
+    put(&w, reason, rn);
+    PUTS(&w, "\r\n");
+    for (size_t i = 0; i < nf; i++) {
+        slice k = f[i].name, v = f[i].value;
+        /* framing and connection management are the server's business */
+        int special = special_header(k);
+        if (special == H_TE || special == H_KEEP_ALIVE)
+            continue;
+        if (special == H_CONNECTION) {
+            close |= http_has_token(v.p, v.n, "close");
+            continue;
+        }
+        if (special == H_CLEN) {
+            if (h->code < 200 || h->code == 204)
+                continue;               /* RFC 9110 8.6: never on these */
+            int64_t cl = 0;
+            if (v.n == 0 || v.n > 18)
+                return HTTP_BAD;
+            for (size_t j = 0; j < v.n; j++) {
+                if (v.p[j] < '0' || v.p[j] > '9')
+                    return HTTP_BAD;
+                cl = cl * 10 + (v.p[j] - '0');
+            }
+            h->clen = cl;
+        }
+        has_server |= special == H_SERVER;
+        has_date |= special == H_DATE;
+        put(&w, k.p, k.n);
+        PUTS(&w, ": ");
+        put(&w, v.p, v.n);
+        PUTS(&w, "\r\n");
+    }
+    if (!has_server)
+        PUTS(&w, "server: granc\r\n");
+    if (!has_date) {
+        PUTS(&w, "date: ");
+        put(&w, http_date(), 29);
+        PUTS(&w, "\r\n");
+    }
+    int bodyless = h->code < 200 || h->code == 204 || h->code == 304;
+    h->nobody = bodyless || (rq->method.n == 4 && !memcmp(rq->method.p, "HEAD", 4));
+    if (h->clen < 0 && !bodyless) {
+        if (total >= 0) {
+            char *e = num + sizeof(num), *d = e;
+            int64_t t = total;
+            *--d = '\n';
+            *--d = '\r';
+            do *--d = (char)('0' + t % 10); while ((t /= 10) > 0);
+            PUTS(&w, "content-length: ");
+            put(&w, d, (size_t)(e - d));
+            h->clen = total;
+        } else if (rq->minor == 1) {
+            if (!h->nobody)
+                PUTS(&w, "transfer-encoding: chunked\r\n");
+            h->chunked = !h->nobody;
+        } else if (!h->nobody) {
+            close = 1;                  /* HTTP/1.0: the end of the body is the close */
+        }
+    }
+    h->keep = !close && can_keep;
+    if (!h->keep)
+        PUTS(&w, "connection: close\r\n");
+    else if (rq->minor == 0)
+        PUTS(&w, "connection: keep-alive\r\n");
+    PUTS(&w, "\r\n");
+    return (ssize_t)w.n;
 }

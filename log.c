@@ -19,6 +19,8 @@
 #include <strings.h>
 #include <unistd.h>
 #include "granc.h"
+#include "http.h"
+#include "log.h"
 
 #define LOG_LINE_MAX 16384      /* longer lines (tracebacks) are cut, never split */
 

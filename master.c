@@ -6,6 +6,11 @@
  * starts Python.
  */
 #include "granc.h"
+#include "log.h"
+#include "master.h"
+#include "metrics.h"
+#include "reload.h"
+#include "worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -403,14 +408,6 @@ static void signals_init(void)
     }
 }
 
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static kid *find(pid_t pid)
 {
     for (int i = 0; i < nkids; i++)
@@ -469,9 +466,9 @@ static void wait_events(double until)
     struct timespec ts;
 
     if (until > 0)
-        ms = until <= now() ? 0 : (int)((until - now()) * 1000) + 1;
+        ms = until <= clock_s() ? 0 : (int)((until - clock_s()) * 1000) + 1;
     if (watch && rfd < 0) {         /* the stat() scanner runs on a tick */
-        int due = next_scan <= now() ? 0 : (int)((next_scan - now()) * 1000) + 1;
+        int due = next_scan <= clock_s() ? 0 : (int)((next_scan - clock_s()) * 1000) + 1;
         ms = ms < 0 || due < ms ? due : ms;
     }
     p[n++] = (struct pollfd){ .fd = tell[0], .events = POLLIN };
@@ -488,9 +485,9 @@ static void wait_events(double until)
             got_change = 1;
         metrics_handle(p + m0, n - m0);
     }
-    if (watch && rfd < 0 && next_scan <= now()) {
+    if (watch && rfd < 0 && next_scan <= clock_s()) {
         got_change |= reload_changed(watch);
-        next_scan = now() + cfg.reload_tick_ms / 1000.0;
+        next_scan = clock_s() + cfg.reload_tick_ms / 1000.0;
     }
 }
 
@@ -531,7 +528,7 @@ static kid *spawn(int id)
                 close(slot_ls[i].fd);   /* the other workers' sockets */
         wk_main(&cfg, mine, nls, id);
     }
-    *k = (kid){ .pid = pid, .id = id, .born = now(), .gen = gen };
+    *k = (kid){ .pid = pid, .id = id, .born = clock_s(), .gen = gen };
     metrics_worker((int)(k - kids), pid, id);
     metrics_count(MC_SPAWNS);
     log_info("Spawning worker-%d with PID: %ld", id, (long)pid);
@@ -575,7 +572,7 @@ static void reap(void)
             continue;
         }
         if (cfg.respawn_failed_workers && !load && !failed && !got_stop) {
-            if (k->respawned && now() - k->born < CRASH_LOOP_S) {
+            if (k->respawned && clock_s() - k->born < CRASH_LOOP_S) {
                 log_error("Worker crash loop detected, exiting");
             } else if ((n = spawn(k->id))) {
                 n->respawned = 1;
@@ -599,15 +596,15 @@ static void stop_worker(kid *k)
  * stop signal or a failure calls the main loop back. */
 static int wait_for(kid *k, double secs)
 {
-    double until = secs > 0 ? now() + secs : 0;
+    double until = secs > 0 ? clock_s() + secs : 0;
 
     for (;;) {
         reap();
         if (got_stop || failed)
             return -1;
-        if (k ? !k->pid : now() >= until)
+        if (k ? !k->pid : clock_s() >= until)
             return 0;
-        if (k && until > 0 && now() >= until) {
+        if (k && until > 0 && clock_s() >= until) {
             log_warn("worker-%d did not stop in %g s, killing it", k->id, secs);
             kill(k->pid, SIGKILL);
             until = 0;
@@ -684,7 +681,7 @@ static void notify_reloading(void)
 {
     char msg[96];
     snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%lld",
-             (long long)(now() * 1e6));
+             (long long)(clock_s() * 1e6));
     notify(msg);
     ready_sent = 0;
     gen++;
@@ -747,7 +744,7 @@ static double next_rss;             /* when the RSS monitor samples next */
  * --rss-samples samples in a row. */
 static int check_workers(void)
 {
-    double t = now();
+    double t = clock_s();
     for (int i = 0; i < nkids; i++) {
         kid *k = &kids[i];
         if (k->pid && !k->asked && k->recycle) {
@@ -801,11 +798,11 @@ static double next_check(void)
  * says so to the supervisor. */
 static int stop_all(void)
 {
-    double until = cfg.workers_kill_timeout_s ? now() + cfg.workers_kill_timeout_s : 0;
+    double until = cfg.workers_kill_timeout_s ? clock_s() + cfg.workers_kill_timeout_s : 0;
     /* A second signal this soon is the same stop told twice, not a person
      * asking again: systemd signals every process of the unit at once, so
      * a parent that forwards its SIGTERM (the granian package) doubles it. */
-    double merge = now() + 0.25;
+    double merge = clock_s() + 0.25;
     int alive, killed = 0;
 
     log_info("Shutting down granc");
@@ -821,9 +818,9 @@ static int stop_all(void)
             alive += kids[i].pid != 0;
         if (!alive)
             return killed;
-        if (got_stop && now() < merge)
+        if (got_stop && clock_s() < merge)
             got_stop = 0;
-        if (!killed && (got_stop || (until > 0 && now() >= until))) {
+        if (!killed && (got_stop || (until > 0 && clock_s() >= until))) {
             log_warn("Killing %d worker(s) that did not stop", alive);
             for (int i = 0; i < nkids; i++)
                 if (kids[i].pid)
@@ -840,7 +837,7 @@ static int serve(void)
         die("pipe: %s", strerror(errno));
     for (int id = 1; id <= cfg.workers && !failed; id++)
         failed = !spawn(id);
-    next_rss = now() + cfg.rss_sample_interval_s;
+    next_rss = clock_s() + cfg.rss_sample_interval_s;
     for (;;) {
         reap();
         if (got_stop || failed)

@@ -22,6 +22,9 @@
  * here, as no counter gets near 2^63.
  */
 #include "granc.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -91,14 +94,6 @@ static void put(buf *b, const char *fmt, ...)
     }
 }
 
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- rendering ----------------------------------------------------------- */
 
 /* The smallest worker id above `after` among live slots; 0 when none. */
@@ -132,7 +127,7 @@ static void render(buf *b)
         F(py_wait_cumulative, "counter"),
     };
 #undef F
-    double t = now();
+    double t = clock_s();
 
     b->n = 0;
     for (int i = 0; i < MC_N; i++)
@@ -183,7 +178,7 @@ static int flush(client *c)
         if (w < 0)
             return again() ? 0 : -1;
         c->out.pos += (size_t)w;
-        c->deadline = now() + MX_TIMEOUT;
+        c->deadline = clock_s() + MX_TIMEOUT;
     }
     c->out.n = c->out.pos = 0;
     return 0;
@@ -275,7 +270,7 @@ fail:
 
 int metrics_pollfds(struct pollfd *p, int max, int *timeout_ms)
 {
-    double t = now();
+    double t = clock_s();
     int n = 0, room = 0;
 
     if (lfd < 0)
@@ -319,10 +314,10 @@ void metrics_handle(const struct pollfd *p, int n)
                 /* the pending connection stays readable: without a rest,
                  * EMFILE would spin the master */
                 if (fd < 0 && (errno == EMFILE || errno == ENFILE))
-                    lfd_rest = now() + MX_REST;
+                    lfd_rest = clock_s() + MX_REST;
                 if (fd < 0)
                     break;
-                cl[k] = (client){ .fd = fd, .deadline = now() + MX_TIMEOUT };
+                cl[k] = (client){ .fd = fd, .deadline = clock_s() + MX_TIMEOUT };
             }
             continue;
         }
@@ -413,7 +408,7 @@ void metrics_worker(int i, pid_t pid, int id)
     if (s) {
         s->pid = pid;
         s->id = pid ? id : 0;
-        s->born = now();
+        s->born = clock_s();
     }
 }
 

@@ -13,6 +13,8 @@
  * trees: those are never watched nor scanned.
  */
 #include "granc.h"
+#include "log.h"
+#include "reload.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -418,16 +420,15 @@ static void report(reload_watch *w)
  * one reload per save. */
 int reload_changed(reload_watch *w)
 {
-    struct timespec t0, t;
     struct pollfd p = { w->fd, POLLIN, 0 };     /* fd -1: poll() only sleeps */
+    int64_t t0;
     long left;
 
     if (!gather(w))
         return 0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    t0 = clock_ms();
     do {
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        left = RELOAD_SETTLE_MS - (t.tv_sec - t0.tv_sec) * 1000 - (t.tv_nsec - t0.tv_nsec) / 1000000;
+        left = RELOAD_SETTLE_MS - (long)(clock_ms() - t0);
     } while (left > 0 && poll(&p, 1, w->tick_ms < left ? w->tick_ms : (int)left) >= 0
              && gather(w));
     report(w);

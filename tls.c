@@ -12,9 +12,9 @@
  * TLS 1.2 only, ECDHE key exchange with AEAD suites only (AES-GCM and
  * ChaCha20-Poly1305), no renegotiation, ALPN "http/1.1".
  */
-#ifdef GRANC_TLS
-
-#include "granc.h"
+#include "tls.h"
+#include "ev.h"
+#include "log.h"
 
 #include <bearssl.h>
 #include <errno.h>
@@ -1058,44 +1058,3 @@ int tls_client_chain(tls_conn *t, const unsigned char **der, size_t *len, int i)
     *len = t->x->off[i + 1] - t->x->off[i];
     return 0;
 }
-
-#else /* !GRANC_TLS: the same API, so that callers need no #ifdef */
-
-#include "granc.h"
-
-#include <errno.h>
-#include <stdio.h>
-
-tls_ctx *tls_load(const config *cfg, char *err, size_t errlen)
-{
-    (void)cfg;
-    snprintf(err, errlen, "--ssl-certificate: granc was built without TLS (BearSSL)");
-    return NULL;
-}
-
-tls_conn *tls_new(tls_ctx *ctx) { (void)ctx; return NULL; }
-void tls_free(tls_conn *t) { (void)t; }
-ssize_t tls_read(tls_conn *t, int fd, void *buf, size_t n)
-{
-    (void)t, (void)fd, (void)buf, (void)n;
-    errno = ENOSYS;
-    return -1;
-}
-ssize_t tls_writev(tls_conn *t, int fd, const struct iovec *iov, int n)
-{
-    (void)t, (void)fd, (void)iov, (void)n;
-    errno = ENOSYS;
-    return -1;
-}
-int tls_want(tls_conn *t) { (void)t; return EV_READ; }
-size_t tls_pending(tls_conn *t) { (void)t; return 0; }
-void tls_close(tls_conn *t, int fd) { (void)t, (void)fd; }
-const char *tls_version(tls_conn *t) { (void)t; return NULL; }
-const char *tls_cipher(tls_conn *t) { (void)t; return NULL; }
-const char *tls_alpn(tls_conn *t) { (void)t; return NULL; }
-int tls_client_chain(tls_conn *t, const unsigned char **der, size_t *len, int i)
-{
-    (void)t, (void)der, (void)len, (void)i;
-    return -1;
-}
-#endif

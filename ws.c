@@ -44,12 +44,11 @@
  * invalid, so every later call fails too, however the bytes were cut.
  */
 #include "granc.h"
+#include "http.h"
+#include "ws.h"
 
 #include <string.h>
 
-#ifdef GRANC_TLS
-#include <bearssl.h>
-#endif
 
 /* Header bits (RFC 6455 5.2). */
 #define WS_B0_FIN       0x80
@@ -280,18 +279,9 @@ int ws_utf8(ws_state *s, const uint8_t *p, size_t n, int fin)
 
 /* ---- handshake ----------------------------------------------------------- */
 
-#ifdef GRANC_TLS
-static void sha1(const uint8_t *msg, size_t n, uint8_t out[WS_SHA1_BYTES])
-{
-    br_sha1_context ctx;
-
-    br_sha1_init(&ctx);
-    br_sha1_update(&ctx, msg, n);
-    br_sha1_out(&ctx, out);
-}
-#else
-/* SHA-1 (FIPS 180-4 6.1), for builds without BearSSL.  Only ever hashes
- * a public handshake key, where SHA-1's weakness does not matter. */
+/* SHA-1 (FIPS 180-4 6.1), one copy for every build (with or without
+ * BearSSL).  Only ever hashes a public handshake key, where SHA-1's
+ * weakness does not matter. */
 static uint32_t rol32(uint32_t x, int k)
 {
     return x << k | x >> (32 - k);
@@ -348,7 +338,6 @@ static void sha1(const uint8_t *msg, size_t n, uint8_t out[WS_SHA1_BYTES])
     for (i = 0; i < WS_SHA1_BYTES; i++)
         out[i] = (uint8_t)(h[i / 4] >> (24 - 8 * (i % 4)));
 }
-#endif
 
 static int is_b64_char(char c)
 {

@@ -18,9 +18,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "granc.h"
+#include "conn.h"
+#include "py.h"
+#include "tls.h"
+#include "http.h"
+#include "log.h"
+#include "wsgi.h"
 
-#define HEAD_MAX       65536     /* response head bytes the app may produce */
 #define KEY_CACHE_MAX  256       /* cached "HTTP_*" environ keys */
 #define IOV_BATCH      60        /* list items written per writev */
 
@@ -33,18 +37,6 @@ static PyObject *k_method, *k_path, *k_query, *k_proto, *k_sname, *k_sport,
                 *k_raddr, *k_rport, *k_input, *k_ctype, *k_clen;
 static PyObject *proto11, *proto10;
 static PyObject *k_scheme, *k_https, *k_ssl_protocol, *k_ssl_cipher;
-
-/* A DER certificate as PEM text (str), for apps that want the client's. */
-PyObject *der_to_pem(const unsigned char *der, size_t n)
-{
-    PyObject *b64 = PyImport_ImportModule("base64"), *enc = NULL, *r = NULL;
-    if (b64) enc = PyObject_CallMethod(b64, "encodebytes", "y#", der, (Py_ssize_t)n);
-    if (enc) r = PyUnicode_FromFormat("-----BEGIN CERTIFICATE-----\n%s-----END CERTIFICATE-----\n",
-                                      PyBytes_AS_STRING(enc));
-    Py_XDECREF(b64);
-    Py_XDECREF(enc);
-    return r;
-}
 
 /* ---------------------------------------------------------------------
  * wsgi.input: reads the body from the socket as the app asks for it
@@ -65,7 +57,7 @@ static Py_ssize_t input_fill(Input *in)
         PyErr_SetString(PyExc_ValueError, "I/O operation on a finished request");
         return -1;
     }
-    if (c->dend > c->dpos) return (Py_ssize_t)(c->dend - c->dpos);
+    if (conn_body_ready(c)) return (Py_ssize_t)conn_body_ready(c);
     ssize_t n;
     Py_BEGIN_ALLOW_THREADS
     n = conn_body(c);
@@ -90,13 +82,13 @@ static PyObject *input_take(Input *in, Py_ssize_t size, int line)
         if (n < 0) { free(out); return NULL; }
         if (n == 0) break;
         conn *c = in->c;
-        const char *p = c->buf + c->dpos;
+        const char *p = conn_body_data(c);
         size_t k = (size_t)n;
         if (size >= 0 && k > (size_t)size - len) k = (size_t)size - len;
         const char *nl = line ? memchr(p, '\n', k) : NULL;
         if (nl) k = (size_t)(nl - p) + 1;
         if (!out && (nl || (size >= 0 && k == (size_t)size)))
-            { c->dpos += k; return PyBytes_FromStringAndSize(p, (Py_ssize_t)k); }
+            { conn_body_take(c, k); return PyBytes_FromStringAndSize(p, (Py_ssize_t)k); }
         if (len + k > cap) {
             cap = (len + k) * 2;
             char *b = realloc(out, cap);
@@ -105,7 +97,7 @@ static PyObject *input_take(Input *in, Py_ssize_t size, int line)
         }
         memcpy(out + len, p, k);
         len += k;
-        c->dpos += k;
+        conn_body_take(c, k);
         if (nl) break;
     }
     PyObject *r = PyBytes_FromStringAndSize(out ? out : "", (Py_ssize_t)len);
@@ -268,51 +260,6 @@ static PyTypeObject RespType = {
     .tp_dealloc = (destructor)resp_dealloc,
 };
 
-/* latin-1 bytes of a str (or bytes) without copying. */
-int py_text(PyObject *o, const char **p, Py_ssize_t *n)
-{
-    if (PyUnicode_Check(o)) {
-        if (PyUnicode_READY(o) < 0) return -1;
-        if (PyUnicode_KIND(o) != PyUnicode_1BYTE_KIND) {
-            PyErr_SetString(PyExc_ValueError, "header text must be latin-1");
-            return -1;
-        }
-        *p = (const char *)PyUnicode_1BYTE_DATA(o);
-        *n = PyUnicode_GET_LENGTH(o);
-        return 0;
-    }
-    if (PyBytes_Check(o)) {
-        *p = PyBytes_AS_STRING(o);
-        *n = PyBytes_GET_SIZE(o);
-        return 0;
-    }
-    PyErr_SetString(PyExc_TypeError, "status and headers must be str");
-    return -1;
-}
-
-/* One (name, value) pair of a response head, trailer or WebSocket
- * handshake, as text, checked by the one rule (http_is_token and
- * http_value_ok); ValueError names the header otherwise.  The pointers
- * live as long as the pair. */
-int py_header(PyObject *pair, const char **k, Py_ssize_t *kn, const char **v, Py_ssize_t *vn)
-{
-    if (!(PyTuple_Check(pair) || PyList_Check(pair)) || PySequence_Fast_GET_SIZE(pair) != 2) {
-        PyErr_SetString(PyExc_TypeError, "a header must be a (name, value) pair");
-        return -1;
-    }
-    PyObject *name = PySequence_Fast_GET_ITEM(pair, 0), *val = PySequence_Fast_GET_ITEM(pair, 1);
-    if (py_text(name, k, kn) < 0 || py_text(val, v, vn) < 0) return -1;
-    if (!http_is_token(*k, (size_t)*kn)) {
-        PyErr_Format(PyExc_ValueError, "invalid header name %R", name);
-        return -1;
-    }
-    if (!http_value_ok(*v, (size_t)*vn)) {
-        PyErr_Format(PyExc_ValueError, "invalid value for header %R", name);
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *start_response(Resp *self, PyObject *args)
 {
     PyObject *status, *headers, *exc_info = Py_None;
@@ -354,141 +301,18 @@ static PyObject *start_response(Resp *self, PyObject *args)
 
 
 
-typedef struct { char *p; size_t n, cap; } obuf;
-static _Thread_local obuf head_buf;       /* one head per thread at a time */
-
-static int put(obuf *b, const char *s, size_t n)
-{
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->n + n) cap *= 2;
-        if (cap > HEAD_MAX) { PyErr_SetString(PyExc_ValueError, "response head too large"); return -1; }
-        char *p = realloc(b->p, cap);
-        if (!p) { PyErr_NoMemory(); return -1; }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    return 0;
-}
-#define PUTS(b, s) put(b, s, sizeof(s) - 1)
-
-/* Compose a response head in the calling thread's buffer (asgi.c uses it
- * too).  headers: a list of (name, value) pairs, str or bytes.  reason:
- * the app's phrase, or NULL for the standard one.  total: the body length
- * when known, else -1.  Fills h; a bad header raises and returns -1. */
-/* The response header names the server looks at, told apart by length
- * first: most names are none of them and cost one switch. */
-enum { H_OTHER, H_TE, H_KEEP_ALIVE, H_CONNECTION, H_CLEN, H_SERVER, H_DATE };
-
-static int special_header(const char *k, size_t n)
-{
-    slice s = { k, n };
-    switch (n) {
-    case 4:  return http_name_is(s, "date") ? H_DATE : H_OTHER;
-    case 6:  return http_name_is(s, "server") ? H_SERVER : H_OTHER;
-    case 10: return http_name_is(s, "connection") ? H_CONNECTION
-                  : http_name_is(s, "keep-alive") ? H_KEEP_ALIVE : H_OTHER;
-    case 14: return http_name_is(s, "content-length") ? H_CLEN : H_OTHER;
-    case 17: return http_name_is(s, "transfer-encoding") ? H_TE : H_OTHER;
-    }
-    return H_OTHER;
-}
-
-int resp_head_build(conn *c, resp_head *h, const char *reason, size_t rn,
-                    void *headers_obj, int64_t total, const char **out, size_t *outn)
-{
-    PyObject *headers = headers_obj;
-    obuf *b = &head_buf;
-    char num[64];
-    int has_server = 0, has_date = 0, close = 0;
-    b->n = 0;
-    h->clen = -1;
-    h->chunked = 0;
-    if (!reason) { reason = http_reason(h->code); rn = strlen(reason); }
-    memcpy(num, "HTTP/1.1 000 ", 13);
-    num[9] = (char)('0' + h->code / 100 % 10);
-    num[10] = (char)('0' + h->code / 10 % 10);
-    num[11] = (char)('0' + h->code % 10);
-    if (put(b, num, 13) || put(b, reason, rn) || PUTS(b, "\r\n")) return -1;
-    PyObject *seq = PySequence_Fast(headers, "headers must be a list");
-    if (!seq) return -1;
-    Py_ssize_t nh = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t i = 0; i < nh; i++) {
-        const char *k, *v;
-        Py_ssize_t kn, vn;
-        if (py_header(PySequence_Fast_GET_ITEM(seq, i), &k, &kn, &v, &vn) < 0) goto fail;
-        /* framing and connection management are the server's business */
-        int special = special_header(k, (size_t)kn);
-        if (special == H_TE || special == H_KEEP_ALIVE)
-            continue;
-        if (special == H_CONNECTION) {
-            close |= http_has_token(v, (size_t)vn, "close");
-            continue;
-        }
-        if (special == H_CLEN) {
-            if (h->code < 200 || h->code == 204)
-                continue;               /* RFC 9110 8.6: never on these */
-            int64_t cl = 0;
-            if (vn == 0 || vn > 18) goto bad_cl;
-            for (Py_ssize_t j = 0; j < vn; j++) {
-                if (v[j] < '0' || v[j] > '9') goto bad_cl;
-                cl = cl * 10 + (v[j] - '0');
-            }
-            h->clen = cl;
-        }
-        has_server |= special == H_SERVER;
-        has_date |= special == H_DATE;
-        if (put(b, k, (size_t)kn) || PUTS(b, ": ") || put(b, v, (size_t)vn) || PUTS(b, "\r\n"))
-            goto fail;
-    }
-    Py_CLEAR(seq);
-    if (!has_server && PUTS(b, "server: granc\r\n")) return -1;
-    if (!has_date && (PUTS(b, "date: ") || put(b, http_date(), strlen(http_date())) ||
-                      PUTS(b, "\r\n")))
-        return -1;
-    int bodyless = h->code < 200 || h->code == 204 || h->code == 304;
-    h->nobody = bodyless || (c->req->method.n == 4 && !memcmp(c->req->method.p, "HEAD", 4));
-    if (h->clen < 0 && !bodyless) {
-        if (total >= 0) {
-            char *e = num + sizeof(num), *d = e;
-            *--d = '\n'; *--d = '\r';
-            int64_t v = total;
-            do *--d = (char)('0' + v % 10); while ((v /= 10) > 0);
-            if (PUTS(b, "content-length: ") || put(b, d, (size_t)(e - d))) return -1;
-            h->clen = total;
-        } else if (c->req->minor == 1) {
-            if (!h->nobody && PUTS(b, "transfer-encoding: chunked\r\n")) return -1;
-            h->chunked = !h->nobody;
-        } else if (!h->nobody) {
-            close = 1;                  /* HTTP/1.0: the end of the body is the close */
-        }
-    }
-    h->keep = !close && conn_can_keep(c);
-    if (!h->keep ? PUTS(b, "connection: close\r\n")
-                 : (c->req->minor == 0 && PUTS(b, "connection: keep-alive\r\n")))
-        return -1;
-    if (PUTS(b, "\r\n")) return -1;
-    *out = b->p;
-    *outn = b->n;
-    return 0;
-bad_cl:
-    PyErr_SetString(PyExc_ValueError, "invalid Content-Length header");
-fail:
-    Py_XDECREF(seq);
-    return -1;
-}
-
 /* The WSGI head: the status line as the app wrote it. */
-static int build_head(Resp *r, int64_t total)
+static int build_head(Resp *r, int64_t total, struct iovec *v)
 {
     const char *s, *p;
     Py_ssize_t n;
     size_t pn;
     if (py_text(r->status, &s, &n) < 0) return -1;
-    return resp_head_build(r->c, &r->h, n > 4 ? s + 4 : NULL, n > 4 ? (size_t)n - 4 : 0,
-                           r->headers, total, &p, &pn);
+    if (py_resp_head(&r->h, n > 4 ? s + 4 : NULL, n > 4 ? (size_t)n - 4 : 0, r->headers, total,
+                     r->c->req, conn_can_keep(r->c), &p, &pn) < 0)
+        return -1;
+    *v = (struct iovec){ (void *)p, pn };
+    return 0;
 }
 
 /* Send body bytes (and the head first, if it has not left), honouring the
@@ -504,8 +328,7 @@ static int send_body(Resp *r, const char *p, size_t n, int64_t total)
             PyErr_SetString(PyExc_RuntimeError, "start_response was not called");
             return -1;
         }
-        if (build_head(r, total) < 0) return -1;
-        v[iv++] = (struct iovec){head_buf.p, head_buf.n};
+        if (build_head(r, total, &v[iv++]) < 0) return -1;
         r->head_sent = 1;
     }
     if (r->h.nobody) n = 0;
@@ -585,11 +408,10 @@ static int send_sequence(Resp *r, PyObject *seq)
         PyErr_SetString(PyExc_RuntimeError, "start_response was not called");
         return -1;
     }
-    if (build_head(r, total) < 0) return -1;
-    r->head_sent = 1;
     struct iovec v[IOV_BATCH];
     int iv = 0;
-    v[iv++] = (struct iovec){head_buf.p, head_buf.n};
+    if (build_head(r, total, &v[iv++]) < 0) return -1;
+    r->head_sent = 1;
     for (Py_ssize_t i = 0; i < n || iv > 0; ) {
         for (; !r->h.nobody && i < n && iv < IOV_BATCH; i++) {
             size_t len = (size_t)PyBytes_GET_SIZE(items[i]);
@@ -684,7 +506,6 @@ static int set_item(PyObject *d, PyObject *k, PyObject *v)
     return rc;
 }
 
-#ifdef GRANC_TLS
 /* HTTPS: the scheme, and mod_ssl's names for what the handshake settled
  * (beyond Granian, which tells the app nothing of TLS). */
 static int tls_environ(conn *c, PyObject *env)
@@ -706,7 +527,6 @@ static int tls_environ(conn *c, PyObject *env)
     }
     return 0;
 }
-#endif
 
 /* PATH_INFO: percent-decoded, latin-1, less the --url-path-prefix. */
 static PyObject *path_info(slice path)
@@ -768,9 +588,7 @@ static PyObject *build_environ(conn *c, PyObject *input)
         set_item(env, k_rport, PyUnicode_FromString(port)) ||
         PyDict_SetItem(env, k_input, input))
         goto fail;
-#ifdef GRANC_TLS
     if (c->tls && tls_environ(c, env) < 0) goto fail;
-#endif
     if (c->fwd_proto && set_item(env, k_scheme, PyUnicode_FromString(c->fwd_proto > 0 ? "https" : "http")))
         goto fail;                  /* a trusted proxy's X-Forwarded-Proto */
     for (size_t i = 0; i < rq->nheaders; i++) {
@@ -860,7 +678,7 @@ void wsgi_handle(conn *c)
             log_debug("refused a request body from %s: %d", c->addr, bad_body);
             c->broken = 0;              /* answer it, then close */
         } else {
-            wk_log_exception("Application callable raised an exception");
+            py_log_exception("Application callable raised an exception");
         }
         if (r && !r->head_sent && !c->broken) {
             /* nothing left yet: a plain 500, and the connection may live */
@@ -890,8 +708,8 @@ void wsgi_handle(conn *c)
         Py_END_ALLOW_THREADS
     }
     if (r)
-        wk_access_log(c, r->h.code, conn_secure(c) ? "https" : "http");
-    if (PyErr_Occurred()) wk_log_exception("Error while finishing a response");
+        conn_access_log(c, r->h.code, conn_secure(c) ? "https" : "http");
+    if (PyErr_Occurred()) py_log_exception("Error while finishing a response");
     Py_XDECREF(env);
     Py_XDECREF((PyObject *)in);
     Py_XDECREF((PyObject *)r);
@@ -906,7 +724,7 @@ static int fixed(PyObject *env, const char *key, PyObject *v)
     return set_item(env, PyUnicode_InternFromString(key), v);
 }
 
-int wsgi_init(const config *config, void *application, int workers)
+int wsgi_init(const config *config, void *application)
 {
     cfg = config;
     app = application;
@@ -942,7 +760,7 @@ int wsgi_init(const config *config, void *application, int workers)
         fixed(base_environ, "wsgi.url_scheme", PyUnicode_FromString("http")) ||
         fixed(base_environ, "wsgi.errors", PyObject_GetAttrString(sys, "stderr")) ||
         fixed(base_environ, "wsgi.multithread", PyBool_FromLong(cfg->blocking_threads > 1)) ||
-        fixed(base_environ, "wsgi.multiprocess", PyBool_FromLong(workers > 1)) ||
+        fixed(base_environ, "wsgi.multiprocess", PyBool_FromLong(config->workers > 1)) ||
         fixed(base_environ, "wsgi.run_once", PyBool_FromLong(0)) ||
         fixed(base_environ, "wsgi.input_terminated", PyBool_FromLong(1)) ||
         fixed(base_environ, "wsgi.file_wrapper", (Py_INCREF(&FileWrapperType),

@@ -2,7 +2,9 @@
 
 `Server` starts granc on an ephemeral port (--port 0), reads the port it
 logged, and waits until every worker has logged "Started worker-N" -- never
-a fixed sleep.  GRANC_BIN names the binary (the Makefile sets it).
+a fixed sleep.  GRANC_BIN names the binary (the Makefile sets it); without
+it, the suite runs tests/granc-test, which it first brings up to date with
+`make tests/granc-test`, so that a plain `pytest` never tests a stale build.
 """
 import os
 import re
@@ -16,7 +18,10 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 APPS = os.path.join(HERE, "apps")
-BIN = os.environ.get("GRANC_BIN") or os.path.join(ROOT, "tests", "granc-test")
+BIN = os.environ.get("GRANC_BIN")
+if not BIN:
+    BIN = os.path.join(ROOT, "tests", "granc-test")
+    subprocess.run(["make", "-s", "-C", ROOT, "tests/granc-test"], check=True, timeout=600)
 ASAN = bool(os.environ.get("GRANC_ASAN"))
 START_TIMEOUT = 60 if ASAN else 20
 

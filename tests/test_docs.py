@@ -15,10 +15,11 @@ import subprocess
 
 import pytest
 
+from conftest import BIN
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 DOCS = os.path.join(ROOT, "docs")
-BIN = os.environ.get("GRANC_BIN", os.path.join(ROOT, "granc"))
 DOC_FILES = [README, os.path.join(ROOT, "CONTRIBUTING.md")] + sorted(
     glob.glob(os.path.join(DOCS, "*.md")))
 

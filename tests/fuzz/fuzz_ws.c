@@ -1,6 +1,6 @@
 /* fuzz_ws.c -- libFuzzer harness for ws.c.
  *
- *   clang -fsanitize=fuzzer,address,undefined -I. tests/fuzz_ws.c ws.c
+ *   clang -fsanitize=fuzzer,address,undefined -I. tests/fuzz/fuzz_ws.c ws.c
  *
  * The input is a client's byte stream.  A small reader plays the worker:
  * it parses frame headers, unmasks payloads piece by piece as they
@@ -17,6 +17,8 @@
  * size so ASan sees any read past it.
  */
 #include "granc.h"
+#include "http.h"
+#include "ws.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* unit_reload.c -- TAP tests for reload.c, on real temporary trees.
  *
- * The Makefile builds it twice: tests/unit_reload (inotify) and
- * tests/unit_reload_poll (-DRELOAD_POLL: the portable stat() scan); both
+ * The Makefile builds it twice: tests/unit/unit_reload (inotify) and
+ * tests/unit/unit_reload_poll (-DRELOAD_POLL: the portable stat() scan); both
  * must pass the same checks.  The log lines reload_changed writes to
  * standard output are captured in a file and checked too.  Links
  * reload.c, log.c and http.c (which log.c uses).
@@ -22,6 +22,7 @@
 #define AREA_BYTES 4096             /* one ignored directory name, guarded */
 
 #include "tap.h"
+#include "reload.h"
 
 /* A file replaced by rename: inotify sees it arrive, a scan sees its
  * inode change. */

@@ -19,6 +19,7 @@
 #define AREA_BYTES (64 * 1024)
 
 #include "tap.h"
+#include "http.h"
 
 /* ---- request parser ------------------------------------------------------ */
 
@@ -674,6 +675,79 @@ static void test_misc(void)
        "http_date: layout");
 }
 
+/* Response heads: framing from the status, the app's fields, the known
+ * length and the request; nothing written past cap. */
+static ssize_t head_of(resp_head *h, int code, const http_header *f, size_t nf, int64_t total,
+                       const char *method, int minor, int can_keep, char *out, size_t cap)
+{
+    http_request rq;
+
+    memset(&rq, 0, sizeof rq);
+    rq.method = (slice){ method, strlen(method) };
+    rq.minor = minor;
+    memset(h, 0, sizeof *h);
+    h->code = code;
+    return http_resp_head(h, NULL, 0, f, nf, total, &rq, can_keep, out, cap);
+}
+
+#define F(k, v) { { k, sizeof(k) - 1 }, { v, sizeof(v) - 1 } }
+
+static void test_resp_head(void)
+{
+    static char buf[2048];
+    resp_head h;
+    ssize_t n;
+    const http_header ct[] = { F("content-type", "text/plain") };
+    const http_header cl[] = { F("Content-Length", "5") };
+    const http_header badcl[] = { F("content-length", "5x") };
+    const http_header own[] = { F("transfer-encoding", "gzip"), F("connection", "close"),
+                                F("keep-alive", "timeout=5"), F("server", "app"),
+                                F("date", "today") };
+
+    n = head_of(&h, 200, ct, 1, 13, "GET", 1, 1, buf, sizeof buf);
+    buf[n > 0 && (size_t)n < sizeof buf ? n : 0] = 0;
+    ok(n > 0 && !strncmp(buf, "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nserver: granc\r\n"
+                         "date: ", 59) && strstr(buf, "\r\ncontent-length: 13\r\n\r\n")
+       && !strstr(buf, "connection") && h.clen == 13 && h.keep && !h.chunked && !h.nobody,
+       "response head: status line, fields, server, date, content-length of the known body");
+    n = head_of(&h, 200, cl, 1, 13, "GET", 1, 1, buf, sizeof buf);
+    buf[n > 0 ? n : 0] = 0;
+    ok(n > 0 && h.clen == 5 && strstr(buf, "Content-Length: 5\r\n")
+       && !strstr(buf, "content-length"), "response head: the app's Content-Length wins");
+    ok(head_of(&h, 200, badcl, 1, -1, "GET", 1, 1, buf, sizeof buf) == HTTP_BAD,
+       "response head: an invalid Content-Length is refused");
+    n = head_of(&h, 204, cl, 1, -1, "GET", 1, 1, buf, sizeof buf);
+    buf[n > 0 ? n : 0] = 0;
+    ok(n > 0 && !strstr(buf, "ength") && !strstr(buf, "chunked") && h.nobody && h.clen == -1,
+       "response head: 204 drops Content-Length and has no body");
+    n = head_of(&h, 200, own, 5, -1, "GET", 1, 1, buf, sizeof buf);
+    buf[n > 0 ? n : 0] = 0;
+    ok(n > 0 && !strstr(buf, "gzip") && !strstr(buf, "timeout") && strstr(buf, "server: app\r\n")
+       && !strstr(buf, "granc") && strstr(buf, "date: today\r\n") && h.chunked && !h.keep
+       && strstr(buf, "transfer-encoding: chunked\r\nconnection: close\r\n\r\n"),
+       "response head: framing fields are the server's; Connection: close is honoured");
+    n = head_of(&h, 200, NULL, 0, -1, "GET", 0, 1, buf, sizeof buf);
+    buf[n > 0 ? n : 0] = 0;
+    ok(n > 0 && !h.chunked && !h.keep && strstr(buf, "connection: close\r\n\r\n"),
+       "response head: HTTP/1.0 without a length ends the body with the close");
+    n = head_of(&h, 200, NULL, 0, 7, "GET", 0, 1, buf, sizeof buf);
+    buf[n > 0 ? n : 0] = 0;
+    ok(n > 0 && h.keep && strstr(buf, "connection: keep-alive\r\n\r\n"),
+       "response head: HTTP/1.0 keep-alive is said");
+    n = head_of(&h, 200, NULL, 0, 7, "HEAD", 1, 0, buf, sizeof buf);
+    buf[n > 0 ? n : 0] = 0;
+    ok(n > 0 && h.nobody && h.clen == 7 && !h.keep && strstr(buf, "content-length: 7\r\n"),
+       "response head: HEAD keeps the length, sends no body; can_keep 0 closes");
+    n = head_of(&h, 200, ct, 1, 13, "GET", 1, 1, buf, sizeof buf);
+    {
+        ssize_t m = head_of(&h, 200, ct, 1, 13, "GET", 1, 1, guarded("", 0), 0);
+        char *small = guarded(buf, 20);
+        ssize_t k = head_of(&h, 200, ct, 1, 13, "GET", 1, 1, small, 20);
+        ok(m == n && k == n && !memcmp(small, "HTTP/1.1 200 OK\r\ncon", 20),
+           "response head: the length needed when cap is short, nothing written past it");
+    }
+}
+
 int main(void)
 {
     tap_begin();
@@ -683,5 +757,6 @@ int main(void)
     test_partial();
     test_chunked();
     test_misc();
+    test_resp_head();
     return tap_end();
 }

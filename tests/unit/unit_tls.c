@@ -1,8 +1,8 @@
-/* tests/unit_tls.c -- TAP tests for tls.c, linked with tls.c and BearSSL.
+/* tests/unit/unit_tls.c -- TAP tests for tls.c, linked with tls.c and BearSSL.
  *
  *   cc -std=c11 -D_GNU_SOURCE -DGRANC_TLS -Wall -Wextra -g \
- *      -fsanitize=address,undefined -I. tests/unit_tls.c tls.c -lbearssl \
- *      -o tests/unit_tls
+ *      -fsanitize=address,undefined -I. tests/unit/unit_tls.c tls.c -lbearssl \
+ *      -o tests/unit/unit_tls
  *
  * openssl(1) makes the certificates and keys in a temporary directory.
  * tls_load must accept or refuse each file, with a message naming the
@@ -10,7 +10,7 @@
  * server side here through tls.c, non-blocking, and the client in a
  * forked child with BearSSL's own client engine (blocking, br_sslio).
  */
-#include "granc.h"
+#include "tls.h"
 
 #include <bearssl.h>
 #include <errno.h>
@@ -27,18 +27,13 @@
 #define WAIT_MS 5000            /* a handshake step that takes longer is lost */
 #define BIG     (1u << 20)      /* response bytes of the large-write test */
 
-static FILE *out;
-static int ntests, nfailed;
+#define AREA_BYTES 1             /* no guarded inputs here */
+#include "tap.h"
+#include "ev.h"
+#include "log.h"
+
 static char dir[64];
 static char last_warn[512];
-
-static void ok(int cond, const char *name)
-{
-    ntests++;
-    if (!cond)
-        nfailed++;
-    fprintf(out, "%sok %d - %s\n", cond ? "" : "not ", ntests, name);
-}
 
 /* The stub for log.c: debug lines become TAP comments; warnings are kept. */
 void log_msg(int level, const char *fmt, ...)
@@ -604,13 +599,12 @@ static void test_edges(void)
 
 int main(void)
 {
-    char *buf;
-    size_t len;
     char cmd[256];
+    int rc;
 
-    out = open_memstream(&buf, &len);
+    tap_begin();
     snprintf(dir, sizeof dir, "/tmp/granc-tls-XXXXXX");
-    if (!out || !mkdtemp(dir))
+    if (!mkdtemp(dir))
         return 2;
     snprintf(cmd, sizeof cmd, "sh -c \"$GEN\" %s >/dev/null 2>&1", dir);
     setenv("GEN", gen, 1);
@@ -626,11 +620,9 @@ int main(void)
     fflush(out);
     test_handshakes();
     test_edges();
-    fclose(out);
-    printf("1..%d\n%s", ntests, buf);
-    free(buf);
+    rc = tap_end();
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (!nfailed)
         (void)!system(cmd);
-    return nfailed != 0;
+    return rc;
 }

@@ -1,7 +1,7 @@
 /* fuzz_opts.c -- libFuzzer harness for granc.c's option parser.
  *
  *   clang -fsanitize=fuzzer,address,undefined -DGRANC_FUZZ -DGRANC_TLS -I. \
- *         tests/fuzz_opts.c granc.c
+ *         tests/fuzz/fuzz_opts.c granc.c
  *
  * The input is a command line: words separated by NUL bytes.  A word
  * "GRANIAN_NAME=value" goes to the environment (putenv), every other word
@@ -31,6 +31,8 @@
  * stays on and long runs do not grow.
  */
 #include "granc.h"
+#include "log.h"
+#include "master.h"
 
 #include <sanitizer/allocator_interface.h>
 #include <stdint.h>

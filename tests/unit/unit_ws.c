@@ -3,8 +3,7 @@
  * Every input is copied to the very end of a writable mapping that is
  * followed by a PROT_NONE page, so reading one byte too far crashes
  * instead of passing by luck.  Build with ASan/UBSan (see the Makefile);
- * links only ws.c.  The Makefile builds it twice, as tests/unit_ws (the
- * in-tree SHA-1) and tests/unit_ws_tls (-DGRANC_TLS: BearSSL's SHA-1).
+ * links only ws.c.
  */
 #include "granc.h"
 
@@ -26,6 +25,8 @@
 #define MASK_KEY    "\x37\xfa\x21\x3d"
 
 #include "tap.h"
+#include "http.h"
+#include "ws.h"
 
 /* ---- handshake ----------------------------------------------------------- */
 

@@ -1,7 +1,7 @@
 /* fuzz_http.c -- libFuzzer harness for the request parser and the chunked
  * decoder.
  *
- *   clang -fsanitize=fuzzer,address,undefined -I. tests/fuzz_http.c http.c
+ *   clang -fsanitize=fuzzer,address,undefined -I. tests/fuzz/fuzz_http.c http.c
  *
  * Besides crashes it checks two properties and abort()s when one fails:
  * an accepted head has slices inside the buffer and framing facts that
@@ -13,6 +13,7 @@
  * to GROW_MAX bytes, as each call rescans the request line).
  */
 #include "granc.h"
+#include "http.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -101,6 +102,28 @@ static void compare_requests(const char *abuf, const char *bbuf)
 }
 
 /* Returns the head length when the input starts with an accepted head. */
+/* A response head with the parsed request's fields as the app's (they
+ * pass the same rules), into a buffer cut short by cut: the length it
+ * reports is the one a roomy buffer gets, and no byte lands past cap. */
+static void fuzz_resp_head(const http_request *rq, size_t cut)
+{
+    static char big[HTTP_HEAD_MAX * 2], small[HTTP_HEAD_MAX * 2];
+    resp_head h = { .code = 100 + (int)(cut % 500) }, g = h;
+    int64_t total = (int64_t)(cut % 3) - 1;
+    size_t cap = cut % (sizeof small - 1);
+    ssize_t n, m;
+
+    small[cap] = 'x';
+    n = http_resp_head(&h, NULL, 0, rq->headers, rq->nheaders, total, rq, (int)(cut & 1),
+                       big, sizeof big);
+    m = http_resp_head(&g, NULL, 0, rq->headers, rq->nheaders, total, rq, (int)(cut & 1),
+                       small, cap);
+    check(n == m && (n == HTTP_BAD || (n > 0 && (size_t)n <= sizeof big)));
+    check(small[cap] == 'x');
+    if (n > 0 && (size_t)n <= cap)
+        check(!memcmp(big, small, (size_t)n) && big[n - 1] == '\n' && big[n - 2] == '\r');
+}
+
 static int fuzz_request(const uint8_t *data, size_t size, size_t cut)
 {
     char *all = dup_exact(data, size), *part = dup_exact(data, cut);
@@ -110,8 +133,10 @@ static int fuzz_request(const uint8_t *data, size_t size, size_t cut)
     check(ra == HTTP_INCOMPLETE || ra > 0 ||
           (ra == HTTP_BAD && (sa == 400 || sa == 414 || sa == 431 ||
                               sa == 501 || sa == 505)));
-    if (ra > 0)
+    if (ra > 0) {
         check_request(&whole, all, ra);
+        fuzz_resp_head(&whole, cut);
+    }
 
     /* First the prefix alone, then the whole input with last_len = cut. */
     rb = http_parse_request(part, cut, 0, &split, &sb);

@@ -3,7 +3,7 @@
  * anchors and CRLs.
  *
  *   clang -fsanitize=fuzzer,address,undefined -DGRANC_TLS -DGRANC_FUZZ -I. \
- *         tests/fuzz_pem.c -lbearssl
+ *         tests/fuzz/fuzz_pem.c -lbearssl
  *
  * The loaders are static, so this file includes tls.c whole; GRANC_FUZZ
  * only lowers tls.c's PBKDF2 iteration cap so that no input costs seconds.

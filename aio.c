@@ -1,0 +1,259 @@
+/* aio.c -- the bridge to asyncio, for ASGI (and RSGI to come).
+ *
+ * A short Python module (runner_src) picks the loop (uvloop or asyncio),
+ * runs the lifespan protocol, makes granc's epoll/kqueue descriptor one
+ * reader of the loop (poll: wk_poll runs granc's events) and waits for the
+ * drain.  From C: the loop's objects once it runs (futures, request
+ * tasks), and Ready, an awaitable that is already done: receive() and
+ * send() return one when they can answer at once.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include "aio.h"
+#include "log.h"
+#include "py.h"
+#include "worker.h"
+
+PyObject *aio_create_future;             /* loop.create_future */
+PyObject *aio_lifespan_state;            /* shared by the requests, copied */
+static PyObject *loop_create_task, *loop_task_factory;
+static PyObject *loop_obj, *task_type, *task_kwnames, *task_name;
+
+static void ready_dealloc(Ready *self)
+{
+    Py_XDECREF(self->value);
+    PyObject_Free(self);
+}
+
+static PyObject *ready_await(Ready *self)
+{
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
+static PyObject *ready_next(Ready *self)
+{
+    if (self->value && self->value != Py_None)
+        PyErr_SetObject(PyExc_StopIteration, self->value);   /* never a tuple */
+    return NULL;
+}
+
+static PyAsyncMethods ready_async = { .am_await = (unaryfunc)ready_await };
+
+PyTypeObject aio_ready_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "granc.Ready",
+    .tp_basicsize = sizeof(Ready),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = (destructor)ready_dealloc,
+    .tp_as_async = &ready_async,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)ready_next,
+};
+
+
+/* loop.create_task(coro).  Without a task factory that is Task(coro,
+ * loop=loop), but create_task first names the task "Task-<n>" with a
+ * printf, 6 % of a hello-world request's instructions: request tasks are
+ * all named "granc.request" instead. */
+PyObject *aio_new_task(PyObject *coro)
+{
+    PyObject *f = PyObject_CallNoArgs(loop_task_factory);
+    if (!f) return NULL;
+    if (f != Py_None) {
+        Py_DECREF(f);
+        return PyObject_CallOneArg(loop_create_task, coro);
+    }
+    Py_DECREF(f);
+    PyObject *args[] = { coro, loop_obj, task_name };
+    return PyObject_Vectorcall(task_type, args, 1, task_kwnames);
+}
+
+/* Resolve the future in *fut with None, unless it is done already. */
+static void set_done(PyObject **fut)
+{
+    PyObject *f = *fut, *done, *r = NULL;
+    *fut = NULL;
+    done = PyObject_CallMethod(f, "done", NULL);
+    if (done == Py_False) r = PyObject_CallMethod(f, "set_result", "O", Py_None);
+    if (!done || (done == Py_False && !r)) PyErr_Clear();
+    Py_XDECREF(r);
+    Py_XDECREF(done);
+    Py_DECREF(f);
+}
+
+static const char runner_src[] =
+"import asyncio, sys\n"
+"ASGI = {'version': '3.0', 'spec_version': '2.3'}\n"
+"def new_loop(kind):\n"
+"    if kind in ('auto', 'uvloop'):\n"
+"        try:\n"
+"            import uvloop\n"
+"            return uvloop.new_event_loop()\n"
+"        except ImportError:\n"
+"            if kind == 'uvloop':\n"
+"                raise RuntimeError('--loop uvloop: uvloop is not installed')\n"
+"    elif kind not in ('asyncio',):\n"
+"        raise RuntimeError(f'--loop {kind}: not available in granc')\n"
+"    return asyncio.new_event_loop()\n"
+"class Lifespan:\n"
+"    def __init__(self, app, state, log):\n"
+"        self.app, self.state, self.log = app, state, log\n"
+"        self.events = asyncio.Queue()\n"
+"        loop = asyncio.get_running_loop()\n"
+"        self.started, self.stopped = loop.create_future(), loop.create_future()\n"
+"        self.unsupported = False\n"
+"    async def run(self):\n"
+"        scope = {'type': 'lifespan', 'asgi': dict(ASGI), 'state': self.state}\n"
+"        try:\n"
+"            await self.app(scope, self.events.get, self.send)\n"
+"        except BaseException as e:\n"
+"            self.unsupported = True\n"
+"            reported = any(f.done() and f.result() for f in (self.started, self.stopped))\n"
+"            if not reported:\n"
+"                self.log(30, 'ASGI Lifespan errored, continuing without Lifespan support')\n"
+"        finally:\n"
+"            for f in (self.started, self.stopped):\n"
+"                if not f.done():\n"
+"                    f.set_result(None)\n"
+"    async def send(self, msg):\n"
+"        t = msg['type']\n"
+"        if t == 'lifespan.startup.complete':\n"
+"            self.started.set_result(None)\n"
+"        elif t == 'lifespan.startup.failed':\n"
+"            self.started.set_result(msg.get('message') or 'lifespan startup failed')\n"
+"        elif t == 'lifespan.shutdown.complete':\n"
+"            self.stopped.set_result(None)\n"
+"        elif t == 'lifespan.shutdown.failed':\n"
+"            self.stopped.set_result(msg.get('message') or 'lifespan shutdown failed')\n"
+"        else:\n"
+"            raise RuntimeError('Unsupported ASGI message')\n"
+"    async def startup(self):\n"
+"        self.task = asyncio.get_running_loop().create_task(self.run())\n"
+"        await self.events.put({'type': 'lifespan.startup'})\n"
+"        return await self.started\n"
+"    async def shutdown(self):\n"
+"        if self.unsupported or self.task.done():\n"
+"            return None\n"
+"        await self.events.put({'type': 'lifespan.shutdown'})\n"
+"        return await self.stopped\n"
+"async def serve(app, lifespan, fd, poll, listen, log):\n"
+"    loop = asyncio.get_running_loop()\n"
+"    state = {}\n"
+"    ls = Lifespan(app, state, log) if lifespan else None\n"
+"    if ls:\n"
+"        failed = await ls.startup()\n"
+"        if failed:\n"
+"            log(40, f'ASGI lifespan startup failed: {failed}')\n"
+"            return 3\n"
+"    done = loop.create_future()\n"
+"    timer = [None, False]\n"
+"    def tick():\n"
+"        timer[1] = poll()\n"
+"        if not done.done():\n"
+"            timer[0] = loop.call_later(0.05 if timer[1] else 0.5, tick)\n"
+"    def ready():\n"
+"        if poll() and not timer[1]:\n"
+"            timer[0].cancel()\n"
+"            tick()\n"
+"    loop.add_reader(fd, ready)\n"
+"    timer[0] = loop.call_later(0.5, tick)\n"
+"    listen(state, loop, done)\n"
+"    await done\n"
+"    loop.remove_reader(fd)\n"
+"    if ls:\n"
+"        failed = await ls.shutdown()\n"
+"        if failed:\n"
+"            log(40, f'ASGI lifespan shutdown failed: {failed}')\n"
+"    return 0\n"
+"def run(app, lifespan, fd, poll, listen, log, kind):\n"
+"    loop = new_loop(kind)\n"
+"    asyncio.set_event_loop(loop)\n"
+"    try:\n"
+"        return loop.run_until_complete(serve(app, lifespan, fd, poll, listen, log))\n"
+"    finally:\n"
+"        loop.close()\n";
+
+/* The reader callback of granc's loop descriptor (and a 0.5 s tick):
+ * run granc's events; once a stop has drained the worker, say so. */
+static PyObject *drained_fut;
+static PyObject *py_poll(PyObject *self, PyObject *unused)
+{
+    (void)self; (void)unused;
+    if (wk_poll() && drained_fut)
+        set_done(&drained_fut);
+    if (PyErr_Occurred()) py_log_exception("granc: error in the event loop");
+    return PyBool_FromLong(wk_stopping());    /* the tick quickens while stopping */
+}
+
+static PyObject *py_listen(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *state, *loop, *done;
+    if (!PyArg_ParseTuple(args, "OOO", &state, &loop, &done)) return NULL;
+    Py_XSETREF(drained_fut, Py_NewRef(done));
+    Py_INCREF(state);
+    Py_XSETREF(aio_lifespan_state, state);
+    aio_create_future = PyObject_GetAttrString(loop, "create_future");
+    loop_create_task = PyObject_GetAttrString(loop, "create_task");
+    loop_task_factory = PyObject_GetAttrString(loop, "get_task_factory");
+    PyObject *aio = PyImport_ImportModule("asyncio");
+    task_type = aio ? PyObject_GetAttrString(aio, "Task") : NULL;
+    Py_XDECREF(aio);
+    loop_obj = Py_NewRef(loop);
+    task_kwnames = Py_BuildValue("(ss)", "loop", "name");
+    task_name = PyUnicode_InternFromString("granc.request");
+    if (!aio_create_future || !loop_create_task || !loop_task_factory || !task_type ||
+        !task_kwnames || !task_name)
+        return NULL;
+    wk_listen();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_log(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int level;
+    const char *msg;
+    if (!PyArg_ParseTuple(args, "is", &level, &msg)) return NULL;
+    log_msg(level, "%s", msg);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef poll_def = {"poll", py_poll, METH_NOARGS, NULL};
+static PyMethodDef listen_def = {"listen", py_listen, METH_VARARGS, NULL};
+static PyMethodDef log_def = {"log", py_log, METH_VARARGS, NULL};
+
+int aio_run(PyObject *app, int lifespan, int loop_fd, const char *loop_kind)
+{
+    PyObject *g = PyDict_New(), *r = NULL;
+    if (g && PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins()) == 0)
+        r = PyRun_String(runner_src, Py_file_input, g, g);
+    PyObject *res = NULL;
+    if (r) {
+        PyObject *poll = PyCFunction_New(&poll_def, NULL);
+        PyObject *listen = PyCFunction_New(&listen_def, NULL);
+        PyObject *log = PyCFunction_New(&log_def, NULL);
+        PyObject *run = PyDict_GetItemString(g, "run");
+        if (poll && listen && log && run)
+            res = PyObject_CallFunction(run, "OiiOOOs", app, lifespan, loop_fd,
+                                        poll, listen, log, loop_kind);
+        Py_XDECREF(poll); Py_XDECREF(listen); Py_XDECREF(log);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(g);
+    if (!res) {
+        py_log_exception("granc: the ASGI worker failed");
+        return WK_EXIT_LOAD;
+    }
+    int rc = (int)PyLong_AsLong(res);
+    Py_DECREF(res);
+    return rc;
+}
+
+int aio_init(void)
+{
+    if (PyType_Ready(&aio_ready_type) < 0) return -1;
+    aio_lifespan_state = PyDict_New();
+    return aio_lifespan_state ? 0 : -1;
+}

@@ -1,0 +1,618 @@
+/* conn.c -- client connections and their HTTP/1.1 requests.
+ *
+ * The loop thread owns a connection while it reads a request head: it
+ * reads, parses (http.c), reads a small body ahead and answers bad input
+ * itself.  A complete request goes to the application (start_request):
+ * inline, to the thread pool (pool.c) or to an ASGI task; the app side then
+ * does its body and response I/O with the conn_* calls of the second half,
+ * blocking (application threads) or not (ASGI).  Nothing here buffers a
+ * body whole: body bytes pass through the connection's read buffer, one
+ * buffer at a time.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/sendfile.h>
+#endif
+#include "conn.h"
+#include "tls.h"
+#include "worker_int.h"
+#include "ev.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "worker.h"
+
+#define BUF_INIT        16384    /* first read buffer; grows up to --http1-buffer-size */
+#define BODY_ROOM       65536    /* buffer room kept after a head for body reads */
+#define DRAIN_MAX       (1 << 20)/* unread body discarded to keep a connection */
+
+static void on_conn(ev_loop *l, int fd, void *udata, int mask);
+static int body_decode(conn *c);
+static int start_request(conn *c);
+
+void conn_access_log(conn *c, int status, const char *scheme)
+{
+    if (!W.cfg->access_log) return;
+    access_rec a = {
+        .addr = conn_client(c), .start = c->started, .status = status, .scheme = scheme,
+        .dt_ms = (clock_wall() - c->started) * 1000.0,
+        .method = c->req->method, .path = c->req->path, .query = c->req->query,
+        .protocol = c->req->minor ? "HTTP/1.1" : "HTTP/1.0",
+        .headers = c->req->headers, .nheaders = c->req->nheaders,
+    };
+    log_access(&a);
+}
+
+/* Every byte of a connection passes through these two (and conn_file),
+ * so that an encrypted connection is one branch here, not one per caller.
+ * They behave as read(2) and writev(2) on a non-blocking socket. */
+ssize_t conn_rd(conn *c, void *buf, size_t n)
+{
+    if (c->tls) return tls_read(c->tls, c->fd, buf, n);
+    ssize_t r;
+    do r = read(c->fd, buf, n);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+ssize_t conn_wrv(conn *c, const struct iovec *iov, int n)
+{
+    if (c->tls) return tls_writev(c->tls, c->fd, iov, n > 64 ? 64 : n);
+    ssize_t w;
+    do w = writev(c->fd, iov, n > 64 ? 64 : n);
+    while (w < 0 && errno == EINTR);
+    return w;
+}
+
+/* Part of a file, as sendfile(2) on Linux; *off advances. */
+ssize_t conn_file(conn *c, int fd, off_t *off, size_t n)
+{
+#ifdef __linux__
+    if (!c->tls)                /* encrypted bytes must pass through the engine */
+        return sendfile(c->fd, fd, off, n > (1 << 30) ? (1 << 30) : n);
+#endif
+    {
+    char tmp[65536];
+    ssize_t r = pread(fd, tmp, n < sizeof(tmp) ? n : sizeof(tmp), *off);
+    if (r <= 0) return r < 0 ? -1 : 0;
+    struct iovec v = { tmp, (size_t)r };
+    ssize_t w = conn_wrv(c, &v, 1);
+    if (w > 0) *off += w;
+    return w;
+    }
+}
+
+/* What a connection waits for after EAGAIN: TLS may need to write to read
+ * (a handshake flight) or the reverse. */
+static int conn_want(conn *c, int mask)
+{
+    if (c->tls) return tls_want(c->tls);
+    return mask;
+}
+
+/* The size a connection's buffer starts at (and the only size stashed). */
+static size_t buf_first(void)
+{
+    return BUF_INIT < W.cfg->http1_buffer_size ? BUF_INIT : W.cfg->http1_buffer_size;
+}
+
+/* c is between requests (or closing): its buffer goes back to the stash,
+ * or to malloc when the stash is full or the buffer grew. */
+void conn_buf_put(conn *c)
+{
+    if (!c->buf) return;
+    if (c->req && c->cap == buf_first() && W.nstash < BUF_STASH) {
+        W.stash[W.nstash].buf = c->buf;
+        W.stash[W.nstash++].req = c->req;
+    } else {
+        free(c->buf);
+        free(c->req);
+        W.freed++;
+    }
+    c->buf = NULL;
+    c->req = NULL;
+    c->cap = c->len = c->scanned = 0;
+}
+
+void conn_close(conn *c)
+{
+    ev_del(W.loop, c->fd, EV_READ | EV_WRITE);
+    if (c->tls) tls_free(c->tls);
+    close(c->fd);
+    M_SUB(connections_active, 1);
+    if (c->prev) c->prev->next = c->next; else W.conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    W.nconns--;
+    conn_buf_put(c);
+    free(c);
+    W.freed++;
+    if (W.accept_resume && !W.waitq) {  /* out of descriptors: one just freed */
+        W.accept_resume = 0;
+        wk_accept_resume();
+    }
+}
+
+static int want_read(conn *c)
+{
+    int mask = conn_want(c, EV_READ);
+    ev_del(W.loop, c->fd, ~mask & (EV_READ | EV_WRITE));
+    if (ev_add(W.loop, c->fd, mask, on_conn, c) < 0) {
+        conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Stop writing, keep reading (and discarding) for a moment, then close:
+ * closing a socket with unread input makes the kernel send RST, which can
+ * destroy the answer before the client has read it. */
+static void conn_linger(conn *c)
+{
+    if (c->tls) tls_close(c->tls, c->fd);
+    char b;
+    if (atomic_load(&W.stopping) && c->len == c->dend
+        && recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) {
+        conn_close(c);          /* draining, nothing unread: no RST to fear */
+        if (W.ifc->run) {       /* the drain may be over: have asyncio poll */
+            ssize_t w = write(W.wake[1], "c", 1);
+            (void)w;
+        }
+        return;
+    }
+    shutdown(c->fd, SHUT_WR);
+    c->state = CS_LINGER;
+    c->since = clock_ms();
+    want_read(c);
+}
+
+/* Answer a request we refuse ourselves, then close. */
+void conn_reply_error(conn *c, int status)
+{
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nserver: granc\r\ndate: %s\r\n"
+                     "content-length: 0\r\nconnection: close\r\n\r\n",
+                     status, http_reason(status), http_date());
+    struct iovec v = { head, (size_t)n };
+    ssize_t w = conn_wrv(c, &v, 1);
+    (void)w;                    /* best effort: the socket buffer is empty */
+    log_debug("worker-%d: answered %d to %s", W.id, status, c->addr);
+    conn_linger(c);
+}
+
+/* Read what the socket has into the buffer.  Returns bytes read, 0 at
+ * EOF, -1 on error or EAGAIN (errno tells), CONN_FULL when the buffer is full at
+ * its limit. */
+static ssize_t conn_fill(conn *c)
+{
+    if (!c->buf) {
+        if (W.nstash) {
+            W.nstash--;
+            c->buf = W.stash[W.nstash].buf;
+            c->req = W.stash[W.nstash].req;
+        } else {
+            c->buf = malloc(buf_first());
+            c->req = malloc(sizeof(*c->req));
+            if (!c->buf || !c->req) { errno = ENOMEM; return -1; }
+        }
+        c->cap = buf_first();
+    }
+    if (c->len == c->cap) {
+        if (c->cap >= W.cfg->http1_buffer_size || c->state == CS_BODY) return CONN_FULL;
+        size_t cap = c->cap * 2;
+        if (cap > W.cfg->http1_buffer_size) cap = W.cfg->http1_buffer_size;
+        char *b = realloc(c->buf, cap);
+        if (!b) { errno = ENOMEM; return -1; }
+        c->buf = b;
+        c->cap = cap;
+    }
+    ssize_t n = conn_rd(c, c->buf + c->len, c->cap - c->len);
+    if (n > 0) c->len += (size_t)n;
+    return n;
+}
+
+/* Set up the body of the request whose head is buf[0,head).  Returns -1
+ * after answering the request itself. */
+static int begin_request(conn *c, size_t head)
+{
+    http_request *rq = c->req;
+    if (W.cfg->http1_max_body_size > 0 && rq->content_length > W.cfg->http1_max_body_size) {
+        conn_reply_error(c, 413);
+        return -1;
+    }
+    /* keep room after the head for body reads, unless the whole body fits
+     * already (a buffer starts small for each request: see buf_put);
+     * moving the buffer moves the head, so parse it again where it lives */
+    size_t room = c->cap - head;
+    if (room < BODY_ROOM && (rq->chunked || rq->upgrade ||
+                             (rq->content_length > 0 && (uint64_t)rq->content_length > room))) {
+        char *b = realloc(c->buf, head + BODY_ROOM);
+        if (!b) { conn_reply_error(c, 503); return -1; }
+        c->buf = b;
+        c->cap = head + BODY_ROOM;
+        int st;
+        http_parse_request(c->buf, c->len, 0, rq, &st);
+    }
+    c->head = head;
+    c->dpos = c->dend = head;
+    c->body_chunked = rq->chunked;
+    c->body_left = rq->chunked ? 0 : (rq->content_length > 0 ? rq->content_length : 0);
+    c->body_done = !rq->chunked && c->body_left == 0;
+    memset(&c->chunk, 0, sizeof(c->chunk));
+    c->continue_sent = !(rq->expect_continue && rq->minor == 1);
+    c->keep = 0;
+    c->broken = 0;
+    c->started = clock_wall();
+    if (c->trusted) {
+        proxy_forwarded(c->req, c->fwd, &c->fwd_proto);
+    } else {
+        c->fwd[0] = 0;
+        c->fwd_proto = 0;
+    }
+    return 0;
+}
+
+/* The request is done: keep the connection for the next one (moving any
+ * pipelined bytes to the front), or close it.  Returns 1 if c lives on. */
+int conn_finish(conn *c)
+{
+    W.inflight--;
+    M_ADD(requests_handled, 1);
+    if (++W.served == W.recycle_at) {
+        log_info("worker-%d: %llu requests served (--max-requests), asking for a replacement",
+                 W.id, (unsigned long long)W.served);
+        wk_tell(WM_RECYCLE);
+    }
+    if (c->broken) { conn_close(c); return 0; }
+    /* a response that promised keep-alive is kept even when stopping: the
+     * client may already be sending its next request (stop_sweep) */
+    if (!c->keep) { conn_linger(c); return 0; }
+    size_t rest = c->len - c->dend;
+    memmove(c->buf, c->buf + c->dend, rest);
+    c->len = rest;
+    c->scanned = c->head = c->dpos = c->dend = 0;
+    c->state = CS_HEAD;
+    c->since = clock_ms();
+    return 1;
+}
+
+/* Read a body ahead in the loop while it fits the buffer, so that no
+ * application thread (or, inline, the loop itself) waits on a slow client
+ * for a small upload.  Leaves c in CS_BODY while more is to come, in
+ * CS_HEAD when the request is ready to start.  A client waiting for
+ * "100 Continue" sends nothing more: it starts at once. */
+static int read_ahead(conn *c)
+{
+    if (c->len > c->dend && body_decode(c) < 0) {
+        conn_reply_error(c, errno == EFBIG ? 413 : 400);
+        return -1;
+    }
+    c->state = !c->body_done && c->len < c->cap && c->continue_sent ? CS_BODY : CS_HEAD;
+    return 0;
+}
+
+/* Parse and start as many requests as the buffer holds.  Inline requests
+ * finish before start_request returns, so pipelined requests are served
+ * in this loop, in order, without recursion. */
+void conn_serve(conn *c)
+{
+    while (c->state == CS_HEAD) {
+        int status = 400;
+        int r = http_parse_request(c->buf, c->len, c->scanned, c->req, &status);
+        if (r == HTTP_INCOMPLETE) {
+            if (c->len >= W.cfg->http1_buffer_size) { conn_reply_error(c, 431); return; }
+            c->scanned = c->len;
+            /* TLS may hold decrypted bytes no readiness event will announce */
+            if (c->tls && c->len < c->cap && conn_fill(c) > 0) continue;
+            if (c->len == 0) conn_buf_put(c);    /* idle: see W.stash */
+            want_read(c);
+            return;
+        }
+        if (r == HTTP_BAD) { conn_reply_error(c, status); return; }
+        if ((size_t)r > W.cfg->http1_buffer_size) { conn_reply_error(c, 431); return; }
+        if (begin_request(c, (size_t)r) < 0) return;
+        if (read_ahead(c) < 0) return;
+        if (c->state == CS_BODY) { want_read(c); return; }
+        if (!start_request(c)) return;
+    }
+}
+
+/* Hand a request over to the application: inline, to the pool, or to the
+ * queue of requests over --backpressure.  Returns 1 when the request is
+ * already done and c lives on in CS_HEAD (inline, keep-alive); c must not
+ * be touched after 0. */
+static int start_request(conn *c)
+{
+    c->state = CS_APP;
+    if (W.inflight >= W.cfg->backpressure) {
+        ev_del(W.loop, c->fd, EV_READ | EV_WRITE);
+        c->qnext = NULL;
+        if (W.waitq_tail) W.waitq_tail->qnext = c; else W.waitq = c;
+        W.waitq_tail = c;
+        wk_accept_pause();
+        return 0;
+    }
+    W.inflight++;
+    return W.ifc->start(c) && conn_finish(c);
+}
+
+/* Requests held back by --backpressure, now that a slot is free. */
+void conn_drain_waitq(void)
+{
+    while (W.waitq && W.inflight < W.cfg->backpressure) {
+        conn *c = W.waitq;
+        W.waitq = c->qnext;
+        if (!W.waitq) W.waitq_tail = NULL;
+        W.inflight++;
+        if (W.ifc->start(c) && conn_finish(c))
+            conn_serve(c);          /* inline: c is back in CS_HEAD */
+    }
+    if (!W.waitq && !W.accept_resume) wk_accept_resume();
+}
+
+void conn_request_done(conn *c)
+{
+    if (conn_finish(c))
+        conn_serve(c);
+    conn_drain_waitq();
+}
+
+void conn_watch(conn *c, int mask)
+{
+    if (c->tls && (mask & EV_READ))
+        mask |= conn_want(c, EV_READ);
+    ev_del(W.loop, c->fd, ~mask & (EV_READ | EV_WRITE));
+    if (mask && ev_add(W.loop, c->fd, mask, on_conn, c) < 0)
+        c->broken = 1;
+}
+
+static void on_conn(ev_loop *l, int fd, void *udata, int mask)
+{
+    (void)l; (void)fd; (void)mask;
+    conn *c = udata;
+    if (c->state == CS_APP) {           /* ASGI: body, disconnect, output */
+        if (W.ifc->event) W.ifc->event(c, mask);
+        return;
+    }
+    if (c->state == CS_LINGER) {
+        char sink[4096];
+        ssize_t n = conn_rd(c, sink, sizeof(sink));
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            conn_close(c);
+        return;
+    }
+    size_t before = c->len;
+    ssize_t n = conn_fill(c);
+    /* the head clock starts with its first byte (a TLS handshake counts
+     * from the accept: its bytes never reach the buffer) */
+    if (before == 0 && c->len > 0) c->since = clock_ms();
+    if (c->tls && !c->counted && c->len > 0) {      /* Granian: handshake done */
+        c->counted = 1;
+        M_ADD(connections_handled, 1);
+    }
+    if (n == CONN_FULL && c->state == CS_BODY) n = 1;  /* room full: the app reads on */
+    if (n == CONN_FULL) { conn_reply_error(c, 431); return; }
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        if (c->tls && !c->counted && n < 0) M_ADD(connections_err, 1);   /* handshake */
+        conn_close(c);
+        return;
+    }
+    if (n < 0) return;
+    if (c->state == CS_BODY) {
+        if (read_ahead(c) < 0 || c->state == CS_BODY) return;
+        if (!start_request(c)) return;
+    }
+    conn_serve(c);
+}
+
+void conn_new(int fd, const listener *ls, struct sockaddr_storage *sa)
+{
+    conn *c = calloc(1, sizeof(*c));
+    if (!c) { close(fd); return; }
+    c->fd = fd;
+    c->ls = ls;
+    c->state = CS_HEAD;
+    c->since = clock_ms();
+    if (sa->ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, c->addr, sizeof(c->addr));
+        c->port = ntohs(in->sin_port);
+    } else if (sa->ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, c->addr, sizeof(c->addr));
+        c->port = ntohs(in6->sin6_port);
+    }
+    if (ls->family != AF_UNIX) {
+        int one = 1;     /* a response leaves in one write: no Nagle stalls */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    if (W.cfg->tls && !(c->tls = tls_new(W.cfg->tls))) {
+        close(fd);
+        free(c);
+        return;
+    }
+    c->trusted = proxy_trusted(c->addr, ls->family);
+    c->next = W.conns;
+    if (W.conns) W.conns->prev = c;
+    W.conns = c;
+    W.nconns++;
+    if (!c->tls) M_ADD(connections_handled, 1);    /* TLS: after its handshake */
+    M_ADD(connections_active, 1);
+    want_read(c);
+}
+
+/* ---------------------------------------------------------------------
+ * Blocking I/O for application threads
+ * ------------------------------------------------------------------- */
+
+/* After EAGAIN, an application thread waits for what c needs. */
+static int conn_wait(conn *c, short events)
+{
+    int want = conn_want(c, events == POLLIN ? EV_READ : EV_WRITE);
+    struct pollfd p = { .fd = c->fd, .events = want == EV_READ ? POLLIN : POLLOUT };
+    int r;
+    do r = poll(&p, 1, IO_TIMEOUT_MS);
+    while (r < 0 && errno == EINTR);
+    return r > 0 ? 0 : -1;
+}
+
+int conn_send(conn *c, const struct iovec *iov, int n)
+{
+    struct iovec v[64];
+    if (n > 64 || c->broken) return -1;
+    memcpy(v, iov, sizeof(*v) * (size_t)n);
+    struct iovec *p = v;
+    while (n > 0) {
+        ssize_t w = conn_wrv(c, p, n);
+        if (w < 0) {
+            if (errno == EAGAIN && conn_wait(c, POLLOUT) == 0) continue;
+            c->broken = 1;
+            return -1;
+        }
+        while (n > 0 && (size_t)w >= p->iov_len) { w -= (ssize_t)p->iov_len; p++; n--; }
+        if (n > 0) { p->iov_base = (char *)p->iov_base + w; p->iov_len -= (size_t)w; }
+    }
+    return 0;
+}
+
+int conn_sendfile(conn *c, int fd, off_t off, size_t n)
+{
+    while (n > 0 && !c->broken) {
+        ssize_t w = conn_file(c, fd, &off, n);
+        if (w > 0) { n -= (size_t)w; continue; }
+        if (w == 0) return -1;          /* the file shrank */
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN && conn_wait(c, POLLOUT) == 0) continue;
+        c->broken = 1;
+    }
+    return c->broken ? -1 : 0;
+}
+
+/* Turn raw bytes [dend,len) into body bytes. */
+static int body_decode(conn *c)
+{
+    if (!c->body_chunked) {
+        size_t k = c->len - c->dend;
+        if ((uint64_t)k > (uint64_t)c->body_left) k = (size_t)c->body_left;
+        c->dend += k;
+        c->body_left -= (int64_t)k;
+        c->body_done = c->body_left == 0;
+        return 0;
+    }
+    size_t n = c->len - c->dend;
+    ssize_t r = http_chunked_decode(&c->chunk, c->buf + c->dend, &n);
+    if (r == HTTP_BAD) { c->broken = 1; errno = EBADMSG; return -1; }
+    c->dend += n;
+    c->body_left += (int64_t)n;          /* chunked: counts bytes decoded */
+    if (W.cfg->http1_max_body_size > 0 && c->body_left > W.cfg->http1_max_body_size) {
+        c->broken = 1;
+        errno = EFBIG;
+        return -1;
+    }
+    if (r >= 0) { c->body_done = 1; c->len = c->dend + (size_t)r; }
+    else c->len = c->dend;
+    return 0;
+}
+
+/* Make decoded body bytes available; wait: block in poll() (application
+ * threads) or return HTTP_INCOMPLETE when the socket has nothing yet (ASGI). */
+static ssize_t body_more(conn *c, int wait)
+{
+    for (;;) {
+        if (c->dend > c->dpos) return (ssize_t)(c->dend - c->dpos);
+        if (c->body_done) return 0;
+        if (c->broken) return -1;
+        if (c->len > c->dend) {
+            if (body_decode(c) < 0) return -1;
+            continue;
+        }
+        if (!c->continue_sent) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            struct iovec v = { (void *)cont, sizeof(cont) - 1 };
+            c->continue_sent = 1;
+            if (conn_send(c, &v, 1) < 0) return -1;
+        }
+        c->dpos = c->dend = c->len = c->head;   /* all consumed: reuse room */
+        ssize_t n = conn_rd(c, c->buf + c->len, c->cap - c->len);
+        if (n > 0) { c->len += (size_t)n; continue; }
+        if (n < 0 && errno == EAGAIN && !wait) return HTTP_INCOMPLETE;
+        if (n < 0 && errno == EAGAIN && conn_wait(c, POLLIN) == 0) continue;
+        c->broken = 1;          /* EOF, error or timeout inside a body */
+        return -1;
+    }
+}
+
+ssize_t conn_body(conn *c) { return body_more(c, 1); }
+
+int conn_body_drop_nb(conn *c)
+{
+    if (!c->body_done || c->len > c->dend) {
+        while (!c->broken && !c->body_done && conn_body_nb(c) > 0)
+            c->dpos = c->dend;
+    }
+    c->dpos = c->dend;
+    return c->body_done;
+}
+ssize_t conn_body_nb(conn *c) { return body_more(c, 0); }
+
+/* ASGI, once the body is read: has the client gone?  Bytes that arrive
+ * meanwhile (a pipelined request) are kept for later.  Returns 1 when it
+ * has gone, 0 when it may still be there. */
+int conn_gone(conn *c)
+{
+    if (c->broken) return 1;
+    if (c->len == c->cap) return 0;     /* cannot tell without reading on */
+    ssize_t n = conn_rd(c, c->buf + c->len, c->cap - c->len);
+    if (n > 0) { c->len += (size_t)n; return 0; }
+    if (n < 0 && errno == EAGAIN) return 0;
+    c->broken = 1;
+    return 1;
+}
+
+/* ASGI output: write what the socket takes now; the rest is the caller's
+ * to keep.  Returns bytes written, or -1 when the client has gone. */
+ssize_t conn_write_nb(conn *c, const struct iovec *iov, int n)
+{
+    if (c->broken) return -1;
+    ssize_t w = conn_wrv(c, iov, n);
+    if (w >= 0) return w;
+    if (errno == EAGAIN) return 0;
+    c->broken = 1;
+    return -1;
+}
+
+/* Whether the body the app left unread (if any) can still be drained:
+ * decided before the response head says keep-alive or close. */
+int conn_can_keep(conn *c)
+{
+    if (!c->req->keep_alive || !W.cfg->http1_keep_alive || atomic_load(&W.stopping))
+        return 0;
+    if (c->body_done) return 1;
+    if (!c->continue_sent) return 0;    /* the client still waits for 100 */
+    return c->body_chunked || c->body_left + (int64_t)(c->dend - c->dpos) <= DRAIN_MAX;
+}
+
+/* Discard the body the app left unread, so that the connection can serve
+ * the next request.  Returns 1 if the connection is reusable. */
+int conn_drain(conn *c)
+{
+    if (c->body_done && c->dpos == c->dend) return 1;
+    if (!c->continue_sent) return 0;    /* the client still waits for 100 */
+    size_t left = DRAIN_MAX;
+    for (;;) {
+        c->dpos = c->dend;
+        ssize_t n = conn_body(c);
+        if (n == 0) return 1;
+        if (n < 0 || (size_t)n > left) return 0;
+        left -= (size_t)n;
+    }
+}

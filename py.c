@@ -1,0 +1,240 @@
+/* py.c -- the embedded interpreter.
+ *
+ * Start-up (PEP 587), loading the application the way Granian resolves its
+ * target, --log-config (Python's logging takes granc's lines), tracebacks
+ * into granc's log, and the PEM conversion both interfaces offer apps.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "py.h"
+#include "log.h"
+
+/* Granian's target resolution (granian/_internal.py), in Python because
+ * it is Python's import machinery that it drives. */
+static const char loader_src[] =
+"import importlib, os, sys\n"
+"def load(target, factory, wd):\n"
+"    sys.path.insert(0, wd if wd else '')\n"
+"    mod, attr = target, ''\n"
+"    for i, ch in enumerate(target):\n"
+"        if ch == ':' and target[i + 1:i + 2] not in ('/', '\\\\'):\n"
+"            mod, attr = target[:i], target[i + 1:]\n"
+"            break\n"
+"    if mod.endswith('.py') or os.sep in mod:\n"
+"        path = os.path.realpath(mod)\n"
+"        if path.endswith('.py'):\n"
+"            path = path[:-3]\n"
+"        top, name = os.path.split(path)\n"
+"        if name == '__init__':\n"
+"            top, name = os.path.split(top)\n"
+"        parts = [name]\n"
+"        while os.path.exists(os.path.join(top, '__init__.py')):\n"
+"            top, name = os.path.split(top)\n"
+"            parts.insert(0, name)\n"
+"        sys.path.insert(0, top)\n"
+"        mod = '.'.join(parts)\n"
+"    obj = importlib.import_module(mod)\n"
+"    for part in (attr or 'app').split('.'):\n"
+"        obj = getattr(obj, part)\n"
+"    if factory:\n"
+"        obj = obj()\n"
+"    if not callable(obj):\n"
+"        raise TypeError(f'{target!r} is not a callable application')\n"
+"    return obj\n";
+
+/* PEP 587 start-up.  $VIRTUAL_ENV decides sys.prefix the way `python`
+ * does: we claim to be its bin/python, so CPython finds pyvenv.cfg. */
+void py_start(void)
+{
+    PyConfig pc;
+    PyConfig_InitPythonConfig(&pc);
+    pc.install_signal_handlers = 0;
+    pc.parse_argv = 0;
+    pc.buffered_stdio = 0;
+    char exe[PATH_MAX];
+    const char *venv = getenv("VIRTUAL_ENV");
+    if (venv && *venv)
+        snprintf(exe, sizeof(exe), "%s/bin/python", venv);
+    else
+        snprintf(exe, sizeof(exe), "%s", GRANC_PYTHON);
+    char *argv[] = { "granc", NULL };
+    PyStatus st = PyConfig_SetBytesString(&pc, &pc.program_name, exe);
+    if (!PyStatus_Exception(st))
+        st = PyConfig_SetBytesString(&pc, &pc.executable, exe);
+    if (!PyStatus_Exception(st))
+        st = PyConfig_SetBytesArgv(&pc, 1, argv);
+    if (!PyStatus_Exception(st))
+        st = Py_InitializeFromConfig(&pc);
+    PyConfig_Clear(&pc);
+    if (PyStatus_Exception(st)) {
+        log_error("Python could not start: %s", st.err_msg ? st.err_msg : "?");
+        exit(WK_EXIT_LOAD);
+    }
+}
+
+PyObject *py_load_app(const config *cfg)
+{
+    PyObject *globals = PyDict_New(), *app = NULL;
+    if (!globals) return NULL;
+    PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins());
+    PyObject *r = PyRun_String(loader_src, Py_file_input, globals, globals);
+    if (r) {
+        Py_DECREF(r);
+        PyObject *load = PyDict_GetItemString(globals, "load");
+        app = PyObject_CallFunction(load, "siz", cfg->target, cfg->factory,
+                                    cfg->working_dir);
+    }
+    Py_DECREF(globals);
+    return app;
+}
+
+/* --log-config: Granian's default dictConfig, shallowly updated with the
+ * file's JSON object (a "loggers" key there replaces granc's loggers),
+ * then the level of "_granian" forced to --log-level, as Granian does. */
+static const char logconf_src[] =
+"import copy, json, logging, logging.config\n"
+"BASE = {'version': 1, 'disable_existing_loggers': False,\n"
+" 'formatters': {\n"
+"  'generic': {'()': 'logging.Formatter', 'fmt': '[%(levelname)s] %(message)s',\n"
+"              'datefmt': '[%Y-%m-%d %H:%M:%S %z]'},\n"
+"  'access': {'()': 'logging.Formatter', 'fmt': '%(message)s',\n"
+"             'datefmt': '[%Y-%m-%d %H:%M:%S %z]'}},\n"
+" 'handlers': {\n"
+"  'console': {'formatter': 'generic', 'class': 'logging.StreamHandler', 'stream': 'ext://sys.stdout'},\n"
+"  'access': {'formatter': 'access', 'class': 'logging.StreamHandler', 'stream': 'ext://sys.stdout'}},\n"
+" 'loggers': {\n"
+"  '_granian': {'handlers': ['console'], 'level': 'INFO', 'propagate': False},\n"
+"  'granian.access': {'handlers': ['access'], 'level': 'INFO', 'propagate': False}}}\n"
+"def setup(path, level, enabled):\n"
+"    conf = copy.deepcopy(BASE)\n"
+"    with open(path) as f:\n"
+"        conf.update(json.load(f))\n"
+"    conf['loggers'].setdefault('_granian', {})['level'] = level\n"
+"    logging.config.dictConfig(conf)\n"
+"    server = logging.getLogger('_granian')\n"
+"    if not enabled:\n"
+"        server.setLevel(logging.CRITICAL + 1)\n"
+"    return server, logging.getLogger('granian.access')\n";
+
+static PyObject *py_loggers[2];  /* _granian, granian.access */
+
+/* A finished line into Python's logging, from any thread. */
+static void py_log_sink(int level, int access, const char *line, size_t n)
+{
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *msg = PyUnicode_DecodeUTF8(line, (Py_ssize_t)n, "backslashreplace");
+    PyObject *r = msg ? PyObject_CallMethod(py_loggers[access], "log", "iO", level, msg) : NULL;
+    if (!r) PyErr_Clear();      /* a broken handler must not break the server */
+    Py_XDECREF(r);
+    Py_XDECREF(msg);
+    PyGILState_Release(g);
+}
+
+int py_log_config(const config *cfg)
+{
+    PyObject *g = PyDict_New(), *r = NULL, *pair = NULL;
+    if (!g) return -1;
+    PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins());
+    if ((r = PyRun_String(logconf_src, Py_file_input, g, g)))
+        pair = PyObject_CallFunction(PyDict_GetItemString(g, "setup"), "sii",
+                                     cfg->log_config, cfg->log_level, cfg->log);
+    Py_XDECREF(r);
+    Py_DECREF(g);
+    if (!pair || !PyArg_ParseTuple(pair, "OO", &py_loggers[0], &py_loggers[1])) {
+        Py_XDECREF(pair);
+        return -1;
+    }
+    Py_INCREF(py_loggers[0]);
+    Py_INCREF(py_loggers[1]);
+    Py_DECREF(pair);
+    log_set_sink(py_log_sink);
+    return 0;
+}
+
+/* Log the pending Python exception with its traceback, and clear it. */
+void py_log_exception(const char *what)
+{
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (!tb && v) tb = PyException_GetTraceback(v);
+    PyObject *mod = PyImport_ImportModule("traceback"), *lines = NULL, *text = NULL;
+    if (mod)
+        lines = PyObject_CallMethod(mod, "format_exception", "OOO", t ? t : Py_None,
+                                    v ? v : Py_None, tb ? tb : Py_None);
+    if (lines) text = PyUnicode_Join(PyUnicode_FromString(""), lines);
+    const char *s = text ? PyUnicode_AsUTF8(text) : NULL;
+    log_error("%s\n%s", what, s ? s : "(no traceback)");
+    PyErr_Clear();
+    Py_XDECREF(text); Py_XDECREF(lines); Py_XDECREF(mod);
+    Py_XDECREF(t); Py_XDECREF(v); Py_XDECREF(tb);
+}
+
+/* A DER certificate as PEM text (str). */
+PyObject *der_to_pem(const unsigned char *der, size_t n)
+{
+    PyObject *b64 = PyImport_ImportModule("base64"), *enc = NULL, *r = NULL;
+    if (b64) enc = PyObject_CallMethod(b64, "encodebytes", "y#", der, (Py_ssize_t)n);
+    if (enc) r = PyUnicode_FromFormat("-----BEGIN CERTIFICATE-----\n%s-----END CERTIFICATE-----\n",
+                                      PyBytes_AS_STRING(enc));
+    Py_XDECREF(b64);
+    Py_XDECREF(enc);
+    return r;
+}
+
+/* The thread's response head buffer: a head leaves before the next one is
+ * built on the same thread. */
+static _Thread_local struct { char *p; size_t cap; } head_buf;
+
+#define PY_FIELDS_STACK 32          /* header fields converted without malloc */
+
+int py_resp_head(resp_head *h, const char *reason, size_t rn, PyObject *headers, int64_t total,
+                 const http_request *rq, int can_keep, const char **out, size_t *outn)
+{
+    http_header stack[PY_FIELDS_STACK], *f = stack;
+    PyObject *seq = PySequence_Fast(headers, "headers must be a list");
+    int rc = -1;
+    if (!seq) return -1;
+    Py_ssize_t nf = PySequence_Fast_GET_SIZE(seq);
+    if (nf > PY_FIELDS_STACK && !(f = PyMem_Malloc(sizeof(*f) * (size_t)nf))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < nf; i++) {
+        const char *k, *v;
+        Py_ssize_t kn, vn;
+        if (py_header(PySequence_Fast_GET_ITEM(seq, i), &k, &kn, &v, &vn) < 0) goto done;
+        f[i] = (http_header){ { k, (size_t)kn }, { v, (size_t)vn } };
+    }
+    for (;;) {
+        ssize_t n = http_resp_head(h, reason, rn, f, (size_t)nf, total, rq, can_keep,
+                                   head_buf.p, head_buf.cap);
+        if (n == HTTP_BAD) {
+            PyErr_SetString(PyExc_ValueError, "invalid Content-Length header");
+            goto done;
+        }
+        if ((size_t)n <= head_buf.cap) {
+            *out = head_buf.p;
+            *outn = (size_t)n;
+            rc = 0;
+            goto done;
+        }
+        if (n > HTTP_HEAD_MAX) {
+            PyErr_SetString(PyExc_ValueError, "response head too large");
+            goto done;
+        }
+        size_t cap = head_buf.cap ? head_buf.cap : 1024;
+        while (cap < (size_t)n) cap *= 2;
+        char *p = realloc(head_buf.p, cap);
+        if (!p) { PyErr_NoMemory(); goto done; }
+        head_buf.p = p;
+        head_buf.cap = cap;
+    }
+done:
+    if (f != stack) PyMem_Free(f);
+    Py_DECREF(seq);
+    return rc;
+}
