@@ -137,7 +137,6 @@ static void on_signal(int sig)
 
 static void stop_sweep(int64_t now);
 static void sweep(int64_t now);
-static void on_accept(ev_loop *l, int fd, void *udata, int mask);
 
 static void begin_stop(void)
 {
