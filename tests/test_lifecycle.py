@@ -263,15 +263,22 @@ def test_sigterm_drains_inflight_and_closes_idle(wsgi_server, tmp_path, target, 
 
 # ---- a second SIGINT ----------------------------------------------------------
 
-@pytest.mark.parametrize("target,interface", [WSGI, ASGI], ids=["wsgi", "asgi"])
-def test_second_sigint_forces_exit(wsgi_server, tmp_path, target, interface):
+def serving_slow(wsgi_server, tmp_path, target, interface, seconds, *args):
+    """granc with one /slow?t=seconds request in flight (it has arrived in
+    the app): (server, results list, client thread)."""
     arrivals = tmp_path / "arrivals"
-    s = wsgi_server(target, interface=interface, env={"ARRIVALS": str(arrivals)})
+    s = wsgi_server(target, *args, interface=interface, env={"ARRIVALS": str(arrivals)})
     results = []
-    client = threading.Thread(target=slow_request, args=(s.port, results, 30),
+    client = threading.Thread(target=slow_request, args=(s.port, results, seconds),
                               daemon=True)
     client.start()
     assert wait_until(arrivals.exists, 10)
+    return s, results, client
+
+
+@pytest.mark.parametrize("target,interface", [WSGI, ASGI], ids=["wsgi", "asgi"])
+def test_second_sigint_forces_exit(wsgi_server, tmp_path, target, interface):
+    s, results, client = serving_slow(wsgi_server, tmp_path, target, interface, 30)
     s.proc.send_signal(signal.SIGINT)
     assert wait_until(lambda: "Shutting down granc" in s.log(), 10), s.log()
     time.sleep(0.5)
@@ -291,14 +298,8 @@ def test_second_sigint_forces_exit(wsgi_server, tmp_path, target, interface):
 @pytest.mark.parametrize("target,interface", [WSGI, ASGI], ids=["wsgi", "asgi"])
 def test_kill_timeout_exits_nonzero(wsgi_server, tmp_path, target, interface):
     """A worker SIGKILLed after --workers-kill-timeout: exit status 1."""
-    arrivals = tmp_path / "arrivals"
-    s = wsgi_server(target, "--workers-kill-timeout", "1", interface=interface,
-                    env={"ARRIVALS": str(arrivals)})
-    results = []
-    client = threading.Thread(target=slow_request, args=(s.port, results, 30),
-                              daemon=True)
-    client.start()
-    assert wait_until(arrivals.exists, 10)
+    s, results, client = serving_slow(wsgi_server, tmp_path, target, interface, 30,
+                                      "--workers-kill-timeout", "1")
     s.proc.send_signal(signal.SIGTERM)
     s.proc.wait(15)
     assert s.proc.returncode == 1, s.log()
@@ -312,12 +313,7 @@ def test_doubled_stop_signal_still_drains(wsgi_server, tmp_path, target, interfa
     """Two SIGTERMs at once are one stop (systemd signals every process of a
     unit, and a parent such as the granian package forwards its own): the
     request in flight is answered and the exit status is 0."""
-    arrivals = tmp_path / "arrivals"
-    s = wsgi_server(target, interface=interface, env={"ARRIVALS": str(arrivals)})
-    results = []
-    client = threading.Thread(target=slow_request, args=(s.port, results, 2), daemon=True)
-    client.start()
-    assert wait_until(arrivals.exists, 10)
+    s, results, client = serving_slow(wsgi_server, tmp_path, target, interface, 2)
     s.proc.send_signal(signal.SIGTERM)
     time.sleep(0.02)
     s.proc.send_signal(signal.SIGTERM)
