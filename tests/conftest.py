@@ -122,6 +122,14 @@ class Server:
             pass
 
 
+def free_port():
+    """A port free on 127.0.0.1 now, for servers (proxies, an instance that
+    restarts) that must be told their port in advance."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def stop_process(proc, out):
     """Terminate a helper process (a proxy in front of granc), kill it if
     it lingers, and close its output file."""

@@ -25,8 +25,7 @@ import time
 
 import pytest
 
-from conftest import ASAN, BIN, ROOT, Server, stop_process
-from test_nginx import free_port
+from conftest import ASAN, BIN, ROOT, Server, free_port, stop_process
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 DEPLOYING = os.path.join(ROOT, "docs", "deploying.md")

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import APPS, read_response, stop_process
+from conftest import APPS, free_port, read_response, stop_process
 
 sys.path.insert(0, APPS)
 import blob_app  # noqa: E402  (the block pattern the download sends)
@@ -59,12 +59,6 @@ http {{
     }}
 }}
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Nginx:

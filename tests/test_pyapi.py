@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from conftest import APPS, ASAN, BIN, ROOT, START_TIMEOUT
+from conftest import APPS, ASAN, BIN, ROOT, START_TIMEOUT, free_port
 
 SHIM = os.path.join(ROOT, "python")
 sys.path.insert(0, SHIM)            # the in-process checks import it too
@@ -41,12 +40,6 @@ except SystemExit as e:
     print("SYSTEMEXIT", e.code, flush=True)
     raise
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def alive(pid):

@@ -35,8 +35,8 @@ import time
 
 import pytest
 
-from conftest import Server, read_response, stop_process
-from test_nginx import Nginx, free_port
+from conftest import Server, free_port, read_response, stop_process
+from test_nginx import Nginx
 
 NGINX = "/usr/sbin/nginx"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
