@@ -288,11 +288,11 @@ def test_slowhttptest(tmp_path, mode, iface):
                            slowhttptest_exit=ended)
         a.assert_probes_ok(10)
         # (nearly) all were held at once; the server closed every one of
-        # them (the CSV is sampled once a second: its last row may miss the
-        # last few, the exit status does not)
+        # them.  The CSV is sampled once a second, so its last row can miss
+        # hundreds closed in the same second (seen: 685 of 1000): the exit
+        # status decides, as slowhttptest says it only when none is open.
         assert max(r["Connected"] for r in rows) >= 900, rows
-        assert rows[-1]["Closed"] >= 800, rows[-3:]   # sampled: the exit line decides
-        assert "No open connections left" in ended, ended
+        assert "No open connections left" in ended, (ended, rows[-3:])
         assert rows[-1]["Seconds"] <= 5 + 5 + 5 * SLOW, rows[-1]
         # cheap: 1000 connections trickling are not work (< 0.15 CPU-s a second)
         assert a.cpu < 0.15 * a.wall, (a.cpu, a.wall)
