@@ -41,17 +41,17 @@ static PyObject *app;
 static PyObject *asgi_dict, *ext_dict, *s_http, *s_http_scheme, *s_https_scheme, *v11, *v10;
 
 /* The ASGI "tls" extension (beyond Granian), next to the usual ones. */
-static PyObject *tls_extensions(conn *c)
+static PyObject *tls_extensions(tls_conn *tls)
 {
     PyObject *ext = PyDict_Copy(ext_dict), *chain = PyList_New(0);
     const unsigned char *der;
     size_t n;
-    for (int i = 0; chain && tls_client_chain(c->tls, &der, &n, i) == 0; i++) {
+    for (int i = 0; chain && tls_client_chain(tls, &der, &n, i) == 0; i++) {
         PyObject *pem = der_to_pem(der, n);
         if (!pem || PyList_Append(chain, pem) < 0) Py_CLEAR(chain);
         Py_XDECREF(pem);
     }
-    const char *cipher = tls_cipher(c->tls);
+    const char *cipher = tls_cipher(tls);
     static const struct { const char *name; int id; } suites[] = {
         {"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", 0xC02B},
         {"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", 0xC02C},
@@ -63,12 +63,12 @@ static PyObject *tls_extensions(conn *c)
     int id = 0;
     for (size_t i = 0; cipher && i < sizeof(suites) / sizeof(suites[0]); i++)
         if (!strcmp(cipher, suites[i].name)) id = suites[i].id;
-    PyObject *tls = chain ? Py_BuildValue("{sOsNsOsOsisi}", "server_cert", Py_None,
-                                          "client_cert_chain", chain, "client_cert_name", Py_None,
-                                          "client_cert_error", Py_None, "tls_version", 0x0303,
-                                          "cipher_suite", id) : NULL;
-    if (!ext || !tls || PyDict_SetItemString(ext, "tls", tls) < 0) Py_CLEAR(ext);
-    Py_XDECREF(tls);
+    PyObject *t = chain ? Py_BuildValue("{sOsNsOsOsisi}", "server_cert", Py_None,
+                                        "client_cert_chain", chain, "client_cert_name", Py_None,
+                                        "client_cert_error", Py_None, "tls_version", 0x0303,
+                                        "cipher_suite", id) : NULL;
+    if (!ext || !t || PyDict_SetItemString(ext, "tls", t) < 0) Py_CLEAR(ext);
+    Py_XDECREF(t);
     return ext;
 }
 PyObject *k_type, *k_asgi, *k_http_version, *k_server, *k_client, *k_scheme,
@@ -126,13 +126,12 @@ static PyTypeObject TransportType = {
  * client leaving, which a full buffer cannot see. */
 void tr_watch(Transport *t)
 {
-    conn *c = t->c;
-    if (!c) return;
+    request *r = t->req;
+    if (!r) return;
     int rd = (t->recv_waiters && PyList_GET_SIZE(t->recv_waiters) > 0) || !t->noread;
-    rd = rd && (!t->body_final || conn_has_room(c));
     if (t->ws && t->wsstate != WSS_CONNECTING)  /* frames, unless a message waits */
         rd = !t->pending && !t->gone && t->wsstate != WSS_CLOSED;
-    conn_watch(c, (rd ? EV_READ : 0) | (t->qn ? EV_WRITE : 0));
+    r->ops->watch(r, (rd ? EV_READ : 0) | (t->qn ? EV_WRITE : 0));
 }
 
 /* Resolve a pending future (steals value; NULL: set OSError). */
@@ -234,24 +233,18 @@ static void pop(Transport *t)
     memmove(t->q, t->q + 1, sizeof(piece) * (size_t)--t->qn);
 }
 
-/* Write one file piece (sendfile where there is one). */
-static ssize_t write_file(conn *c, piece *pc)
-{
-    ssize_t w = conn_file(c, pc->fd, &pc->off, pc->n < FILE_CHUNK ? pc->n : FILE_CHUNK);
-    if (w < 0 && errno == EAGAIN) return 0;
-    if (w <= 0) c->broken = 1;
-    return w > 0 ? w : -1;
-}
 
 /* Write queued output as far as the socket takes it; on failure the client
  * is gone.  Then wake a waiting send(), or finish the request. */
 void tr_flush(Transport *t)
 {
-    conn *c = t->c;
-    while (c && t->qn && !t->gone) {
+    request *r = t->req;
+    while (r && t->qn && !t->gone) {
         ssize_t w;
-        if (t->q[0].fd >= 0) {
-            if ((w = write_file(c, &t->q[0])) > 0) {
+        if (t->q[0].fd >= 0) {      /* a file piece: sendfile where there is one */
+            piece *pc = &t->q[0];
+            w = r->ops->file(r, pc->fd, &pc->off, pc->n < FILE_CHUNK ? pc->n : FILE_CHUNK, 0);
+            if (w > 0) {
                 t->q[0].n -= (size_t)w;
                 t->qbytes -= (size_t)w;
                 if (t->q[0].n == 0) pop(t);
@@ -261,7 +254,7 @@ void tr_flush(Transport *t)
             int n = 0;
             for (int i = 0; i < t->qn && t->q[i].fd < 0; i++)
                 v[n++] = (struct iovec){ (void *)t->q[i].p, t->q[i].n };
-            w = conn_write_nb(c, v, n);
+            w = r->ops->write(r, v, n, 0);
             if (w > 0) t->qbytes -= (size_t)w;
             while (w > 0) {             /* drop what left, in order */
                 piece *p = &t->q[0];
@@ -341,24 +334,24 @@ static PyObject *disconnect_msg(void)
 /* The next message, or NULL with no exception when it must wait. */
 static PyObject *next_message(Transport *t)
 {
-    conn *c = t->c;
-    if (!c || t->gone) return disconnect_msg();
+    request *r = t->req;
+    if (!r || t->gone) return disconnect_msg();
     if (!t->body_final) {
-        ssize_t n = conn_body_nb(c);
+        const char *p;
+        ssize_t n = r->ops->body(r, 1, 0, &p);
         if (n == HTTP_INCOMPLETE) return NULL;
         if (n < 0) {                    /* client gone, or a bad body */
             t->gone = 1;
             return disconnect_msg();
         }
-        PyObject *body = PyBytes_FromStringAndSize(conn_body_data(c), n);
-        conn_body_take(c, (size_t)n);
-        t->body_wait = 0;
+        PyObject *body = PyBytes_FromStringAndSize(p, n);
         /* more_body is False only once nothing is left */
-        int more = !conn_body_ended(c);
+        int more = !r->ops->take(r, (size_t)n);
+        t->body_wait = 0;
         if (!more || n == 0) { t->body_final = 1; more = 0; }
         return request_msg(body, more);
     }
-    if (conn_gone(c)) t->gone = 1;
+    if (r->ops->gone(r)) t->gone = 1;
     return t->finished || t->gone ? disconnect_msg() : NULL;
 }
 
@@ -385,62 +378,34 @@ PyObject *asgi_flow_error(const char *what)
 /* The head, then body bytes with the framing it chose. */
 int tr_out_body(Transport *t, const char *p, size_t n, PyObject *owner, int64_t total)
 {
+    request *r = t->req;
+    struct iovec v, pre, post;
     if (!t->head_sent) {
-        const char *hp;
-        size_t hn;
-        t->h.code = t->status;
-        if (py_resp_head(&t->h, NULL, 0, t->start_headers, total, t->c->req,
-                         conn_can_keep(t->c), &hp, &hn) < 0)
+        r->res.code = t->status;
+        if (py_resp_head(r, NULL, 0, t->start_headers, total, &v) < 0 ||
+            tr_push(t, v.iov_base, v.iov_len, NULL, 1) < 0)
             return -1;
         t->head_sent = 1;
-        if (tr_push(t, hp, hn, NULL, 1) < 0) return -1;
     }
-    if (t->h.nobody) return 0;
-    if (t->h.clen >= 0 && (int64_t)n > t->h.clen - t->sent)
-        n = (size_t)(t->h.clen - t->sent);          /* never more than announced */
-    t->sent += (int64_t)n;
-    if (n && t->h.chunked) {
-        char size[24];
-        int k = snprintf(size, sizeof(size), "%zx\r\n", n);
-        if (tr_push(t, size, (size_t)k, NULL, 1) < 0 || tr_push(t, p, n, owner, !owner) < 0 ||
-            tr_push(t, "\r\n", 2, NULL, 1) < 0)
-            return -1;
-        return 0;
-    }
-    return tr_push(t, p, n, owner, !owner);
-}
-
-/* Check every (name, value) pair of seq by the one rule (py_header);
- * then, when queue is set, queue them as "name: value\r\n" lines, less
- * the names skip() claims.  Callers check first and push second, so a
- * refused field leaves nothing half-written. */
-int tr_push_fields(Transport *t, PyObject *seq, int queue, int (*skip)(slice name))
-{
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        const char *k, *v;
-        Py_ssize_t kn, vn;
-        if (py_header(PySequence_Fast_GET_ITEM(seq, i), &k, &kn, &v, &vn) < 0) return -1;
-        if (!queue || (skip && skip((slice){k, (size_t)kn})))
-            continue;
-        if (tr_push(t, k, (size_t)kn, NULL, 1) < 0 || tr_push(t, ": ", 2, NULL, 1) < 0 ||
-            tr_push(t, v, (size_t)vn, NULL, 1) < 0 || tr_push(t, "\r\n", 2, NULL, 1) < 0)
-            return -1;
-    }
-    return 0;
+    n = r->ops->frame(r, n, &pre, &post);
+    if (n == 0) return 0;
+    return tr_push(t, pre.iov_base, pre.iov_len, NULL, 1) < 0 ||
+           tr_push(t, p, n, owner, !owner) < 0 ||
+           tr_push(t, post.iov_base, post.iov_len, NULL, 1) < 0 ? -1 : 0;
 }
 
 /* The end of the body; a refused trailer leaves the response unfinished,
  * so the app's error aborts it. */
 int tr_out_end(Transport *t, PyObject *trailers)
 {
-    if (t->h.chunked && !trailers && tr_push(t, "0\r\n\r\n", 5, NULL, 1) < 0) return -1;
-    if (t->h.chunked && trailers) {
-        PyObject *seq = PySequence_Fast(trailers, "trailers must be a list");
-        int rc = !seq || tr_push_fields(t, seq, 0, NULL) < 0 || tr_push(t, "0\r\n", 3, NULL, 1) < 0 ||
-                 tr_push_fields(t, seq, 1, NULL) < 0 || tr_push(t, "\r\n", 2, NULL, 1) < 0 ? -1 : 0;
-        Py_XDECREF(seq);
-        if (rc < 0) return -1;
-    }
+    request *r = t->req;
+    py_fields pf = { .f = NULL, .n = 0 };
+    struct iovec v;
+    if (trailers && py_fields_get(&pf, trailers, 0) < 0) return -1;
+    int rc = r->ops->end(r, pf.f, pf.n, &v);
+    if (trailers) py_fields_free(&pf);
+    if (rc < 0) { PyErr_SetString(PyExc_ValueError, "trailers too large"); return -1; }
+    if (tr_push(t, v.iov_base, v.iov_len, NULL, 1) < 0) return -1;
     t->finished = 1;
     return 0;
 }
@@ -483,7 +448,7 @@ PyObject *tr_send_type(Transport *t, PyObject *msg)
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
         return NULL;
     }
-    if (!t->c || t->gone) {
+    if (!t->req || t->gone) {
         PyErr_SetString(PyExc_OSError, "client disconnected");
         return NULL;
     }
@@ -530,12 +495,13 @@ static int send_pathsend(Transport *t, PyObject *msg)
         return t->start_headers ? tr_out_body(t, "", 0, NULL, 0) : -1;
     }
     if (tr_out_body(t, "", 0, NULL, st.st_size) < 0) { close(fd); return -1; }
-    int64_t n = t->h.clen >= 0 && t->h.clen < st.st_size ? t->h.clen : st.st_size;
-    if (t->h.nobody || n == 0 || t->qn == QMAX) { close(fd); return 0; }
-    t->q[t->qn++] = (piece){ .fd = fd, .off = 0, .n = (size_t)n };
-    t->qbytes += (size_t)n;
-    t->sent = n;
-    return 0;
+    struct iovec pre, post;
+    size_t n = t->req->ops->frame(t->req, (size_t)st.st_size, &pre, &post);
+    if (n == 0 || t->qn > QMAX - 3) { close(fd); return 0; }
+    if (tr_push(t, pre.iov_base, pre.iov_len, NULL, 1) < 0) { close(fd); return -1; }
+    t->q[t->qn++] = (piece){ .fd = fd, .off = 0, .n = n };
+    t->qbytes += n;
+    return tr_push(t, post.iov_base, post.iov_len, NULL, 1);
 }
 
 /* A message type equal to an interned name: the app's literals are interned
@@ -578,7 +544,7 @@ static PyObject *asgi_send(Transport *t, PyObject *msg)
         PyObject *owner = body && PyBytes_CheckExact(body) ? body : NULL;
         /* one last message and no trailers: a fixed length */
         rc = tr_out_body(t, view.buf, (size_t)view.len, owner,
-                      more || t->trailers ? -1 : t->sent + view.len);
+                      more || t->trailers ? -1 : t->req->sent + view.len);
         if (body) PyBuffer_Release(&view);
         if (rc == 0 && !more && !t->trailers) rc = tr_out_end(t, NULL);
     } else if (asgi_is_type(type, t_trailers)) {
@@ -716,9 +682,9 @@ int asgi_set(PyObject *d, PyObject *k, PyObject *v)
     return rc;
 }
 
-PyObject *asgi_scope(conn *c)
+PyObject *asgi_scope(request *r)
 {
-    http_request *rq = c->req;
+    const http_request *rq = r->head;
     PyObject *scope = PyDict_Copy(scope_tmpl);
     if (!scope) return NULL;
     char stackbuf[2048];
@@ -735,18 +701,18 @@ PyObject *asgi_scope(conn *c)
         if (!hp) { Py_CLEAR(headers); break; }
         PyList_SET_ITEM(headers, (Py_ssize_t)i, hp);
     }
-    const listener *ls = c->ls;
+    const listener *ls = r->ls;
     int uds = ls->family == AF_UNIX;
     if ((!rq->minor && asgi_set(scope, k_http_version, Py_NewRef(v10))) ||
-        (conn_secure(c) && asgi_set(scope, k_scheme, Py_NewRef(s_https_scheme))) ||
+        (r->secure && asgi_set(scope, k_scheme, Py_NewRef(s_https_scheme))) ||
         asgi_set(scope, k_server, server_tuple(ls)) ||
-        asgi_set(scope, k_client, addr_tuple(conn_client(c), uds ? 0 : conn_client_port(c))) ||
+        asgi_set(scope, k_client, addr_tuple(r->client, uds ? 0 : r->client_port)) ||
         asgi_set(scope, k_method, method_str(rq->method)) ||
         asgi_set(scope, k_path, path) ||
         asgi_set(scope, k_raw_path, PyBytes_FromStringAndSize(rq->path.p, (Py_ssize_t)rq->path.n)) ||
         (rq->query.n && asgi_set(scope, k_query, PyBytes_FromStringAndSize(rq->query.p, (Py_ssize_t)rq->query.n))) ||
         asgi_set(scope, k_headers, headers) ||
-        (c->tls && asgi_set(scope, k_extensions, tls_extensions(c))) ||
+        (r->tls && asgi_set(scope, k_extensions, tls_extensions(r->tls))) ||
         asgi_set(scope, k_state, PyDict_Copy(aio_lifespan_state))) {
         Py_DECREF(scope);
         return NULL;
@@ -761,48 +727,53 @@ static PyMethodDef done_def = {"done", (PyCFunction)task_done, METH_O, NULL};
 static PyMethodDef ws_recv_def = {"receive", (PyCFunction)asgi_ws_receive, METH_NOARGS, NULL};
 static PyMethodDef ws_send_def = {"send", (PyCFunction)asgi_ws_send, METH_O, NULL};
 
-static void asgi_begin(conn *c)
+static void asgi_begin(request *r)
 {
     Transport *t = PyObject_New(Transport, &TransportType);
-    if (!t) { PyErr_Clear(); c->broken = 1; conn_request_done(c); return; }
+    if (!t) {
+        PyErr_Clear();
+        r->broken = 1;
+        r->ops->finish(r, 500, 0);
+        r->ops->done(r);
+        return;
+    }
     memset((char *)t + sizeof(PyObject), 0, sizeof(*t) - sizeof(PyObject));
-    t->c = c;
-    c->app = t;                          /* c holds the reference */
-    c->keep = 0;
-    t->ws = asgi_ws_wanted(c);
+    t->req = r;
+    r->app = t;                          /* r holds the reference */
+    r->ws = t->ws = asgi_ws_wanted(r);
     char key[29];
     const char *why = NULL;
-    if (t->ws && !asgi_ws_handshake_ok(c, key, &why)) {   /* a bad handshake: 400 */
+    if (t->ws && !asgi_ws_handshake_ok(r, key, &why)) {   /* a bad handshake: 400 */
         PyObject *hd = Py_BuildValue("[(yy)]", "content-type", "text/plain");
         if (!hd || tr_answer(t, 400, hd, why, strlen(why)) < 0) { PyErr_Clear(); t->gone = 1; }
         t->app_done = 1;
         tr_flush(t);
         return;
     }
-    PyObject *scope = t->ws ? asgi_ws_scope(c) : asgi_scope(c);
+    PyObject *scope = t->ws ? asgi_ws_scope(r) : asgi_scope(r);
     PyObject *recv = PyCFunction_New(t->ws ? &ws_recv_def : &recv_def, (PyObject *)t);
     PyObject *send = PyCFunction_New(t->ws ? &ws_send_def : &send_def, (PyObject *)t);
     PyObject *coro = scope && recv && send
                      ? PyObject_CallFunctionObjArgs(app, scope, recv, send, NULL) : NULL;
     Py_XDECREF(scope); Py_XDECREF(recv); Py_XDECREF(send);
-    PyObject *cb = NULL, *r = NULL;
+    PyObject *cb = NULL, *added = NULL;
     if (coro) {
         t->task = aio_new_task(coro);
         Py_DECREF(coro);
     }
     if (t->task && (cb = PyCFunction_New(&done_def, (PyObject *)t)))
-        r = PyObject_CallMethodOneArg(t->task, m_add_done_callback, cb);
+        added = PyObject_CallMethodOneArg(t->task, m_add_done_callback, cb);
     Py_XDECREF(cb);
-    if (r) { Py_DECREF(r); return; }
+    if (added) { Py_DECREF(added); return; }
     /* the app could not even start: as if it had raised */
     Py_XDECREF(task_done(t, NULL));
 }
 
-/* A request is ready: start its task.  It finishes later, always
- * (conn_request_done), even when it fails at once. */
-static int asgi_start(conn *c)
+/* A request is ready: start its task.  It is handed back later, always
+ * (finish), even when it fails at once. */
+static int asgi_start(request *r)
 {
-    asgi_begin(c);
+    asgi_begin(r);
     return 0;
 }
 
@@ -831,19 +802,19 @@ static PyObject *task_done(Transport *t, PyObject *task)
         PyErr_Clear();
         asgi_ws_task_done(t, raised);
         t->app_done = 1;
-        if (t->c) tr_flush(t);
+        if (t->req) tr_flush(t);
         Py_RETURN_NONE;
     }
     if (PyErr_Occurred()) {
         if (!t->gone) py_log_exception("Application callable raised an exception");
         else PyErr_Clear();
-        if (!t->c) Py_RETURN_NONE;
+        if (!t->req) Py_RETURN_NONE;
         if (!t->head_sent && !t->gone) {
             if (tr_answer(t, 500, NULL, "", 0) < 0) { PyErr_Clear(); t->gone = 1; }
         } else if (!t->finished) {
             t->gone = 1;                /* never fake the end of a broken body */
         }
-    } else if (t->c && !t->finished && !t->gone) {
+    } else if (t->req && !t->finished && !t->gone) {
         if (!t->head_sent) {            /* returned without a response */
             log_error("ASGI callable returned without starting a response");
             if (tr_answer(t, 500, NULL, "", 0) < 0) { PyErr_Clear(); t->gone = 1; }
@@ -853,45 +824,39 @@ static PyObject *task_done(Transport *t, PyObject *task)
         }
     }
     t->app_done = 1;
-    if (t->c) tr_flush(t);
+    if (t->req) tr_flush(t);
     Py_RETURN_NONE;
 }
 
-/* The request is over for granc: log it, give the connection back. */
+/* The request is over for granc: log it, hand it back. */
 static void finish(Transport *t)
 {
-    conn *c = t->c;
-    if (!c) return;
-    t->c = NULL;
+    request *r = t->req;
+    if (!r) return;
+    t->req = NULL;
     if (tr_waiters(t)) tr_wake(t, t->ws ? asgi_ws_disconnect_msg(t) : disconnect_msg(), 1);
     resolve(&t->send_fut, NULL);
-    if (t->gone) c->broken = 1;
-    if (t->h.clen >= 0 && t->sent < t->h.clen && !t->h.nobody)
-        c->broken = 1;                  /* shorter than announced: the client must see it */
-    /* a body the app left unread: keep the connection only if it is in */
-    int body_in = conn_body_drop_nb(c);
-    c->keep = t->h.keep && body_in && !c->broken && !(t->ws && t->h.code == 101);
-    conn_access_log(c, t->head_sent ? t->h.code : 500,
-                  t->ws ? (conn_secure(c) ? "wss" : "ws") : (conn_secure(c) ? "https" : "http"));
-    c->app = NULL;
-    conn_request_done(c);
-    Py_DECREF(t);                       /* the reference c held */
+    if (t->gone) r->broken = 1;
+    r->ops->finish(r, t->head_sent ? r->res.code : 500, 0);
+    r->app = NULL;
+    r->ops->done(r);
+    Py_DECREF(t);                       /* the reference r held */
 }
 
-static void asgi_event(conn *c, int mask)
+static void asgi_event(request *r, int mask)
 {
-    Transport *t = c->app;
+    Transport *t = r->app;
     Py_INCREF(t);
     if (mask & EV_WRITE)
         tr_flush(t);
-    if (t->ws && (mask & EV_READ) && t->c) {
+    if (t->ws && (mask & EV_READ) && t->req) {
         asgi_ws_event(t);
-    } else if ((mask & EV_READ) && t->c && tr_waiters(t)) {
+    } else if ((mask & EV_READ) && t->req && tr_waiters(t)) {
         PyObject *m = next_message(t);
         if (m) tr_wake(t, m, t->finished || t->gone);
         else if (PyErr_Occurred()) PyErr_Clear();
-        if (t->c) tr_watch(t);
-    } else if ((mask & EV_READ) && t->c) {
+        if (t->req) tr_watch(t);
+    } else if ((mask & EV_READ) && t->req) {
         t->noread = 1;                  /* nobody waits: stop reading */
         tr_watch(t);
     }
@@ -904,9 +869,9 @@ static void asgi_event(conn *c, int mask)
  * backpressure, not a slow client) and restarts with every chunk.  After
  * timeout_ms, as for WSGI's per-read timeout, the app gets http.disconnect
  * and the connection is closed. */
-static void asgi_sweep(conn *c, int64_t now, int64_t timeout_ms)
+static void asgi_sweep(request *r, int64_t now, int64_t timeout_ms)
 {
-    Transport *t = c->app;
+    Transport *t = r->app;
     if (t->ws || t->body_final || t->gone || !tr_waiters(t)) {
         t->body_wait = 0;
         return;
@@ -916,9 +881,9 @@ static void asgi_sweep(conn *c, int64_t now, int64_t timeout_ms)
         return;
     }
     if (now - t->body_wait < timeout_ms) return;
-    log_info("request body from %s: nothing for %lld s, closing", c->addr,
+    log_info("request body from %s: nothing for %lld s, closing", r->client,
              (long long)(timeout_ms / 1000));
-    shutdown(c->fd, SHUT_RDWR);         /* the client sees the close now */
+    r->ops->abort(r);                   /* the client sees the close now */
     Py_INCREF(t);
     t->gone = 1;
     tr_wake(t, disconnect_msg(), 1);

@@ -5,7 +5,7 @@
 #ifndef ASGI_INT_H
 #define ASGI_INT_H
 
-#include "conn.h"
+#include "req.h"
 #include "ws.h"
 
 #define SEND_HWM     65536      /* unsent bytes above which send() waits */
@@ -26,18 +26,16 @@ enum { WSS_CONNECTING, WSS_OPEN, WSS_CLOSING, WSS_CLOSED };
 
 typedef struct {
     PyObject_HEAD
-    conn *c;                     /* NULL once the request is over */
+    request *req;                /* NULL once the request is over */
     PyObject *task;
     PyObject *recv_waiters;      /* futures of waiting receive() calls */
     PyObject *send_fut;
     PyObject *start_headers;     /* the start message's headers */
     PyObject *tlist;             /* trailers gathered so far */
-    resp_head h;
     int status;
     int started, head_sent, finished, app_done, trailers, gone, body_final;
     int noread;                  /* input came that nobody waits for */
     int64_t body_wait;           /* asgi_sweep: since when receive() waits for body */
-    int64_t sent;
     /* websocket (asgi_ws.c) */
     int ws, wsstate, connect_sent, in_frame, ws_code;
     ws_state wss;
@@ -68,7 +66,6 @@ void tr_q_clear(Transport *t);
 int tr_out_body(Transport *t, const char *p, size_t n, PyObject *owner, int64_t total);
 int tr_out_end(Transport *t, PyObject *trailers);
 int tr_answer(Transport *t, int status, PyObject *headers, const char *body, size_t n);
-int tr_push_fields(Transport *t, PyObject *seq, int queue, int (*skip)(slice name));
 PyObject *tr_send_result(Transport *t, int rc);
 PyObject *tr_send_type(Transport *t, PyObject *msg);
 int tr_take_start(Transport *t, PyObject *msg);
@@ -76,16 +73,16 @@ PyObject *asgi_flow_error(const char *what);
 int asgi_set(PyObject *d, PyObject *k, PyObject *v);
 int asgi_get_bool(PyObject *msg, PyObject *key);
 int asgi_is_type(PyObject *type, PyObject *name);
-PyObject *asgi_scope(conn *c);
+PyObject *asgi_scope(request *r);
 
 /* asgi_ws.c: websocket requests */
-void asgi_stop(conn *c);            /* the worker stops: close (1001) */
-int asgi_ws_wanted(conn *c);
-PyObject *asgi_ws_scope(conn *c);
+void asgi_stop(request *r);          /* the worker stops: close (1001) */
+int asgi_ws_wanted(request *r);
+PyObject *asgi_ws_scope(request *r);
 void asgi_ws_event(Transport *t);
 void asgi_ws_task_done(Transport *t, int raised);
 int asgi_ws_intern(void);
-int asgi_ws_handshake_ok(conn *c, char accept[29], const char **why);
+int asgi_ws_handshake_ok(request *r, char accept[29], const char **why);
 PyObject *asgi_ws_disconnect_msg(Transport *t);
 PyObject *asgi_ws_receive(Transport *t, PyObject *unused);
 PyObject *asgi_ws_send(Transport *t, PyObject *msg);

@@ -1,11 +1,11 @@
-/* asgi_ws.c -- ASGI websockets over ws.c.  Included by asgi.c: it shares
- * the Transport, its output queue and tr_flush().
+/* asgi_ws.c -- ASGI websockets over ws.c.  It shares the Transport, its
+ * output queue and tr_flush() with asgi.c (asgi_int.h).
  *
  * A websocket request is an ASGI request whose receive() and send() speak
  * the websocket.* messages.  Until the app accepts, the connection is an
  * HTTP request that can still be denied (403, or the app's own
- * websocket.http.response).  After the 101, frames are read from the
- * connection buffer [dpos, len) as the app asks for messages; control
+ * websocket.http.response).  After the 101 the request's body is the raw
+ * stream: frames are read from it as the app asks for messages; control
  * frames are answered here (ping → pong, close → close).  A complete
  * message waits in t->pending until the app takes it: reading stops
  * meanwhile, so a client cannot make granc hold more than one message
@@ -43,16 +43,16 @@ int asgi_ws_intern(void)
 }
 
 /* An upgrade to websocket that this worker serves (--ws, ASGI). */
-int asgi_ws_wanted(conn *c)
+int asgi_ws_wanted(request *r)
 {
-    const http_header *up = c->req->upgrade ? http_find_header(c->req, "upgrade", 0) : NULL;
+    const http_header *up = r->head->upgrade ? http_find_header(r->head, "upgrade", 0) : NULL;
     return asgi_cfg->ws && up && http_has_token(up->value.p, up->value.n, "websocket");
 }
 
 /* The handshake's own checks; on failure *why says what was wrong. */
-int asgi_ws_handshake_ok(conn *c, char accept[29], const char **why)
+int asgi_ws_handshake_ok(request *r, char accept[29], const char **why)
 {
-    http_request *rq = c->req;
+    const http_request *rq = r->head;
     const http_header *v = http_find_header(rq, "sec-websocket-version", 0);
     const http_header *k = http_find_header(rq, "sec-websocket-key", 0);
     if (rq->method.n != 3 || memcmp(rq->method.p, "GET", 3)) *why = "websocket: method must be GET";
@@ -65,12 +65,12 @@ int asgi_ws_handshake_ok(conn *c, char accept[29], const char **why)
     return 0;
 }
 
-PyObject *asgi_ws_scope(conn *c)
+PyObject *asgi_ws_scope(request *r)
 {
-    PyObject *scope = asgi_scope(c);
+    PyObject *scope = asgi_scope(r);
     if (!scope) return NULL;
     PyObject *subs = PyList_New(0);
-    const http_header *p = http_find_header(c->req, "sec-websocket-protocol", 0);
+    const http_header *p = http_find_header(r->head, "sec-websocket-protocol", 0);
     for (size_t i = 0; subs && p && i < p->value.n; ) {
         while (i < p->value.n && (p->value.p[i] == ' ' || p->value.p[i] == ',')) i++;
         size_t start = i;
@@ -80,7 +80,7 @@ PyObject *asgi_ws_scope(conn *c)
         if (s) { if (PyList_Append(subs, s) < 0) Py_CLEAR(subs); Py_DECREF(s); }
     }
     Py_INCREF(s_websocket);
-    PyObject *scheme = conn_secure(c) ? s_wss_scheme : s_ws_scheme;
+    PyObject *scheme = r->secure ? s_wss_scheme : s_ws_scheme;
     Py_INCREF(scheme);
     if (!subs || asgi_set(scope, k_type, s_websocket) || asgi_set(scope, k_scheme, scheme) ||
         PyDict_DelItem(scope, k_method) < 0 || asgi_set(scope, k_subprotocols, subs)) {
@@ -132,18 +132,7 @@ PyObject *asgi_ws_disconnect_msg(Transport *t)
     return m;
 }
 
-/* Room for more frame bytes: reuse the buffer from the head on. */
-static void ws_compact(conn *c)
-{
-    size_t n = c->len - c->dpos;
-    if (c->dpos > c->head) {
-        memmove(c->buf + c->head, c->buf + c->dpos, n);
-        c->dpos = c->head;
-        c->len = c->head + n;
-    }
-}
-
-/* A control frame whose payload is whole at buf[dpos, dpos+len). */
+/* A control frame, its payload p[0,n) unmasked. */
 static void ws_control(Transport *t, uint8_t *p, size_t n)
 {
     if (t->fr.opcode == WS_PING && t->wsstate == WSS_OPEN) {
@@ -166,36 +155,48 @@ static void ws_control(Transport *t, uint8_t *p, size_t n)
 }
 
 /* Read and decode frames until a message is complete (t->pending), the
- * socket has no more, or the connection closes. */
+ * socket has no more, or the connection closes.  want is how many bytes
+ * the next step needs: a frame head or a control frame comes whole. */
 static void ws_pump(Transport *t)
 {
-    conn *c = t->c;
-    while (c && !t->pending && t->wsstate != WSS_CLOSED && !t->gone) {
+    request *r = t->req;
+    size_t head_want = 1;               /* what the frame parser asked for */
+    while (r && !t->pending && t->wsstate != WSS_CLOSED && !t->gone) {
+        size_t want = !t->in_frame ? head_want
+                    : t->fr.opcode >= WS_CLOSE ? (size_t)t->fr.len : t->fr_done < t->fr.len;
+        const char *in = "";
+        size_t n = 0;
+        if (want) {                     /* (an empty frame needs no byte) */
+            ssize_t avail = r->ops->body(r, want, 0, &in);
+            if (avail == HTTP_INCOMPLETE) break;
+            if (avail < 0 && errno == EMSGSIZE) { ws_fail(t, 1009); break; }
+            if (avail <= 0) {
+                t->gone = 1;            /* EOF or error without a close frame */
+                t->wsstate = WSS_CLOSED;
+                break;
+            }
+            n = (size_t)avail;
+        }
+        head_want = 1;
         if (!t->in_frame) {
             int code = 1002;
-            int r = ws_frame_parse(&t->wss, (uint8_t *)c->buf + c->dpos, c->len - c->dpos,
+            int k = ws_frame_parse(&t->wss, (const uint8_t *)in, n,
                                    asgi_cfg->ws_max_message_size, &t->fr, &code);
-            if (r == HTTP_BAD) { ws_fail(t, code); break; }
-            if (r > 0) {
-                c->dpos += (size_t)r;
-                t->in_frame = 1;
-                t->fr_done = 0;
-                continue;
-            }
+            if (k == HTTP_BAD) { ws_fail(t, code); break; }
+            if (k == HTTP_INCOMPLETE) { head_want = n + 1; continue; }
+            r->ops->take(r, (size_t)k);
+            t->in_frame = 1;
+            t->fr_done = 0;
         } else if (t->fr.opcode >= WS_CLOSE) {
-            if (c->len - c->dpos >= t->fr.len) {
-                uint8_t *p = (uint8_t *)c->buf + c->dpos;
-                ws_unmask(p, (size_t)t->fr.len, t->fr.mask, 0);
-                c->dpos += (size_t)t->fr.len;
-                t->in_frame = 0;
-                ws_control(t, p, (size_t)t->fr.len);
-                continue;
-            }
-        } else if (c->len > c->dpos || t->fr_done == t->fr.len) {
-            size_t k = c->len - c->dpos;
+            uint8_t ctl[125];           /* ws_frame_parse: at most 125 */
+            memcpy(ctl, in, (size_t)t->fr.len);
+            ws_unmask(ctl, (size_t)t->fr.len, t->fr.mask, 0);
+            r->ops->take(r, (size_t)t->fr.len);
+            t->in_frame = 0;
+            ws_control(t, ctl, (size_t)t->fr.len);
+        } else {
+            size_t k = n;
             if (k > t->fr.len - t->fr_done) k = (size_t)(t->fr.len - t->fr_done);
-            uint8_t *p = (uint8_t *)c->buf + c->dpos;
-            ws_unmask(p, k, t->fr.mask, t->fr_done);
             int text = t->wss.msg_opcode == WS_TEXT || t->fr.opcode == WS_TEXT;
             if (t->msg_len + k > t->msg_cap) {
                 size_t cap = t->msg_cap ? t->msg_cap : 4096;
@@ -205,9 +206,15 @@ static void ws_pump(Transport *t)
                 t->msg = m;
                 t->msg_cap = cap;
             }
-            if (k) memcpy(t->msg + t->msg_len, p, k);   /* an empty message has no t->msg */
+            const uint8_t *p = (const uint8_t *)"";   /* an empty message has no t->msg */
+            if (k) {
+                uint8_t *m = (uint8_t *)t->msg + t->msg_len;
+                memcpy(m, in, k);
+                ws_unmask(m, k, t->fr.mask, t->fr_done);
+                r->ops->take(r, k);
+                p = m;
+            }
             t->msg_len += k;
-            c->dpos += k;
             t->fr_done += k;
             int end = t->fr_done == t->fr.len;
             if (text && ws_utf8(&t->wss, p, k, end && t->fr.fin) < 0) { ws_fail(t, 1007); break; }
@@ -227,17 +234,7 @@ static void ws_pump(Transport *t)
             if (t->msg_cap > 65536) { free(t->msg); t->msg = NULL; t->msg_cap = 0; }
             t->wss.msg_opcode = 0;
             t->wss.msg_len = 0;
-            continue;
         }
-        /* more bytes are needed */
-        if (c->dpos == c->len) c->dpos = c->len = c->head;
-        else if (c->len == c->cap) ws_compact(c);
-        if (c->len == c->cap) { ws_fail(t, 1009); break; }
-        ssize_t n = conn_rd(c, c->buf + c->len, c->cap - c->len);
-        if (n > 0) { c->len += (size_t)n; continue; }
-        if (n < 0 && errno == EAGAIN) break;
-        t->gone = 1;                    /* EOF or error without a close frame */
-        t->wsstate = WSS_CLOSED;
     }
 }
 
@@ -247,14 +244,14 @@ static PyObject *ws_next(Transport *t)
         t->connect_sent = 1;
         return Py_BuildValue("{sO}", "type", t_ws_connect);
     }
-    if (!t->pending && t->c && t->wsstate != WSS_CONNECTING) ws_pump(t);
+    if (!t->pending && t->req && t->wsstate != WSS_CONNECTING) ws_pump(t);
     if (t->pending) {
         PyObject *m = t->pending;
         t->pending = NULL;
         return m;
     }
-    if (!t->c || t->gone || t->wsstate == WSS_CLOSED) return asgi_ws_disconnect_msg(t);
-    if (t->wsstate == WSS_CONNECTING && conn_gone(t->c)) {
+    if (!t->req || t->gone || t->wsstate == WSS_CLOSED) return asgi_ws_disconnect_msg(t);
+    if (t->wsstate == WSS_CONNECTING && t->req->ops->gone(t->req)) {
         t->gone = 1;
         return asgi_ws_disconnect_msg(t);
     }
@@ -265,7 +262,7 @@ PyObject *asgi_ws_receive(Transport *t, PyObject *unused)
 {
     (void)unused;
     PyObject *m = ws_next(t);
-    if (t->c) tr_flush(t);                 /* pongs and close frames ws_pump queued */
+    if (t->req) tr_flush(t);               /* pongs and close frames ws_pump queued */
     if (m || PyErr_Occurred()) return aio_ready(m);
     PyObject *f = tr_new_waiter(t);
     tr_watch(t);
@@ -286,10 +283,11 @@ static int ws_own_header(slice name)
  * leaves the response. */
 static int ws_accept(Transport *t, PyObject *msg)
 {
-    char key[29], line[1024];
+    request *r = t->req;
+    char key[29];
     const char *why = NULL, *s = NULL;
     Py_ssize_t sn = 0;
-    if (!asgi_ws_handshake_ok(t->c, key, &why)) {
+    if (!asgi_ws_handshake_ok(r, key, &why)) {
         PyErr_SetString(PyExc_RuntimeError, why);
         return -1;
     }
@@ -301,7 +299,7 @@ static int ws_accept(Transport *t, PyObject *msg)
         }
         /* only one the client offered (RFC 6455 4.2.2): any other would
          * make the client fail the handshake */
-        const http_header *offer = http_find_header(t->c->req, "sec-websocket-protocol", 0);
+        const http_header *offer = http_find_header(r->head, "sec-websocket-protocol", 0);
         char low[513];
         for (Py_ssize_t i = 0; i < sn; i++)
             low[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
@@ -311,26 +309,25 @@ static int ws_accept(Transport *t, PyObject *msg)
     }
     if (PyErr_Occurred()) return -1;
     PyObject *hd = PyDict_GetItemWithError(msg, k_headers);
-    PyObject *seq = hd ? PySequence_Fast(hd, "headers must be a list") : NULL;
-    if ((hd && !seq) || PyErr_Occurred() || (seq && tr_push_fields(t, seq, 0, NULL) < 0)) {
-        Py_XDECREF(seq);
-        return -1;
-    }
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 101 Switching Protocols\r\n"
-                     "upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: %s\r\n"
-                     "server: granc\r\ndate: %s\r\n", key, http_date());
-    int rc = tr_push(t, line, (size_t)n, NULL, 1);
-    if (rc == 0 && s)
-        rc = tr_push(t, "sec-websocket-protocol: ", 24, NULL, 1) < 0 ||
-             tr_push(t, s, (size_t)sn, NULL, 1) < 0 || tr_push(t, "\r\n", 2, NULL, 1) < 0 ? -1 : 0;
-    if (rc == 0 && seq)
-        rc = tr_push_fields(t, seq, 1, ws_own_header);  /* Granian drops them; granc sends */
-    Py_XDECREF(seq);
+    py_fields pf;
+    if ((!hd && PyErr_Occurred()) || py_fields_get(&pf, hd, 3) < 0) return -1;
+    /* the handshake's own fields, then the app's less those (Granian drops
+     * them all; granc sends the app's) */
+    size_t nf = 0;
+    pf.f[nf++] = (http_header){ { "upgrade", 7 }, { "websocket", 9 } };
+    pf.f[nf++] = (http_header){ { "sec-websocket-accept", 20 }, { key, 28 } };
+    if (s) pf.f[nf++] = (http_header){ { "sec-websocket-protocol", 22 }, { s, (size_t)sn } };
+    for (size_t i = 3; i < pf.n; i++)
+        if (!ws_own_header(pf.f[i].name)) pf.f[nf++] = pf.f[i];
+    struct iovec v;
+    r->res.code = 101;
+    int rc = py_head(r, NULL, 0, pf.f, nf, -1, &v) < 0 ||
+             tr_push(t, v.iov_base, v.iov_len, NULL, 1) < 0 ? -1 : 0;
+    py_fields_free(&pf);
     if (rc < 0) return -1;
     t->wsstate = WSS_OPEN;
     t->head_sent = 1;
-    t->h.code = 101;
-    return tr_push(t, "\r\n", 2, NULL, 1);
+    return 0;
 }
 
 PyObject *asgi_ws_send(Transport *t, PyObject *msg)
@@ -394,7 +391,7 @@ PyObject *asgi_ws_send(Transport *t, PyObject *msg)
         int more = asgi_get_bool(msg, k_more_body);
         Py_buffer view = { .buf = (void *)"", .len = 0 };
         if (more < 0 || (body && PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0)) return NULL;
-        rc = tr_out_body(t, view.buf, (size_t)view.len, NULL, more ? -1 : t->sent + view.len);
+        rc = tr_out_body(t, view.buf, (size_t)view.len, NULL, more ? -1 : t->req->sent + view.len);
         if (body) PyBuffer_Release(&view);
         if (rc == 0 && !more) rc = tr_out_end(t, NULL);
     } else {
@@ -408,7 +405,7 @@ PyObject *asgi_ws_send(Transport *t, PyObject *msg)
 void asgi_ws_event(Transport *t)
 {
     if (t->wsstate == WSS_CONNECTING) {
-        if (conn_gone(t->c)) t->gone = 1;
+        if (t->req->ops->gone(t->req)) t->gone = 1;
         else t->noread = 1;
     } else {
         ws_pump(t);
@@ -419,14 +416,14 @@ void asgi_ws_event(Transport *t)
         if (m) tr_wake(t, m, all);
         else PyErr_Clear();
     }
-    if (t->c) tr_flush(t);
+    if (t->req) tr_flush(t);
 }
 
 /* The app's task ended: deny (403) if it never accepted, close if it left
  * the socket open (1000, or 1011 after an exception). */
 void asgi_ws_task_done(Transport *t, int raised)
 {
-    if (!t->c) return;
+    if (!t->req) return;
     if (t->wsstate == WSS_CONNECTING && !t->head_sent && !t->gone) {
         if (tr_answer(t, 403, NULL, "", 0) < 0) { PyErr_Clear(); t->gone = 1; }
     } else if (t->wsstate == WSS_CONNECTING && !t->finished) {
@@ -439,9 +436,9 @@ void asgi_ws_task_done(Transport *t, int raised)
 
 /* The worker is stopping: open websockets are told "going away" (1001);
  * the app sees the disconnect once the client answers the close. */
-void asgi_stop(conn *c)
+void asgi_stop(request *r)
 {
-    Transport *t = c->app;
+    Transport *t = r->app;
     if (!t || !t->ws || t->wsstate != WSS_OPEN) return;
     Py_INCREF(t);
     if (!t->ws_code) t->ws_code = 1001;

@@ -38,12 +38,16 @@
 static void on_conn(ev_loop *l, int fd, void *udata, int mask);
 static int body_decode(conn *c);
 static int start_request(conn *c);
+static const req_ops h1_ops;
 
-void conn_access_log(conn *c, int status, const char *scheme)
+/* One access log line for c's request, if --access-log. */
+static void access_log(conn *c, int status)
 {
     if (!W.cfg->access_log) return;
+    request *r = &c->r;
     access_rec a = {
-        .addr = conn_client(c), .start = c->started, .status = status, .scheme = scheme,
+        .addr = r->client, .start = c->started, .status = status,
+        .scheme = r->ws ? (r->secure ? "wss" : "ws") : (r->secure ? "https" : "http"),
         .dt_ms = (clock_wall() - c->started) * 1000.0,
         .method = c->req->method, .path = c->req->path, .query = c->req->query,
         .protocol = c->req->minor ? "HTTP/1.1" : "HTTP/1.0",
@@ -55,7 +59,7 @@ void conn_access_log(conn *c, int status, const char *scheme)
 /* Every byte of a connection passes through these two (and conn_file),
  * so that an encrypted connection is one branch here, not one per caller.
  * They behave as read(2) and writev(2) on a non-blocking socket. */
-ssize_t conn_rd(conn *c, void *buf, size_t n)
+static ssize_t conn_rd(conn *c, void *buf, size_t n)
 {
     if (c->tls) return tls_read(c->tls, c->fd, buf, n);
     ssize_t r;
@@ -64,7 +68,7 @@ ssize_t conn_rd(conn *c, void *buf, size_t n)
     return r;
 }
 
-ssize_t conn_wrv(conn *c, const struct iovec *iov, int n)
+static ssize_t conn_wrv(conn *c, const struct iovec *iov, int n)
 {
     if (c->tls) return tls_writev(c->tls, c->fd, iov, n > 64 ? 64 : n);
     ssize_t w;
@@ -74,7 +78,7 @@ ssize_t conn_wrv(conn *c, const struct iovec *iov, int n)
 }
 
 /* Part of a file, as sendfile(2) on Linux; *off advances. */
-ssize_t conn_file(conn *c, int fd, off_t *off, size_t n)
+static ssize_t conn_file(conn *c, int fd, off_t *off, size_t n)
 {
 #ifdef __linux__
     if (!c->tls)                /* encrypted bytes must pass through the engine */
@@ -249,8 +253,7 @@ static int begin_request(conn *c, size_t head)
     c->body_done = !rq->chunked && c->body_left == 0;
     memset(&c->chunk, 0, sizeof(c->chunk));
     c->continue_sent = !(rq->expect_continue && rq->minor == 1);
-    c->keep = 0;
-    c->broken = 0;
+    c->body_bad = 0;
     c->started = clock_wall();
     if (c->trusted) {
         proxy_forwarded(c->req, c->fwd, &c->fwd_proto);
@@ -258,6 +261,15 @@ static int begin_request(conn *c, size_t head)
         c->fwd[0] = 0;
         c->fwd_proto = 0;
     }
+    /* the request as the app sees it: the client and scheme are the
+     * peer's, unless a trusted proxy said otherwise (then the port is 0,
+     * as in uvicorn) */
+    c->r = (request){
+        .ops = &h1_ops, .head = rq, .ls = c->ls, .tls = c->tls,
+        .client = c->fwd[0] ? c->fwd : c->addr, .client_port = c->fwd[0] ? 0 : c->port,
+        .secure = c->fwd_proto ? c->fwd_proto > 0 : c->tls != NULL,
+        .res = { .clen = -1 },
+    };
     return 0;
 }
 
@@ -272,10 +284,10 @@ int conn_finish(conn *c)
                  W.id, (unsigned long long)W.served);
         wk_tell(WM_RECYCLE);
     }
-    if (c->broken) { conn_close(c); return 0; }
+    if (c->r.broken) { conn_close(c); return 0; }
     /* a response that promised keep-alive is kept even when stopping: the
      * client may already be sending its next request (stop_sweep) */
-    if (!c->keep) { conn_linger(c); return 0; }
+    if (!c->r.keep) { conn_linger(c); return 0; }
     size_t rest = c->len - c->dend;
     memmove(c->buf, c->buf + c->dend, rest);
     c->len = rest;
@@ -342,7 +354,7 @@ static int start_request(conn *c)
         return 0;
     }
     W.inflight++;
-    return W.ifc->start(c) && conn_finish(c);
+    return W.ifc->start(&c->r) && conn_finish(c);
 }
 
 /* Requests held back by --backpressure, now that a slot is free. */
@@ -353,26 +365,10 @@ void conn_drain_waitq(void)
         W.waitq = c->qnext;
         if (!W.waitq) W.waitq_tail = NULL;
         W.inflight++;
-        if (W.ifc->start(c) && conn_finish(c))
+        if (W.ifc->start(&c->r) && conn_finish(c))
             conn_serve(c);          /* inline: c is back in CS_HEAD */
     }
     if (!W.waitq && !W.accept_resume) wk_accept_resume();
-}
-
-void conn_request_done(conn *c)
-{
-    if (conn_finish(c))
-        conn_serve(c);
-    conn_drain_waitq();
-}
-
-void conn_watch(conn *c, int mask)
-{
-    if (c->tls && (mask & EV_READ))
-        mask |= conn_want(c, EV_READ);
-    ev_del(W.loop, c->fd, ~mask & (EV_READ | EV_WRITE));
-    if (mask && ev_add(W.loop, c->fd, mask, on_conn, c) < 0)
-        c->broken = 1;
 }
 
 static void on_conn(ev_loop *l, int fd, void *udata, int mask)
@@ -380,7 +376,7 @@ static void on_conn(ev_loop *l, int fd, void *udata, int mask)
     (void)l; (void)fd; (void)mask;
     conn *c = udata;
     if (c->state == CS_APP) {           /* ASGI: body, disconnect, output */
-        if (W.ifc->event) W.ifc->event(c, mask);
+        if (W.ifc->event) W.ifc->event(&c->r, mask);
         return;
     }
     if (c->state == CS_LINGER) {
@@ -451,7 +447,8 @@ void conn_new(int fd, const listener *ls, struct sockaddr_storage *sa)
 }
 
 /* ---------------------------------------------------------------------
- * Blocking I/O for application threads
+ * The request's operations for HTTP/1.1 (req.h): blocking on application
+ * threads (wait), or not on the loop thread
  * ------------------------------------------------------------------- */
 
 /* After EAGAIN, an application thread waits for what c needs. */
@@ -465,36 +462,48 @@ static int conn_wait(conn *c, short events)
     return r > 0 ? 0 : -1;
 }
 
-int conn_send(conn *c, const struct iovec *iov, int n)
+static ssize_t h1_write(request *r, const struct iovec *iov, int n, int wait)
 {
+    conn *c = conn_of(r);
     struct iovec v[64];
-    if (n > 64 || c->broken) return -1;
+    ssize_t total = 0;
+    if (n > 64 || r->broken) return -1;
     memcpy(v, iov, sizeof(*v) * (size_t)n);
     struct iovec *p = v;
     while (n > 0) {
         ssize_t w = conn_wrv(c, p, n);
         if (w < 0) {
+            if (errno == EAGAIN && !wait) return total;
             if (errno == EAGAIN && conn_wait(c, POLLOUT) == 0) continue;
-            c->broken = 1;
+            r->broken = 1;
             return -1;
         }
+        total += w;
+        if (!wait) return total;
         while (n > 0 && (size_t)w >= p->iov_len) { w -= (ssize_t)p->iov_len; p++; n--; }
         if (n > 0) { p->iov_base = (char *)p->iov_base + w; p->iov_len -= (size_t)w; }
     }
-    return 0;
+    return total;
 }
 
-int conn_sendfile(conn *c, int fd, off_t off, size_t n)
+static ssize_t h1_file(request *r, int fd, off_t *off, size_t n, int wait)
 {
-    while (n > 0 && !c->broken) {
-        ssize_t w = conn_file(c, fd, &off, n);
-        if (w > 0) { n -= (size_t)w; continue; }
-        if (w == 0) return -1;          /* the file shrank */
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN && conn_wait(c, POLLOUT) == 0) continue;
-        c->broken = 1;
+    conn *c = conn_of(r);
+    ssize_t total = 0;
+    while (n > 0 && !r->broken) {
+        ssize_t w = conn_file(c, fd, off, n);
+        if (w > 0) {
+            n -= (size_t)w;
+            total += w;
+            if (!wait) return total;
+            continue;
+        }
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EAGAIN && !wait) return 0;
+        if (w < 0 && errno == EAGAIN && conn_wait(c, POLLOUT) == 0) continue;
+        r->broken = 1;          /* the client failed, or the file shrank */
     }
-    return c->broken ? -1 : 0;
+    return r->broken ? -1 : total;
 }
 
 /* Turn raw bytes [dend,len) into body bytes. */
@@ -510,11 +519,15 @@ static int body_decode(conn *c)
     }
     size_t n = c->len - c->dend;
     ssize_t r = http_chunked_decode(&c->chunk, c->buf + c->dend, &n);
-    if (r == HTTP_BAD) { c->broken = 1; errno = EBADMSG; return -1; }
+    if (r == HTTP_BAD) {
+        c->r.broken = c->body_bad = 1;
+        errno = EBADMSG;
+        return -1;
+    }
     c->dend += n;
     c->body_left += (int64_t)n;          /* chunked: counts bytes decoded */
     if (W.cfg->http1_max_body_size > 0 && c->body_left > W.cfg->http1_max_body_size) {
-        c->broken = 1;
+        c->r.broken = c->body_bad = 1;
         errno = EFBIG;
         return -1;
     }
@@ -523,14 +536,17 @@ static int body_decode(conn *c)
     return 0;
 }
 
-/* Make decoded body bytes available; wait: block in poll() (application
- * threads) or return HTTP_INCOMPLETE when the socket has nothing yet (ASGI). */
-static ssize_t body_more(conn *c, int wait)
+/* Make at least want decoded body bytes available at [dpos,dend); wait:
+ * block in poll() (application threads) or return HTTP_INCOMPLETE when
+ * the socket has nothing yet (the loop thread). */
+static ssize_t body_more(conn *c, size_t want, int wait)
 {
+    if (want == 0) want = 1;
     for (;;) {
-        if (c->dend > c->dpos) return (ssize_t)(c->dend - c->dpos);
+        size_t ready = c->dend - c->dpos;
+        if (ready >= want || (ready && c->body_done)) return (ssize_t)ready;
         if (c->body_done) return 0;
-        if (c->broken) return -1;
+        if (c->r.broken) return -1;
         if (c->len > c->dend) {
             if (body_decode(c) < 0) return -1;
             continue;
@@ -539,80 +555,203 @@ static ssize_t body_more(conn *c, int wait)
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
             struct iovec v = { (void *)cont, sizeof(cont) - 1 };
             c->continue_sent = 1;
-            if (conn_send(c, &v, 1) < 0) return -1;
+            if (h1_write(&c->r, &v, 1, 1) < 0) return -1;
         }
-        c->dpos = c->dend = c->len = c->head;   /* all consumed: reuse room */
+        /* room for more: what is left moves to just after the head */
+        if (c->dpos > c->head) {
+            size_t keep = c->len - c->dpos;
+            if (keep) memmove(c->buf + c->head, c->buf + c->dpos, keep);
+            c->dend -= c->dpos - c->head;
+            c->len = c->head + keep;
+            c->dpos = c->head;
+        }
+        if (c->len == c->cap) { errno = EMSGSIZE; return -1; }
         ssize_t n = conn_rd(c, c->buf + c->len, c->cap - c->len);
         if (n > 0) { c->len += (size_t)n; continue; }
         if (n < 0 && errno == EAGAIN && !wait) return HTTP_INCOMPLETE;
         if (n < 0 && errno == EAGAIN && conn_wait(c, POLLIN) == 0) continue;
-        c->broken = 1;          /* EOF, error or timeout inside a body */
+        c->r.broken = 1;        /* EOF, error or timeout inside a body */
         return -1;
     }
 }
 
-ssize_t conn_body(conn *c) { return body_more(c, 1); }
-
-int conn_body_drop_nb(conn *c)
+static ssize_t h1_body(request *r, size_t want, int wait, const char **p)
 {
-    if (!c->body_done || c->len > c->dend) {
-        while (!c->broken && !c->body_done && conn_body_nb(c) > 0)
-            c->dpos = c->dend;
-    }
-    c->dpos = c->dend;
-    return c->body_done;
+    conn *c = conn_of(r);
+    ssize_t n = body_more(c, want, wait);
+    *p = c->buf + c->dpos;
+    return n;
 }
-ssize_t conn_body_nb(conn *c) { return body_more(c, 0); }
 
-/* ASGI, once the body is read: has the client gone?  Bytes that arrive
- * meanwhile (a pipelined request) are kept for later.  Returns 1 when it
- * has gone, 0 when it may still be there. */
-int conn_gone(conn *c)
+static int h1_take(request *r, size_t n)
 {
-    if (c->broken) return 1;
+    conn *c = conn_of(r);
+    c->dpos += n;
+    return c->body_done && c->dpos == c->dend;
+}
+
+/* Once the body is read: has the client gone?  Bytes that arrive
+ * meanwhile (a pipelined request) are kept for later. */
+static int h1_gone(request *r)
+{
+    conn *c = conn_of(r);
+    if (r->broken) return 1;
     if (c->len == c->cap) return 0;     /* cannot tell without reading on */
     ssize_t n = conn_rd(c, c->buf + c->len, c->cap - c->len);
     if (n > 0) { c->len += (size_t)n; return 0; }
     if (n < 0 && errno == EAGAIN) return 0;
-    c->broken = 1;
+    r->broken = 1;
     return 1;
 }
 
-/* ASGI output: write what the socket takes now; the rest is the caller's
- * to keep.  Returns bytes written, or -1 when the client has gone. */
-ssize_t conn_write_nb(conn *c, const struct iovec *iov, int n)
+/* Whether the connection can serve another request after this one, as
+ * far as can be known before the response head says so: the client and
+ * the configuration allow it, the worker is not stopping, and the body
+ * the app may leave unread can be drained. */
+static int can_keep(conn *c)
 {
-    if (c->broken) return -1;
-    ssize_t w = conn_wrv(c, iov, n);
-    if (w >= 0) return w;
-    if (errno == EAGAIN) return 0;
-    c->broken = 1;
-    return -1;
-}
-
-/* Whether the body the app left unread (if any) can still be drained:
- * decided before the response head says keep-alive or close. */
-int conn_can_keep(conn *c)
-{
-    if (!c->req->keep_alive || !W.cfg->http1_keep_alive || atomic_load(&W.stopping))
+    if (!c->req->keep_alive || !W.cfg->http1_keep_alive || atomic_load(&W.stopping) ||
+        c->body_bad)
         return 0;
     if (c->body_done) return 1;
     if (!c->continue_sent) return 0;    /* the client still waits for 100 */
     return c->body_chunked || c->body_left + (int64_t)(c->dend - c->dpos) <= DRAIN_MAX;
 }
 
-/* Discard the body the app left unread, so that the connection can serve
- * the next request.  Returns 1 if the connection is reusable. */
-int conn_drain(conn *c)
+/* The thread's buffer for response heads and ends: one leaves (or is
+ * copied) before the next is built on the same thread. */
+static _Thread_local struct { char *p; size_t cap; } tbuf;
+
+static int tbuf_grow(size_t n)
 {
-    if (c->body_done && c->dpos == c->dend) return 1;
-    if (!c->continue_sent) return 0;    /* the client still waits for 100 */
+    if (n > HTTP_HEAD_MAX) { errno = E2BIG; return -1; }
+    size_t cap = tbuf.cap ? tbuf.cap : 1024;
+    while (cap < n) cap *= 2;
+    char *p = realloc(tbuf.p, cap);
+    if (!p) { errno = ENOMEM; return -1; }
+    tbuf.p = p;
+    tbuf.cap = cap;
+    return 0;
+}
+
+static int h1_head(request *r, const char *reason, size_t rn, const http_header *f, size_t nf,
+                   int64_t total, struct iovec *out)
+{
+    conn *c = conn_of(r);
+    for (;;) {
+        ssize_t n = http_resp_head(&r->res, reason, rn, f, nf, total, c->req, can_keep(c),
+                                   tbuf.p, tbuf.cap);
+        if (n == HTTP_BAD) { errno = EINVAL; return -1; }
+        if ((size_t)n <= tbuf.cap) { *out = (struct iovec){ tbuf.p, (size_t)n }; break; }
+        if (tbuf_grow((size_t)n) < 0) return -1;
+    }
+    if (r->res.code == 101) {           /* the connection is the app's stream now */
+        c->body_chunked = 0;
+        c->body_left = INT64_MAX;
+        c->body_done = 0;
+    }
+    return 0;
+}
+
+static size_t h1_frame(request *r, size_t n, struct iovec *pre, struct iovec *post)
+{
+    *pre = *post = (struct iovec){ NULL, 0 };
+    if (r->res.nobody) return 0;
+    if (r->res.clen >= 0 && (int64_t)n > r->res.clen - r->sent)
+        n = (size_t)(r->res.clen - r->sent);     /* never more than announced */
+    r->sent += (int64_t)n;
+    if (n && r->res.chunked) {
+        int k = snprintf(r->scratch, sizeof(r->scratch), "%zx\r\n", n);
+        *pre = (struct iovec){ r->scratch, (size_t)k };
+        *post = (struct iovec){ "\r\n", 2 };
+    }
+    return n;
+}
+
+/* The last chunk, with the trailer fields (only chunked bodies have an
+ * end of their own, and only they can carry trailers). */
+static int h1_end(request *r, const http_header *f, size_t nf, struct iovec *out)
+{
+    *out = (struct iovec){ NULL, 0 };
+    if (!r->res.chunked) return 0;
+    if (nf == 0) { *out = (struct iovec){ "0\r\n\r\n", 5 }; return 0; }
+    size_t n = 5;
+    for (size_t i = 0; i < nf; i++) n += f[i].name.n + f[i].value.n + 4;
+    if (n > tbuf.cap && tbuf_grow(n) < 0) return -1;
+    char *p = tbuf.p;
+    memcpy(p, "0\r\n", 3);
+    p += 3;
+    for (size_t i = 0; i < nf; i++) {
+        memcpy(p, f[i].name.p, f[i].name.n);
+        p += f[i].name.n;
+        *p++ = ':';
+        *p++ = ' ';
+        memcpy(p, f[i].value.p, f[i].value.n);
+        p += f[i].value.n;
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    memcpy(p, "\r\n", 2);
+    *out = (struct iovec){ tbuf.p, n };
+    return 0;
+}
+
+static void h1_abort(request *r)
+{
+    shutdown(conn_of(r)->fd, SHUT_RDWR);
+    r->broken = 1;
+}
+
+static void h1_watch(request *r, int mask)
+{
+    conn *c = conn_of(r);
+    /* once the body is all taken, READ only watches for the client
+     * leaving, which a full buffer cannot see: it would only spin */
+    if (c->len == c->cap && c->body_done && c->dpos == c->dend)
+        mask &= ~EV_READ;
+    if (c->tls && (mask & EV_READ))
+        mask |= conn_want(c, EV_READ);
+    ev_del(W.loop, c->fd, ~mask & (EV_READ | EV_WRITE));
+    if (mask && ev_add(W.loop, c->fd, mask, on_conn, c) < 0)
+        r->broken = 1;
+}
+
+/* Discard the body the app left unread, so that the connection can serve
+ * the next request: waiting for up to DRAIN_MAX bytes, or (not waiting)
+ * as far as it has come.  Returns 1 if the connection is reusable. */
+static int drain(conn *c, int wait)
+{
+    if (!c->continue_sent && !c->body_done) return 0;    /* the client waits for 100 */
     size_t left = DRAIN_MAX;
     for (;;) {
         c->dpos = c->dend;
-        ssize_t n = conn_body(c);
+        ssize_t n = body_more(c, 1, wait);
         if (n == 0) return 1;
         if (n < 0 || (size_t)n > left) return 0;
         left -= (size_t)n;
     }
 }
+
+static void h1_finish(request *r, int status, int wait)
+{
+    conn *c = conn_of(r);
+    if (r->res.clen >= 0 && r->sent < r->res.clen && !r->res.nobody)
+        r->broken = 1;          /* shorter than announced: the client must see it */
+    r->keep = r->res.keep && !r->broken && r->res.code != 101 && drain(c, wait);
+    access_log(c, status);
+}
+
+static void h1_done(request *r)
+{
+    conn *c = conn_of(r);
+    if (conn_finish(c))
+        conn_serve(c);
+    conn_drain_waitq();
+}
+
+static const req_ops h1_ops = {
+    .body = h1_body, .take = h1_take, .gone = h1_gone,
+    .head = h1_head, .frame = h1_frame, .end = h1_end,
+    .write = h1_write, .file = h1_file, .abort = h1_abort,
+    .watch = h1_watch, .finish = h1_finish, .done = h1_done,
+};

@@ -951,8 +951,10 @@ ssize_t http_resp_head(resp_head *h, const char *reason, size_t rn, const http_h
             close = 1;                  /* HTTP/1.0: the end of the body is the close */
         }
     }
-    h->keep = !close && can_keep;
-    if (!h->keep)
+    h->keep = !close && can_keep && h->code != 101;
+    if (h->code == 101)             /* the connection is the new protocol's now */
+        PUTS(&w, "connection: Upgrade\r\n");
+    else if (!h->keep)
         PUTS(&w, "connection: close\r\n");
     else if (rq->minor == 0)
         PUTS(&w, "connection: keep-alive\r\n");

@@ -1,8 +1,8 @@
 /* pool.c -- where WSGI requests run: on the loop thread itself
  * (--blocking-threads 1) or on a pool of application threads.
  *
- * A thread takes a connection from the queue, runs the app holding the GIL
- * (wsgi_handle), and puts the connection on the done list for the loop,
+ * A thread takes a request from the queue, runs the app holding the GIL
+ * (wsgi_handle), and puts the request on the done list for the loop,
  * waking it through the worker's self-pipe.  Threads start on demand up to
  * --blocking-threads and end after --blocking-threads-idle-timeout idle,
  * all but one.
@@ -15,7 +15,7 @@
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
-#include "conn.h"
+#include "req.h"
 #include "pool.h"
 #include "log.h"
 #include "metrics.h"
@@ -27,8 +27,8 @@ static struct pool {
     sem_t work;                  /* one post per request queued (a semaphore,
                                     not a condition variable: glibc 2.36's
                                     lost wake-up, BZ #25847, hung workers) */
-    conn *qhead, *qtail;         /* requests waiting for a thread */
-    conn *done;                  /* requests finished, for the loop */
+    request *qhead, *qtail;      /* requests waiting for a thread */
+    request *done;                 /* requests finished, for the loop */
     int nthreads, idle, stop;
     int nqueued;                 /* requests in qhead..qtail */
     int max, idle_s;             /* --blocking-threads, its idle timeout */
@@ -37,12 +37,12 @@ static struct pool {
     PyThreadState *main_ts;      /* the loop thread's, while it runs no app */
 } P = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
-static int pool_run(conn *c)
+static int pool_run(request *r)
 {
     int64_t t1 = clock_us();
     PyEval_RestoreThread(P.main_ts);
     int64_t t2 = clock_us();
-    wsgi_handle(c);
+    wsgi_handle(r);
     P.main_ts = PyEval_SaveThread();
     M_ADD(py_wait_cumulative, t2 - t1);
     M_ADD(blocking_busy_cumulative, clock_us() - t1);
@@ -74,8 +74,8 @@ static void *pool_thread(void *arg)
             if (timed_out && !P.qhead && P.nthreads > 1) break;    /* reaped, but one */
         }
         if (!P.qhead) break;
-        conn *c = P.qhead;
-        P.qhead = c->qnext;
+        request *r = P.qhead;
+        P.qhead = r->qnext;
         if (!P.qhead) P.qtail = NULL;
         P.nqueued--;
         M_SUB(blocking_queue, 1);
@@ -84,7 +84,7 @@ static void *pool_thread(void *arg)
         int64_t t1 = clock_us();
         PyEval_RestoreThread(ts);
         int64_t t2 = clock_us();
-        wsgi_handle(c);
+        wsgi_handle(r);
         PyEval_SaveThread();
         M_ADD(blocking_idle_cumulative, t1 - t0);
         M_ADD(py_wait_cumulative, t2 - t1);
@@ -92,8 +92,8 @@ static void *pool_thread(void *arg)
 
         pthread_mutex_lock(&P.mu);
         int was_empty = P.done == NULL;
-        c->qnext = P.done;
-        P.done = c;
+        r->qnext = P.done;
+        P.done = r;
         if (was_empty) {
             ssize_t w = write(P.wake_fd, "d", 1);
             (void)w;            /* a full pipe already means "wake up" */
@@ -124,13 +124,13 @@ static void pool_grow(void)
     pthread_attr_destroy(&at);
 }
 
-static int pool_submit(conn *c)
+static int pool_submit(request *r)
 {
-    conn_watch(c, 0);           /* the thread's for a while */
+    r->ops->watch(r, 0);        /* the thread's for a while */
     pthread_mutex_lock(&P.mu);
-    c->qnext = NULL;
-    if (P.qtail) P.qtail->qnext = c; else P.qhead = c;
-    P.qtail = c;
+    r->qnext = NULL;
+    if (P.qtail) P.qtail->qnext = r; else P.qhead = r;
+    P.qtail = r;
     M_ADD(blocking_queue, 1);
     /* more waiting requests than idle threads: an idle thread that has
      * been signalled but not yet woken must not count twice (#873) */
@@ -175,10 +175,10 @@ static int pool_init(const config *cfg, void *app)
     return 0;
 }
 
-conn *pool_done(void)
+request *pool_done(void)
 {
     pthread_mutex_lock(&P.mu);
-    conn *done = P.done;
+    request *done = P.done;
     P.done = NULL;
     pthread_mutex_unlock(&P.mu);
     return done;

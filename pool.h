@@ -1,13 +1,13 @@
 /* pool.h -- where WSGI requests run (pool.c): inline or on application
  * threads.  The interface tables (wsgi_inline_iface, wsgi_pool_iface) are
- * in granc.h; the worker's loop takes finished requests from here.
+ * in req.h; the worker's loop takes finished requests from here.
  */
 #ifndef POOL_H
 #define POOL_H
 
-#include "conn.h"
+#include "req.h"
 
 /* The requests finished since the last call, linked by qnext. */
-conn *pool_done(void);
+request *pool_done(void);
 
 #endif

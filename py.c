@@ -6,6 +6,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,56 +186,54 @@ PyObject *der_to_pem(const unsigned char *der, size_t n)
     return r;
 }
 
-/* The thread's response head buffer: a head leaves before the next one is
- * built on the same thread. */
-static _Thread_local struct { char *p; size_t cap; } head_buf;
-
-#define PY_FIELDS_STACK 32          /* header fields converted without malloc */
-
-int py_resp_head(resp_head *h, const char *reason, size_t rn, PyObject *headers, int64_t total,
-                 const http_request *rq, int can_keep, const char **out, size_t *outn)
+int py_fields_get(py_fields *pf, PyObject *headers, size_t room)
 {
-    http_header stack[PY_FIELDS_STACK], *f = stack;
-    PyObject *seq = PySequence_Fast(headers, "headers must be a list");
-    int rc = -1;
-    if (!seq) return -1;
-    Py_ssize_t nf = PySequence_Fast_GET_SIZE(seq);
-    if (nf > PY_FIELDS_STACK && !(f = PyMem_Malloc(sizeof(*f) * (size_t)nf))) {
+    pf->f = pf->stack;
+    pf->n = 0;
+    pf->seq = NULL;
+    if (headers && !(pf->seq = PySequence_Fast(headers, "headers must be a list"))) return -1;
+    size_t n = pf->seq ? (size_t)PySequence_Fast_GET_SIZE(pf->seq) : 0;
+    if (n + room > PY_FIELDS_STACK && !(pf->f = PyMem_Malloc(sizeof(*pf->f) * (n + room)))) {
+        pf->f = pf->stack;
+        py_fields_free(pf);
         PyErr_NoMemory();
-        goto done;
+        return -1;
     }
-    for (Py_ssize_t i = 0; i < nf; i++) {
+    for (size_t i = 0; i < n; i++) {
         const char *k, *v;
         Py_ssize_t kn, vn;
-        if (py_header(PySequence_Fast_GET_ITEM(seq, i), &k, &kn, &v, &vn) < 0) goto done;
-        f[i] = (http_header){ { k, (size_t)kn }, { v, (size_t)vn } };
+        if (py_header(PySequence_Fast_GET_ITEM(pf->seq, (Py_ssize_t)i), &k, &kn, &v, &vn) < 0) {
+            py_fields_free(pf);
+            return -1;
+        }
+        pf->f[room + i] = (http_header){ { k, (size_t)kn }, { v, (size_t)vn } };
     }
-    for (;;) {
-        ssize_t n = http_resp_head(h, reason, rn, f, (size_t)nf, total, rq, can_keep,
-                                   head_buf.p, head_buf.cap);
-        if (n == HTTP_BAD) {
-            PyErr_SetString(PyExc_ValueError, "invalid Content-Length header");
-            goto done;
-        }
-        if ((size_t)n <= head_buf.cap) {
-            *out = head_buf.p;
-            *outn = (size_t)n;
-            rc = 0;
-            goto done;
-        }
-        if (n > HTTP_HEAD_MAX) {
-            PyErr_SetString(PyExc_ValueError, "response head too large");
-            goto done;
-        }
-        size_t cap = head_buf.cap ? head_buf.cap : 1024;
-        while (cap < (size_t)n) cap *= 2;
-        char *p = realloc(head_buf.p, cap);
-        if (!p) { PyErr_NoMemory(); goto done; }
-        head_buf.p = p;
-        head_buf.cap = cap;
-    }
-done:
-    if (f != stack) PyMem_Free(f);
-    Py_DECREF(seq);
+    pf->n = room + n;
+    return 0;
+}
+
+void py_fields_free(py_fields *pf)
+{
+    if (pf->f != pf->stack) PyMem_Free(pf->f);
+    Py_CLEAR(pf->seq);
+}
+
+int py_head(request *r, const char *reason, size_t rn, const http_header *f, size_t nf,
+            int64_t total, struct iovec *out)
+{
+    if (r->ops->head(r, reason, rn, f, nf, total, out) == 0) return 0;
+    if (errno == EINVAL) PyErr_SetString(PyExc_ValueError, "invalid Content-Length header");
+    else if (errno == E2BIG) PyErr_SetString(PyExc_ValueError, "response head too large");
+    else PyErr_NoMemory();
+    return -1;
+}
+
+int py_resp_head(request *r, const char *reason, size_t rn, PyObject *headers, int64_t total,
+                 struct iovec *out)
+{
+    py_fields pf;
+    if (py_fields_get(&pf, headers, 0) < 0) return -1;
+    int rc = py_head(r, reason, rn, pf.f, pf.n, total, out);
+    py_fields_free(&pf);
     return rc;
 }

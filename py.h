@@ -9,6 +9,7 @@
 
 #include "granc.h"
 #include "http.h"
+#include "req.h"
 
 /* PEP 587 start-up; exits with WK_EXIT_LOAD if Python cannot start. */
 void py_start(void);
@@ -20,11 +21,26 @@ PyObject *py_load_app(const config *cfg);
 int py_log_config(const config *cfg);
 /* Log the pending Python exception with its traceback, and clear it. */
 void py_log_exception(const char *what);
-/* A response head (http_resp_head) from a Python list of (name, value)
- * pairs, each checked by py_header, in the thread's head buffer: *out
- * holds until the thread's next head.  -1 with an exception set. */
-int py_resp_head(resp_head *h, const char *reason, size_t rn, PyObject *headers, int64_t total,
-                 const http_request *rq, int can_keep, const char **out, size_t *outn);
+/* Python (name, value) pairs as response fields, each checked by
+ * py_header, after room fields left free at the front for the caller's
+ * own (headers NULL: none).  They point into the pairs: free
+ * (py_fields_free) once used. */
+#define PY_FIELDS_STACK 32          /* fields converted without malloc */
+typedef struct py_fields {
+    PyObject *seq;
+    http_header *f;
+    size_t n;
+    http_header stack[PY_FIELDS_STACK];
+} py_fields;
+int py_fields_get(py_fields *pf, PyObject *headers, size_t room);
+void py_fields_free(py_fields *pf);
+/* r's response head (r->ops->head), its failure as a Python exception;
+ * py_resp_head from a Python list of (name, value) pairs.  -1 with an
+ * exception set. */
+int py_head(request *r, const char *reason, size_t rn, const http_header *f, size_t nf,
+            int64_t total, struct iovec *out);
+int py_resp_head(request *r, const char *reason, size_t rn, PyObject *headers, int64_t total,
+                 struct iovec *out);
 /* A DER certificate as PEM text (str), for apps that want the client's. */
 PyObject *der_to_pem(const unsigned char *der, size_t n);
 

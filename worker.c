@@ -161,8 +161,8 @@ static void begin_stop(void)
      * request; websockets are told */
     for (conn *c = W.conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == CS_APP && W.ifc->stop && c->app)
-            W.ifc->stop(c);
+        if (c->state == CS_APP && W.ifc->stop && c->r.app)
+            W.ifc->stop(&c->r);
     }
     stop_sweep(clock_ms());
 }
@@ -190,12 +190,11 @@ static void on_wake(ev_loop *l, int fd, void *udata, int mask)
     while (read(fd, sink, sizeof(sink)) > 0) {}
     if (stop_flag && !atomic_load(&W.stopping))
         begin_stop();
-    conn *done = pool_done();
+    request *done = pool_done();
     while (done) {
-        conn *c = done;
-        done = c->qnext;
-        if (conn_finish(c))
-            conn_serve(c);
+        request *r = done;
+        done = r->qnext;
+        r->ops->done(r);
     }
     conn_drain_waitq();
 }
@@ -216,7 +215,7 @@ static void force_stop(void)
              W.cfg->graceful_timeout_s, W.nconns);
     for (conn *c = W.conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == CS_APP) { shutdown(c->fd, SHUT_RDWR); c->broken = 1; }
+        if (c->state == CS_APP) c->r.ops->abort(&c->r);
         else conn_close(c);
     }
     W.forced = 1;
@@ -251,7 +250,7 @@ static void sweep(int64_t now)
                 conn_buf_put(c);         /* a wake-up that brought no bytes */
             }
         } else if (c->state == CS_APP && W.ifc->sweep) {
-            W.ifc->sweep(c, now, IO_TIMEOUT_MS);
+            W.ifc->sweep(&c->r, now, IO_TIMEOUT_MS);
         }
     }
 #ifdef __GLIBC__

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "conn.h"
+#include "req.h"
 #include "py.h"
 #include "tls.h"
 #include "http.h"
@@ -44,24 +44,25 @@ static PyObject *k_scheme, *k_https, *k_ssl_protocol, *k_ssl_cipher;
 
 typedef struct {
     PyObject_HEAD
-    conn *c;                     /* NULL once the request is over */
+    request *req;                /* NULL once the request is over */
     int bad_body;                /* 400 or 413: the request body was refused */
 } Input;
 
-/* Make body bytes available; returns their count, 0 at the end, -1 with
- * an exception set. */
-static Py_ssize_t input_fill(Input *in)
+/* Make body bytes available at *p; returns their count, 0 at the end,
+ * -1 with an exception set. */
+static Py_ssize_t input_fill(Input *in, const char **p)
 {
-    conn *c = in->c;
-    if (!c) {
+    request *req = in->req;
+    if (!req) {
         PyErr_SetString(PyExc_ValueError, "I/O operation on a finished request");
         return -1;
     }
-    if (conn_body_ready(c)) return (Py_ssize_t)conn_body_ready(c);
-    ssize_t n;
-    Py_BEGIN_ALLOW_THREADS
-    n = conn_body(c);
-    Py_END_ALLOW_THREADS
+    ssize_t n = req->ops->body(req, 1, 0, p);     /* what is there already */
+    if (n == HTTP_INCOMPLETE) {
+        Py_BEGIN_ALLOW_THREADS
+        n = req->ops->body(req, 1, 1, p);
+        Py_END_ALLOW_THREADS
+    }
     if (n < 0) {
         in->bad_body = errno == EFBIG ? 413 : errno == EBADMSG ? 400 : 0;
         PyErr_SetString(PyExc_OSError, in->bad_body == 413 ? "request body too large"
@@ -78,17 +79,16 @@ static PyObject *input_take(Input *in, Py_ssize_t size, int line)
     char *out = NULL;
     size_t len = 0, cap = 0;
     while (size < 0 || (Py_ssize_t)len < size) {
-        Py_ssize_t n = input_fill(in);
+        const char *p;
+        Py_ssize_t n = input_fill(in, &p);
         if (n < 0) { free(out); return NULL; }
         if (n == 0) break;
-        conn *c = in->c;
-        const char *p = conn_body_data(c);
         size_t k = (size_t)n;
         if (size >= 0 && k > (size_t)size - len) k = (size_t)size - len;
         const char *nl = line ? memchr(p, '\n', k) : NULL;
         if (nl) k = (size_t)(nl - p) + 1;
         if (!out && (nl || (size >= 0 && k == (size_t)size)))
-            { conn_body_take(c, k); return PyBytes_FromStringAndSize(p, (Py_ssize_t)k); }
+            { in->req->ops->take(in->req, k); return PyBytes_FromStringAndSize(p, (Py_ssize_t)k); }
         if (len + k > cap) {
             cap = (len + k) * 2;
             char *b = realloc(out, cap);
@@ -97,7 +97,7 @@ static PyObject *input_take(Input *in, Py_ssize_t size, int line)
         }
         memcpy(out + len, p, k);
         len += k;
-        conn_body_take(c, k);
+        in->req->ops->take(in->req, k);
         if (nl) break;
     }
     PyObject *r = PyBytes_FromStringAndSize(out ? out : "", (Py_ssize_t)len);
@@ -236,13 +236,12 @@ static PyTypeObject FileWrapperType = {
 
 typedef struct {
     PyObject_HEAD
-    conn *c;
+    request *req;                /* NULL once the request is over */
     PyObject *status;            /* the status line the app gave (str) */
     PyObject *headers;           /* the app's header list */
-    resp_head h;                 /* status, framing, keep-alive */
+    int code;                    /* the status code */
     int started;                 /* start_response was called */
     int head_sent;
-    int64_t sent;                /* body bytes sent */
 } Resp;
 
 static void resp_dealloc(Resp *self)
@@ -289,7 +288,7 @@ static PyObject *start_response(Resp *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "headers must be a list");
         return NULL;
     }
-    self->h.code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+    self->code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
     Py_INCREF(status);
     Py_XSETREF(self->status, status);
     Py_INCREF(headers);
@@ -301,55 +300,52 @@ static PyObject *start_response(Resp *self, PyObject *args)
 
 
 
+/* Write v[0,n) holding no GIL.  Returns 0, or 1 when the client failed. */
+static int send_out(request *req, const struct iovec *v, int n)
+{
+    ssize_t rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = req->ops->write(req, v, n, 1);
+    Py_END_ALLOW_THREADS
+    return rc < 0 ? 1 : 0;
+}
+
 /* The WSGI head: the status line as the app wrote it. */
 static int build_head(Resp *r, int64_t total, struct iovec *v)
 {
-    const char *s, *p;
+    const char *s;
     Py_ssize_t n;
-    size_t pn;
-    if (py_text(r->status, &s, &n) < 0) return -1;
-    if (py_resp_head(&r->h, n > 4 ? s + 4 : NULL, n > 4 ? (size_t)n - 4 : 0, r->headers, total,
-                     r->c->req, conn_can_keep(r->c), &p, &pn) < 0)
+    if (!r->started) {
+        PyErr_SetString(PyExc_RuntimeError, "start_response was not called");
         return -1;
-    *v = (struct iovec){ (void *)p, pn };
+    }
+    if (py_text(r->status, &s, &n) < 0) return -1;
+    r->req->res.code = r->code;
+    if (py_resp_head(r->req, n > 4 ? s + 4 : NULL, n > 4 ? (size_t)n - 4 : 0, r->headers,
+                     total, v) < 0)
+        return -1;
+    r->head_sent = 1;
     return 0;
 }
 
-/* Send body bytes (and the head first, if it has not left), honouring the
- * framing decided by the head.  A failed write marks the connection
- * broken; the caller just stops. */
+/* Send body bytes (and the head first, if it has not left), framed as
+ * the head decided.  Returns 0, 1 when the client failed (the caller
+ * just stops), -1 with an exception set. */
 static int send_body(Resp *r, const char *p, size_t n, int64_t total)
 {
-    struct iovec v[4];
+    struct iovec v[4], pre, post;
     int iv = 0;
-    char size[24];
-    if (!r->head_sent) {
-        if (!r->started) {
-            PyErr_SetString(PyExc_RuntimeError, "start_response was not called");
-            return -1;
-        }
-        if (build_head(r, total, &v[iv++]) < 0) return -1;
-        r->head_sent = 1;
+    if (!r->req) {
+        PyErr_SetString(PyExc_ValueError, "I/O operation on a finished request");
+        return -1;
     }
-    if (r->h.nobody) n = 0;
-    if (r->h.clen >= 0 && (int64_t)n > r->h.clen - r->sent) {
-        n = (size_t)(r->h.clen - r->sent);     /* never more than announced */
-        r->c->keep = 0;
-        r->h.keep = 0;
-    }
-    if (n > 0 && r->h.chunked) {
-        int k = snprintf(size, sizeof(size), "%zx\r\n", n);
-        v[iv++] = (struct iovec){size, (size_t)k};
-    }
-    if (n > 0) v[iv++] = (struct iovec){(void *)p, n};
-    if (n > 0 && r->h.chunked) v[iv++] = (struct iovec){"\r\n", 2};
-    r->sent += (int64_t)n;
-    if (iv == 0) return 0;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = conn_send(r->c, v, iv);
-    Py_END_ALLOW_THREADS
-    return rc < 0 ? 1 : 0;
+    if (!r->head_sent && build_head(r, total, &v[iv++]) < 0) return -1;
+    size_t k = r->req->ops->frame(r->req, n, &pre, &post);
+    if (k < n && !r->req->res.nobody) r->req->res.keep = 0;   /* more than announced */
+    if (pre.iov_len) v[iv++] = pre;
+    if (k) v[iv++] = (struct iovec){ (void *)p, k };
+    if (post.iov_len) v[iv++] = post;
+    return iv ? send_out(r->req, v, iv) : 0;
 }
 
 static PyObject *resp_write(Resp *self, PyObject *data)
@@ -373,14 +369,10 @@ static PyMethodDef resp_methods[] = {
  * body has a known length), then the last chunk. */
 static int end_body(Resp *r)
 {
+    struct iovec v = { NULL, 0 };
     int rc = r->head_sent ? 0 : send_body(r, "", 0, 0);
-    if (rc == 0 && r->h.chunked) {
-        struct iovec v = {"0\r\n\r\n", 5};
-        Py_BEGIN_ALLOW_THREADS
-        rc = conn_send(r->c, &v, 1) < 0 ? 1 : 0;
-        Py_END_ALLOW_THREADS
-    }
-    return rc;
+    if (rc == 0) r->req->ops->end(r->req, NULL, 0, &v);    /* no trailers: cannot fail */
+    return rc == 0 && v.iov_len ? send_out(r->req, &v, 1) : rc;
 }
 
 /* A list or tuple of bytes: one head with Content-Length, then the items,
@@ -404,30 +396,22 @@ static int send_sequence(Resp *r, PyObject *seq)
             rc = send_body(r, PyBytes_AS_STRING(items[i]), (size_t)PyBytes_GET_SIZE(items[i]), -1);
         return rc ? rc : end_body(r);
     }
-    if (!r->started) {
-        PyErr_SetString(PyExc_RuntimeError, "start_response was not called");
-        return -1;
-    }
     struct iovec v[IOV_BATCH];
     int iv = 0;
     if (build_head(r, total, &v[iv++]) < 0) return -1;
-    r->head_sent = 1;
+    request *req = r->req;
     for (Py_ssize_t i = 0; i < n || iv > 0; ) {
-        for (; !r->h.nobody && i < n && iv < IOV_BATCH; i++) {
+        for (; !req->res.nobody && i < n && iv <= IOV_BATCH - 3; i++) {
+            struct iovec pre, post;
             size_t len = (size_t)PyBytes_GET_SIZE(items[i]);
-            if (r->h.clen - r->sent < (int64_t)len) {      /* never more than announced */
-                len = (size_t)(r->h.clen - r->sent);
-                r->h.keep = 0;
-            }
-            if (len) v[iv++] = (struct iovec){PyBytes_AS_STRING(items[i]), len};
-            r->sent += (int64_t)len;
+            size_t k = req->ops->frame(req, len, &pre, &post);
+            if (k < len) req->res.keep = 0;         /* more than announced */
+            if (pre.iov_len) v[iv++] = pre;
+            if (k) v[iv++] = (struct iovec){ PyBytes_AS_STRING(items[i]), k };
+            if (post.iov_len) v[iv++] = post;
         }
-        if (r->h.nobody) i = n;
-        int rc;
-        Py_BEGIN_ALLOW_THREADS
-        rc = iv ? conn_send(r->c, v, iv) : 0;
-        Py_END_ALLOW_THREADS
-        if (rc < 0) return 1;
+        if (req->res.nobody) i = n;
+        if (iv && send_out(req, v, iv)) return 1;
         iv = 0;
     }
     return 0;
@@ -458,13 +442,16 @@ static int send_file(Resp *r, FileWrapper *fw, int *done)
     *done = 1;
     int64_t size = st.st_size > off ? st.st_size - off : 0;
     if (send_body(r, "", 0, size) != 0) return -1;
-    int64_t n = r->h.clen >= 0 && r->h.clen < size ? r->h.clen : size;
-    if (r->h.nobody || n == 0) return 0;
-    int rc;
+    request *req = r->req;
+    struct iovec pre, post;
+    size_t n = req->ops->frame(req, (size_t)size, &pre, &post);
+    if (n == 0) return 0;
+    ssize_t rc = 0;
     Py_BEGIN_ALLOW_THREADS
-    rc = conn_sendfile(r->c, fd, off, (size_t)n);
+    if (pre.iov_len) rc = req->ops->write(req, &pre, 1, 1);
+    if (rc >= 0) rc = req->ops->file(req, fd, &off, n, 1);
+    if (rc >= 0 && post.iov_len) rc = req->ops->write(req, &post, 1, 1);
     Py_END_ALLOW_THREADS
-    r->sent += rc == 0 ? n : 0;
     return rc < 0 ? 1 : 0;
 }
 
@@ -508,16 +495,15 @@ static int set_item(PyObject *d, PyObject *k, PyObject *v)
 
 /* HTTPS: the scheme, and mod_ssl's names for what the handshake settled
  * (beyond Granian, which tells the app nothing of TLS). */
-static int tls_environ(conn *c, PyObject *env)
+static int tls_environ(tls_conn *tls, PyObject *env)
 {
     const unsigned char *der;
     size_t n;
-    if (set_item(env, k_scheme, PyUnicode_FromString("https")) ||
-        set_item(env, k_https, PyUnicode_FromString("on")) ||
-        set_item(env, k_ssl_protocol, PyUnicode_FromString(tls_version(c->tls))) ||
-        set_item(env, k_ssl_cipher, PyUnicode_FromString(tls_cipher(c->tls))))
+    if (set_item(env, k_https, PyUnicode_FromString("on")) ||
+        set_item(env, k_ssl_protocol, PyUnicode_FromString(tls_version(tls))) ||
+        set_item(env, k_ssl_cipher, PyUnicode_FromString(tls_cipher(tls))))
         return -1;
-    if (tls_client_chain(c->tls, &der, &n, 0) == 0) {
+    if (tls_client_chain(tls, &der, &n, 0) == 0) {
         PyObject *pem = der_to_pem(der, n);
         if (!pem || PyDict_SetItemString(env, "SSL_CLIENT_CERT", pem) < 0) {
             Py_XDECREF(pem);
@@ -565,9 +551,9 @@ static PyObject *header_key(slice name)
     return k;
 }
 
-static PyObject *build_environ(conn *c, PyObject *input)
+static PyObject *build_environ(request *req, PyObject *input)
 {
-    http_request *rq = c->req;
+    const http_request *rq = req->head;
     PyObject *env = PyDict_Copy(base_environ);
     if (!env) return NULL;
     PyObject *m = rq->method.n == 3 && !memcmp(rq->method.p, "GET", 3) ? s_get
@@ -576,21 +562,21 @@ static PyObject *build_environ(conn *c, PyObject *input)
     if (m) Py_INCREF(m);
     else m = latin1(rq->method.p, rq->method.n);
     char port[16];
-    snprintf(port, sizeof(port), "%d", conn_client_port(c));
+    snprintf(port, sizeof(port), "%d", req->client_port);
     Py_INCREF(rq->minor ? proto11 : proto10);
     if (set_item(env, k_method, m) ||
         set_item(env, k_path, path_info(rq->path)) ||
         set_item(env, k_query, latin1(rq->query.p, rq->query.n)) ||
         set_item(env, k_proto, rq->minor ? proto11 : proto10) ||
-        set_item(env, k_sname, PyUnicode_FromString(c->ls->addr)) ||
-        set_item(env, k_sport, PyUnicode_FromFormat("%d", c->ls->port)) ||
-        set_item(env, k_raddr, PyUnicode_FromString(conn_client(c))) ||
+        set_item(env, k_sname, PyUnicode_FromString(req->ls->addr)) ||
+        set_item(env, k_sport, PyUnicode_FromFormat("%d", req->ls->port)) ||
+        set_item(env, k_raddr, PyUnicode_FromString(req->client)) ||
         set_item(env, k_rport, PyUnicode_FromString(port)) ||
         PyDict_SetItem(env, k_input, input))
         goto fail;
-    if (c->tls && tls_environ(c, env) < 0) goto fail;
-    if (c->fwd_proto && set_item(env, k_scheme, PyUnicode_FromString(c->fwd_proto > 0 ? "https" : "http")))
-        goto fail;                  /* a trusted proxy's X-Forwarded-Proto */
+    if (req->tls && tls_environ(req->tls, env) < 0) goto fail;
+    if (req->secure && set_item(env, k_scheme, PyUnicode_FromString("https")))
+        goto fail;                  /* TLS, or a trusted proxy's X-Forwarded-Proto */
     for (size_t i = 0; i < rq->nheaders; i++) {
         slice name = rq->headers[i].name, val = rq->headers[i].value;
         PyObject *key;
@@ -651,64 +637,54 @@ static int run_app(Resp *r, PyObject *env)
     }
     if (t) PyErr_Restore(t, v, tb);
     Py_DECREF(result);
-    if (rc == 0 && r->h.clen >= 0 && r->sent < r->h.clen && !r->h.nobody)
-        rc = 1;                  /* shorter than announced: the client must see it */
     return rc;
 }
 
-void wsgi_handle(conn *c)
+void wsgi_handle(request *req)
 {
     Input *in = PyObject_New(Input, &InputType);
     Resp *r = PyObject_New(Resp, &RespType);
     PyObject *env = NULL;
     int rc = -1;
     if (in && r) {
-        in->c = c;
+        in->req = req;
         in->bad_body = 0;
         memset((char *)r + sizeof(PyObject), 0, sizeof(*r) - sizeof(PyObject));
-        r->c = c;
-        r->h.clen = -1;
-        env = build_environ(c, (PyObject *)in);
+        r->req = req;
+        env = build_environ(req, (PyObject *)in);
         if (env) rc = run_app(r, env);
     }
     if (rc < 0) {
         int bad_body = in ? in->bad_body : 0;
         if (bad_body) {                 /* our refusal, not the app's fault */
             PyErr_Clear();
-            log_debug("refused a request body from %s: %d", c->addr, bad_body);
-            c->broken = 0;              /* answer it, then close */
+            log_debug("refused a request body from %s: %d", req->client, bad_body);
+            req->broken = 0;            /* answer it (the head says close) */
         } else {
             py_log_exception("Application callable raised an exception");
         }
-        if (r && !r->head_sent && !c->broken) {
+        struct iovec v;
+        if (r && !r->head_sent && !req->broken) {
             /* nothing left yet: a plain 500, and the connection may live */
-            int code = bad_body ? bad_body : 500;
-            r->h.code = code;
-            r->h.keep = !bad_body && conn_can_keep(c);
-            char head[256];
-            int n = snprintf(head, sizeof(head),
-                             "HTTP/1.1 %d %s\r\nserver: granc\r\ndate: %s\r\n"
-                             "content-length: 0\r\n%s\r\n", code, http_reason(code),
-                             http_date(), r->h.keep ? "" : "connection: close\r\n");
-            struct iovec v = {head, (size_t)n};
-            Py_BEGIN_ALLOW_THREADS
-            conn_send(c, &v, 1);
-            Py_END_ALLOW_THREADS
+            req->res.code = r->code = bad_body ? bad_body : 500;
+            if (req->ops->head(req, NULL, 0, NULL, 0, 0, &v) == 0 && !send_out(req, &v, 1))
+                r->head_sent = 1;
         } else {
-            c->broken = 1;      /* the head is out: abort, never fake an end */
+            req->broken = 1;    /* the head is out: abort, never fake an end */
         }
     } else if (rc > 0) {
-        c->broken = 1;
+        req->broken = 1;
     }
-    if (in) in->c = NULL;       /* a leaked wsgi.input must not touch c */
-    c->keep = r && r->h.keep && !c->broken;
-    if (c->keep) {
+    if (in) in->req = NULL;     /* a leaked wsgi.input must not touch req */
+    if (r) r->req = NULL;       /* nor a leaked write() */
+    int status = r ? r->code : 500;
+    if (req->ops->take(req, 0)) {       /* the body is all read: nothing to wait for */
+        req->ops->finish(req, status, 1);
+    } else {
         Py_BEGIN_ALLOW_THREADS
-        c->keep = conn_drain(c);
+        req->ops->finish(req, status, 1);
         Py_END_ALLOW_THREADS
     }
-    if (r)
-        conn_access_log(c, r->h.code, conn_secure(c) ? "https" : "http");
     if (PyErr_Occurred()) py_log_exception("Error while finishing a response");
     Py_XDECREF(env);
     Py_XDECREF((PyObject *)in);

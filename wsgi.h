@@ -2,10 +2,10 @@
 #ifndef WSGI_H
 #define WSGI_H
 
-#include "conn.h"
+#include "req.h"
 
 int wsgi_init(const config *cfg, void *app);
-/* Run the app for c's request, holding the GIL; sets c->keep. */
-void wsgi_handle(conn *c);
+/* Run the app for r, holding the GIL; finishes r (r->keep). */
+void wsgi_handle(request *r);
 
 #endif
