@@ -110,11 +110,12 @@ void proxy_forwarded(const http_request *rq, char fwd[PROXY_ADDR_MAX], signed ch
 {
     slice rest = header(rq, "x-forwarded-for"), e, first = { "", 0 }, client = { "", 0 };
 
-    while (http_list_next(&rest, &e)) {         /* left to right */
-        if (e.n >= PROXY_ADDR_MAX) continue;    /* not an address */
-        set_addr(fwd, e);
+    /* Left to right: the last untrusted address seen is the rightmost. */
+    while (http_list_next(&rest, &e)) {
+        if (e.n >= PROXY_ADDR_MAX) continue;    /* too long for an address */
+        set_addr(fwd, e);                       /* trust_peer takes a C string */
         if (!first.n) first = e;
-        if (!trust_peer(fwd, AF_INET)) client = e;  /* the last one wins */
+        if (!trust_peer(fwd, AF_INET)) client = e;
     }
     set_addr(fwd, client.n ? client : first);
 
