@@ -227,7 +227,7 @@ static ssize_t parse_field_line(const char *p, size_t n, http_header *h)
 
 /* Pop the next element of a comma-separated list (RFC 9110 5.6.1), OWS
  * trimmed; empty elements are skipped as the RFC asks.  0 at the end. */
-static int list_next(slice *rest, slice *elem)
+int http_list_next(slice *rest, slice *elem)
 {
     const char *p = rest->p, *end = p + rest->n, *s, *e;
 
@@ -244,14 +244,28 @@ static int list_next(slice *rest, slice *elem)
     return 1;
 }
 
-static int is_token(slice s)
+/* Whether p[0,n) is a token (RFC 9110 5.6.2). */
+int http_is_token(const char *p, size_t n)
 {
-    size_t i;
-
-    for (i = 0; i < s.n; i++)
-        if (!is_tchar((unsigned char)s.p[i]))
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)p[i]))
             return 0;
-    return s.n > 0;
+    return n > 0;
+}
+
+/* Read 1*DIGIT (at most HTTP_MAX_CL_DIGITS) at *p, before end, moving *p
+ * past it: the value, or -1. */
+static int64_t read_decimal(const char **p, const char *end)
+{
+    const char *start = *p;
+    int64_t v = 0;
+
+    for (; *p < end && **p >= '0' && **p <= '9'; (*p)++) {
+        if (*p - start == HTTP_MAX_CL_DIGITS)
+            return -1;
+        v = v * 10 + (**p - '0');
+    }
+    return *p == start ? -1 : v;
 }
 
 /* Merge one Content-Length field into *cl (-1 = none so far).  The field
@@ -262,16 +276,11 @@ static int is_token(slice s)
  * ambiguous, which RFC 9112 6.3 says to refuse. */
 static int merge_content_length(slice value, int64_t *cl)
 {
-    const char *p = value.p, *end = p + value.n, *d;
+    const char *p = value.p, *end = p + value.n;
     int64_t v;
 
     for (;;) {
-        for (v = 0, d = p; p < end && *p >= '0' && *p <= '9'; p++) {
-            if (p - d == HTTP_MAX_CL_DIGITS)
-                return -1;
-            v = v * 10 + (*p - '0');
-        }
-        if (p == d || (*cl >= 0 && *cl != v))
+        if ((v = read_decimal(&p, end)) < 0 || (*cl >= 0 && *cl != v))
             return -1;
         *cl = v;
         while (p < end && is_ows((unsigned char)*p))
@@ -326,7 +335,7 @@ static void single_content_length(http_request *req)
             if (!first)
                 continue;
             rest = h->value;
-            list_next(&rest, &e);
+            http_list_next(&rest, &e);
             h->value = e;
             first = 0;
         }
@@ -361,19 +370,19 @@ static int read_framing(http_request *req, int *status)
         } else if (http_name_is(name, "transfer-encoding")) {
             te = 1;
             te_last = 0;            /* an empty field ends the list unchunked */
-            for (rest = value; list_next(&rest, &e);) {
+            for (rest = value; http_list_next(&rest, &e);) {
                 if (http_name_is(e, "chunked")) {
                     te_twice |= te_chunked;
                     te_chunked = te_last = 1;
                 } else {
-                    if (!is_token(e))
+                    if (!http_is_token(e.p, e.n))
                         return bad(status, 400);
                     te_unknown = 1;
                     te_last = 0;
                 }
             }
         } else if (http_name_is(name, "connection")) {
-            for (rest = value; list_next(&rest, &e);) {
+            for (rest = value; http_list_next(&rest, &e);) {
                 want_close |= http_name_is(e, "close");
                 want_keep |= http_name_is(e, "keep-alive");
                 upgrade_tok |= http_name_is(e, "upgrade");
@@ -807,12 +816,6 @@ const http_header *http_find_header(const http_request *rq, const char *lower, i
     return found;
 }
 
-/* Whether p[0,n) is a token (RFC 9110 5.6.2). */
-int http_is_token(const char *p, size_t n)
-{
-    return is_token((slice){p, n});
-}
-
 /* Whether p[0,n) may be written as a field value or a reason phrase:
  * no control byte but HTAB (RFC 9110 5.5, RFC 9112 4).  The one rule for
  * every head and trailer granc writes: a CR or LF from the app would
@@ -827,17 +830,22 @@ int http_value_ok(const char *p, size_t n)
     return 1;
 }
 
-/* Whether a comma-separated header value holds token (any case). */
+/* Whether the comma list v[0,n) has an element equal to lower (any case). */
 int http_has_token(const char *v, size_t n, const char *lower)
 {
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
-        size_t start = i;
-        while (i < n && v[i] != ',' && v[i] != ' ' && v[i] != '\t') i++;
-        if (i > start && http_name_is((slice){v + start, i - start}, lower)) return 1;
-    }
+    slice rest = {v, n}, e;
+
+    while (http_list_next(&rest, &e))
+        if (http_name_is(e, lower))
+            return 1;
     return 0;
+}
+
+/* Write v in decimal into the bytes before end; returns its first digit. */
+char *http_utoa(char *end, uint64_t v)
+{
+    do *--end = (char)('0' + v % 10); while ((v /= 10) > 0);
+    return end;
 }
 
 /* ---- response heads ------------------------------------------------------ */
@@ -888,9 +896,7 @@ ssize_t http_resp_head(resp_head *h, const char *reason, size_t rn, const http_h
         rn = strlen(reason);
     }
     memcpy(num, "HTTP/1.1 000 ", 13);
-    num[9] = (char)('0' + h->code / 100 % 10);
-    num[10] = (char)('0' + h->code / 10 % 10);
-    num[11] = (char)('0' + h->code % 10);
+    http_utoa(num + 12, (unsigned)h->code % 1000);     /* over the 000 */
     put(&w, num, 13);
     put(&w, reason, rn);
     PUTS(&w, "\r\n");
@@ -907,15 +913,9 @@ ssize_t http_resp_head(resp_head *h, const char *reason, size_t rn, const http_h
         if (special == H_CLEN) {
             if (h->code < 200 || h->code == 204)
                 continue;               /* RFC 9110 8.6: never on these */
-            int64_t cl = 0;
-            if (v.n == 0 || v.n > 18)
+            const char *p = v.p, *end = v.p + v.n;
+            if ((h->clen = read_decimal(&p, end)) < 0 || p != end)
                 return HTTP_BAD;
-            for (size_t j = 0; j < v.n; j++) {
-                if (v.p[j] < '0' || v.p[j] > '9')
-                    return HTTP_BAD;
-                cl = cl * 10 + (v.p[j] - '0');
-            }
-            h->clen = cl;
         }
         has_server |= special == H_SERVER;
         has_date |= special == H_DATE;
@@ -935,13 +935,10 @@ ssize_t http_resp_head(resp_head *h, const char *reason, size_t rn, const http_h
     h->nobody = bodyless || (rq->method.n == 4 && !memcmp(rq->method.p, "HEAD", 4));
     if (h->clen < 0 && !bodyless) {
         if (total >= 0) {
-            char *e = num + sizeof(num), *d = e;
-            int64_t t = total;
-            *--d = '\n';
-            *--d = '\r';
-            do *--d = (char)('0' + t % 10); while ((t /= 10) > 0);
+            char *d = http_utoa(num + sizeof(num), (uint64_t)total);
             PUTS(&w, "content-length: ");
-            put(&w, d, (size_t)(e - d));
+            put(&w, d, (size_t)(num + sizeof(num) - d));
+            PUTS(&w, "\r\n");
             h->clen = total;
         } else if (rq->minor == 1) {
             if (!h->nobody)

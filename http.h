@@ -57,10 +57,17 @@ ssize_t http_chunked_decode(http_chunked *d, char *buf, size_t *len);
 
 /* Percent-decode n bytes of in into out (room for n); returns the length. */
 size_t http_pct_decode(const char *in, size_t n, char *out);
-/* Token checks: a token (RFC 9110 5.6.2); a token in a comma list. */
+/* Comma lists (RFC 9110 5.6.1): pop the next element of *rest into *elem,
+ * OWS trimmed, empty elements skipped; 0 at the end.  For example
+ *     for (slice rest = value, e; http_list_next(&rest, &e);) ...     */
+int http_list_next(slice *rest, slice *elem);
+/* Whether the comma list v[0,n) has an element equal to lower (any case). */
+int http_has_token(const char *v, size_t n, const char *lower);
+/* A token (RFC 9110 5.6.2); a valid field value (no CTL but HTAB). */
 int http_is_token(const char *p, size_t n);
 int http_value_ok(const char *p, size_t n);
-int http_has_token(const char *v, size_t n, const char *lower);
+/* Write v in decimal into the bytes before end; returns its first digit. */
+char *http_utoa(char *end, uint64_t v);
 /* The first (or, with last, the last) field named lower, or NULL. */
 const http_header *http_find_header(const http_request *rq, const char *lower, int last);
 /* Header name compare, ASCII case-insensitive. */

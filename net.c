@@ -96,15 +96,11 @@ static slice header(const http_request *rq, const char *lower)
     return h ? h->value : (slice){ "", 0 };
 }
 
-/* The next comma-separated item of v before *end, from the right, trimmed. */
-static slice item_before(slice v, size_t *end)
+/* fwd = s as a C string (s is shorter than PROXY_ADDR_MAX). */
+static void set_addr(char fwd[PROXY_ADDR_MAX], slice s)
 {
-    size_t e = *end, b;
-    while (e > 0 && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t')) e--;
-    for (b = e; b > 0 && v.p[b - 1] != ','; b--) {}
-    *end = b > 0 ? b - 1 : 0;
-    while (b < e && (v.p[b] == ' ' || v.p[b] == '\t')) b++;
-    return (slice){ v.p + b, e - b };
+    memcpy(fwd, s.p, s.n);
+    fwd[s.n] = 0;
 }
 
 /* What a trusted proxy says of the client, as uvicorn reads it: in
@@ -112,22 +108,20 @@ static slice item_before(slice v, size_t *end)
  * proxy (the leftmost if all are); X-Forwarded-Proto's last value. */
 void proxy_forwarded(const http_request *rq, char fwd[PROXY_ADDR_MAX], signed char *proto)
 {
-    fwd[0] = 0;
-    *proto = 0;
-    slice v = header(rq, "x-forwarded-for");
-    size_t end = v.n;
-    while (v.n) {
-        slice h = item_before(v, &end);
-        if (h.n && h.n < PROXY_ADDR_MAX) {
-            memcpy(fwd, h.p, h.n);
-            fwd[h.n] = 0;
-            if (!trust_peer(fwd, AF_INET)) break;
-        }
-        if (end == 0) break;
+    slice rest = header(rq, "x-forwarded-for"), e, first = { "", 0 }, client = { "", 0 };
+
+    /* Left to right: the last untrusted address seen is the rightmost. */
+    while (http_list_next(&rest, &e)) {
+        if (e.n >= PROXY_ADDR_MAX) continue;    /* too long for an address */
+        set_addr(fwd, e);                       /* trust_peer takes a C string */
+        if (!first.n) first = e;
+        if (!trust_peer(fwd, AF_INET)) client = e;
     }
-    v = header(rq, "x-forwarded-proto");
-    end = v.n;
-    slice p = item_before(v, &end);
-    if (http_has_token(p.p, p.n, "https") || http_has_token(p.p, p.n, "wss")) *proto = 1;
-    else if (http_has_token(p.p, p.n, "http") || http_has_token(p.p, p.n, "ws")) *proto = -1;
+    set_addr(fwd, client.n ? client : first);
+
+    slice last = { "", 0 };
+    for (rest = header(rq, "x-forwarded-proto"); http_list_next(&rest, &e);) last = e;
+    if (http_name_is(last, "https") || http_name_is(last, "wss")) *proto = 1;
+    else if (http_name_is(last, "http") || http_name_is(last, "ws")) *proto = -1;
+    else *proto = 0;
 }

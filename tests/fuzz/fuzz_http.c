@@ -46,6 +46,21 @@ static int inside(slice s, const char *buf, size_t len)
            (s.n == 1 && s.p[0] == '/');   /* absolute-form's static "/" */
 }
 
+/* http_list_next on a field value: elements in order, inside it, never
+ * empty, without a comma or OWS at either end. */
+static void check_list(slice v)
+{
+    slice rest = v, e;
+    const char *after = v.p;
+
+    while (http_list_next(&rest, &e)) {
+        check(e.n > 0 && e.p >= after && e.p + e.n <= v.p + v.n);
+        check(!memchr(e.p, ',', e.n) && e.p[0] != ' ' && e.p[0] != '\t' &&
+              e.p[e.n - 1] != ' ' && e.p[e.n - 1] != '\t');
+        after = e.p + e.n;
+    }
+}
+
 static void check_request(const http_request *r, const char *buf, int head)
 {
     size_t i, j, n = (size_t)head;
@@ -64,6 +79,7 @@ static void check_request(const http_request *r, const char *buf, int head)
               inside(h->value, buf, n));
         for (j = 0; j < h->value.n; j++)
             check(h->value.p[j] != '\r' && h->value.p[j] != '\n');
+        check_list(h->value);
     }
     check(buf[n - 4] == '\r' && buf[n - 3] == '\n' &&
           buf[n - 2] == '\r' && buf[n - 1] == '\n');

@@ -675,6 +675,56 @@ static void test_misc(void)
        "http_date: layout");
 }
 
+/* All the elements http_list_next pops from s, joined by '|'. */
+static const char *list_of(const char *s)
+{
+    static char buf[256];
+    slice rest = { guarded(s, strlen(s)), strlen(s) }, e;
+    size_t n = 0;
+
+    while (http_list_next(&rest, &e)) {
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%.*s", n ? "|" : "", (int)e.n, e.p);
+        if (!e.n)
+            return "an empty element";
+    }
+    buf[n] = 0;
+    return buf;
+}
+
+static int has_token(const char *s, const char *lower)
+{
+    return http_has_token(guarded(s, strlen(s)), strlen(s), lower);
+}
+
+static void test_lists(void)
+{
+    static const char *const rows[][2] = {
+        { "", "" },                     { "a", "a" },
+        { "a,b", "a|b" },               { " a , b ", "a|b" },
+        { "\ta\t,\tb\t", "a|b" },      { "a,,b", "a|b" },
+        { ",a", "a" },                  { "a,", "a" },
+        { " , ,\t, ", "" },             { "a b, c\td", "a b|c\td" },
+        { "1.2.3.4, 10.0.0.1,::1", "1.2.3.4|10.0.0.1|::1" },
+    };
+    char num[24], *d;
+
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        ok(!strcmp(list_of(rows[i][0]), rows[i][1]), "http_list_next: \"%s\" -> %s",
+           rows[i][0], rows[i][1]);
+    ok(has_token("close", "close") && has_token("Keep-Alive, Upgrade", "upgrade") &&
+       has_token(" foo ,\tCLOSE\t", "close") && has_token(",,websocket,", "websocket"),
+       "http_has_token: any element, any case, OWS and empty elements ignored");
+    ok(!has_token("", "close") && !has_token("closed", "close") && !has_token("clos", "close") &&
+       !has_token("keep-alive", "close") && !has_token("h2c websocket", "websocket") &&
+       !has_token("foo close", "close"),
+       "http_has_token: no partial match; spaces do not separate elements");
+    d = http_utoa(num + sizeof num, 0);
+    ok(d == num + sizeof num - 1 && *d == '0', "http_utoa: 0");
+    d = http_utoa(num + sizeof num, UINT64_MAX);
+    ok(!memcmp(d, "18446744073709551615", 20) && d == num + sizeof num - 20,
+       "http_utoa: UINT64_MAX");
+}
+
 /* Response heads: framing from the status, the app's fields, the known
  * length and the request; nothing written past cap. */
 static ssize_t head_of(resp_head *h, int code, const http_header *f, size_t nf, int64_t total,
@@ -700,6 +750,9 @@ static void test_resp_head(void)
     const http_header ct[] = { F("content-type", "text/plain") };
     const http_header cl[] = { F("Content-Length", "5") };
     const http_header badcl[] = { F("content-length", "5x") };
+    const http_header badcls[][1] = { { F("content-length", "")} , { F("content-length", " 5") },
+                                      { F("content-length", "1000000000000000000") } };
+    const http_header bigcl[] = { F("content-length", "999999999999999999") };
     const http_header own[] = { F("transfer-encoding", "gzip"), F("connection", "close"),
                                 F("keep-alive", "timeout=5"), F("server", "app"),
                                 F("date", "today") };
@@ -716,6 +769,15 @@ static void test_resp_head(void)
        && !strstr(buf, "content-length"), "response head: the app's Content-Length wins");
     ok(head_of(&h, 200, badcl, 1, -1, "GET", 1, 1, buf, sizeof buf) == HTTP_BAD,
        "response head: an invalid Content-Length is refused");
+    for (size_t i = 0; i < 3; i++)
+        ok(head_of(&h, 200, badcls[i], 1, -1, "GET", 1, 1, buf, sizeof buf) == HTTP_BAD,
+           "response head: Content-Length \"%s\" is refused", badcls[i][0].value.p);
+    ok(head_of(&h, 200, bigcl, 1, -1, "GET", 1, 1, buf, sizeof buf) > 0 &&
+       h.clen == 999999999999999999LL, "response head: an 18-digit Content-Length");
+    n = head_of(&h, 404, NULL, 0, 0, "GET", 1, 1, buf, sizeof buf);
+    ok(n > 0 && !memcmp(buf, "HTTP/1.1 404 Not Found\r\n", 24), "response head: 404 status line");
+    n = head_of(&h, 42, NULL, 0, 0, "GET", 1, 1, buf, sizeof buf);
+    ok(n > 0 && !memcmp(buf, "HTTP/1.1 042 ", 13), "response head: status 42 as three digits");
     n = head_of(&h, 204, cl, 1, -1, "GET", 1, 1, buf, sizeof buf);
     buf[n > 0 ? n : 0] = 0;
     ok(n > 0 && !strstr(buf, "ength") && !strstr(buf, "chunked") && h.nobody && h.clen == -1,
@@ -757,6 +819,7 @@ int main(void)
     test_partial();
     test_chunked();
     test_misc();
+    test_lists();
     test_resp_head();
     return tap_end();
 }
