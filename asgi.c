@@ -589,9 +589,7 @@ static PyObject *pair(PyObject *a, PyObject *b)
  * snprintf here was 2 % of a hello-world request's instructions. */
 static PyObject *addr_tuple(const char *ip, int port)
 {
-    char num[12], *e = num + sizeof(num), *d = e;
-    unsigned v = port < 0 ? 0 : (unsigned)port;
-    do { *--d = (char)('0' + v % 10); v /= 10; } while (v);
+    char num[12], *e = num + sizeof(num), *d = http_utoa(e, port < 0 ? 0 : (unsigned)port);
     return pair(PyUnicode_FromString(ip), PyUnicode_FromStringAndSize(d, e - d));
 }
 

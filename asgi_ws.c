@@ -71,13 +71,10 @@ PyObject *asgi_ws_scope(request *r)
     if (!scope) return NULL;
     PyObject *subs = PyList_New(0);
     const http_header *p = http_find_header(r->head, "sec-websocket-protocol", 0);
-    for (size_t i = 0; subs && p && i < p->value.n; ) {
-        while (i < p->value.n && (p->value.p[i] == ' ' || p->value.p[i] == ',')) i++;
-        size_t start = i;
-        while (i < p->value.n && p->value.p[i] != ',' && p->value.p[i] != ' ') i++;
-        PyObject *s = i > start ? PyUnicode_DecodeLatin1(p->value.p + start,
-                                                         (Py_ssize_t)(i - start), NULL) : NULL;
-        if (s) { if (PyList_Append(subs, s) < 0) Py_CLEAR(subs); Py_DECREF(s); }
+    for (slice rest = p ? p->value : (slice){ "", 0 }, e; subs && http_list_next(&rest, &e);) {
+        PyObject *s = PyUnicode_DecodeLatin1(e.p, (Py_ssize_t)e.n, NULL);
+        if (!s || PyList_Append(subs, s) < 0) Py_CLEAR(subs);
+        Py_XDECREF(s);
     }
     Py_INCREF(s_websocket);
     PyObject *scheme = r->secure ? s_wss_scheme : s_ws_scheme;

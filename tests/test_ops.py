@@ -173,7 +173,7 @@ def test_forwarded_hops(wsgi_server, iface, allow, xff, want):
 @pytest.mark.parametrize("iface", IFACES)
 @pytest.mark.parametrize("proto,want", [
     ("https", "https"), ("wss", "https"), ("http", "http"), ("ws", "http"),
-    ("HTTPS", "https"), ("http, https", "https"), ("https,http", "http"),
+    ("HTTPS", "https"), ("http, https", "https"), ("https,http", "http"), ("https,", "https"),
     ("gopher", "http"),
 ])
 def test_forwarded_proto(wsgi_server, iface, proto, want):
