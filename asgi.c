@@ -273,7 +273,7 @@ void tr_flush(Transport *t)
         resolve(&t->send_fut, t->gone ? NULL : (Py_INCREF(Py_None), Py_None));
     /* the response is out: the connection may serve the next request even
      * if the app's task goes on (background work after the response) */
-    if ((t->app_done || (t->finished && !t->ws)) && (!t->qn || t->gone)) finish(t);
+    if ((t->app_done || (t->resp == RESP_DONE && !t->ws)) && (!t->qn || t->gone)) finish(t);
     else tr_watch(t);
 }
 
@@ -352,7 +352,7 @@ static PyObject *next_message(Transport *t)
         return request_msg(body, more);
     }
     if (r->ops->gone(r)) t->gone = 1;
-    return t->finished || t->gone ? disconnect_msg() : NULL;
+    return t->resp == RESP_DONE || t->gone ? disconnect_msg() : NULL;
 }
 
 static PyObject *asgi_receive(Transport *t, PyObject *unused)
@@ -380,12 +380,12 @@ int tr_out_body(Transport *t, const char *p, size_t n, PyObject *owner, int64_t 
 {
     request *r = t->req;
     struct iovec v, pre, post;
-    if (!t->head_sent) {
+    if (t->resp < RESP_HEAD) {
         r->res.code = t->status;
         if (py_resp_head(r, NULL, 0, t->start_headers, total, &v) < 0 ||
             tr_push(t, v.iov_base, v.iov_len, NULL, 1) < 0)
             return -1;
-        t->head_sent = 1;
+        t->resp = RESP_HEAD;
     }
     n = r->ops->frame(r, n, &pre, &post);
     if (n == 0) return 0;
@@ -406,7 +406,7 @@ int tr_out_end(Transport *t, PyObject *trailers)
     if (trailers) py_fields_free(&pf);
     if (rc < 0) { PyErr_SetString(PyExc_ValueError, "trailers too large"); return -1; }
     if (tr_push(t, v.iov_base, v.iov_len, NULL, 1) < 0) return -1;
-    t->finished = 1;
+    t->resp = RESP_DONE;
     return 0;
 }
 
@@ -417,8 +417,7 @@ int tr_answer(Transport *t, int status, PyObject *headers, const char *body, siz
 {
     tr_q_clear(t);
     t->status = status;
-    t->started = 1;
-    t->finished = 0;
+    t->resp = t->resp >= RESP_HEAD ? RESP_HEAD : RESP_STARTED;
     Py_XSETREF(t->start_headers, headers ? headers : PyList_New(0));
     if (!t->start_headers || tr_out_body(t, body, n, NULL, (int64_t)n) < 0) return -1;
     return tr_out_end(t, NULL);
@@ -468,7 +467,7 @@ int tr_take_start(Transport *t, PyObject *msg)
     }
     t->status = (int)code;
     Py_XSETREF(t->start_headers, hd ? Py_NewRef(hd) : PyList_New(0));
-    t->started = 1;
+    t->resp = RESP_STARTED;
     return t->start_headers ? 0 : -1;
 }
 
@@ -517,7 +516,7 @@ static PyObject *asgi_send(Transport *t, PyObject *msg)
     if (!type) return NULL;
     int rc = 0;
     if (asgi_is_type(type, t_start)) {
-        if (t->started) return asgi_flow_error("Response already started");
+        if (t->resp >= RESP_STARTED) return asgi_flow_error("Response already started");
         if (tr_take_start(t, msg) < 0 || (t->trailers = asgi_get_bool(msg, k_trailers)) < 0)
             return NULL;
         PyObject *hd = t->start_headers;
@@ -533,8 +532,8 @@ static PyObject *asgi_send(Transport *t, PyObject *msg)
                 rc = tr_out_body(t, "", 0, NULL, -1);
         }
     } else if (asgi_is_type(type, t_rbody)) {
-        if (!t->started) return asgi_flow_error("Response not started");
-        if (t->finished) return asgi_flow_error("Response already finished");
+        if (t->resp < RESP_STARTED) return asgi_flow_error("Response not started");
+        if (t->resp == RESP_DONE) return asgi_flow_error("Response already finished");
         PyObject *body = PyDict_GetItemWithError(msg, k_body);
         int more = asgi_get_bool(msg, k_more_body);
         if (more < 0) return NULL;
@@ -548,8 +547,8 @@ static PyObject *asgi_send(Transport *t, PyObject *msg)
         if (body) PyBuffer_Release(&view);
         if (rc == 0 && !more && !t->trailers) rc = tr_out_end(t, NULL);
     } else if (asgi_is_type(type, t_trailers)) {
-        if (!t->started) return asgi_flow_error("Response not started");
-        if (t->finished || !t->trailers) return asgi_flow_error("Response already finished");
+        if (t->resp < RESP_STARTED) return asgi_flow_error("Response not started");
+        if (t->resp == RESP_DONE || !t->trailers) return asgi_flow_error("Response already finished");
         int more = asgi_get_bool(msg, k_more_trailers);
         PyObject *hd = PyDict_GetItemWithError(msg, k_headers);
         if (more < 0 || (!hd && PyErr_Occurred())) return NULL;
@@ -559,10 +558,10 @@ static PyObject *asgi_send(Transport *t, PyObject *msg)
         Py_DECREF(x);
         if (!more) rc = tr_out_end(t, t->tlist);
     } else if (asgi_is_type(type, t_pathsend)) {
-        if (!t->started) return asgi_flow_error("Response not started");
-        if (t->finished) return asgi_flow_error("Response already finished");
+        if (t->resp < RESP_STARTED) return asgi_flow_error("Response not started");
+        if (t->resp == RESP_DONE) return asgi_flow_error("Response already finished");
         rc = send_pathsend(t, msg);
-        t->finished = 1;
+        t->resp = RESP_DONE;
     } else {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Unsupported ASGI message");
         return NULL;
@@ -807,13 +806,13 @@ static PyObject *task_done(Transport *t, PyObject *task)
         if (!t->gone) py_log_exception("Application callable raised an exception");
         else PyErr_Clear();
         if (!t->req) Py_RETURN_NONE;
-        if (!t->head_sent && !t->gone) {
+        if (t->resp < RESP_HEAD && !t->gone) {
             if (tr_answer(t, 500, NULL, "", 0) < 0) { PyErr_Clear(); t->gone = 1; }
-        } else if (!t->finished) {
+        } else if (t->resp != RESP_DONE) {
             t->gone = 1;                /* never fake the end of a broken body */
         }
-    } else if (t->req && !t->finished && !t->gone) {
-        if (!t->head_sent) {            /* returned without a response */
+    } else if (t->req && t->resp != RESP_DONE && !t->gone) {
+        if (t->resp < RESP_HEAD) {            /* returned without a response */
             log_error("ASGI callable returned without starting a response");
             if (tr_answer(t, 500, NULL, "", 0) < 0) { PyErr_Clear(); t->gone = 1; }
         } else {
@@ -835,7 +834,7 @@ static void finish(Transport *t)
     if (tr_waiters(t)) tr_wake(t, t->ws ? asgi_ws_disconnect_msg(t) : disconnect_msg(), 1);
     resolve(&t->send_fut, NULL);
     if (t->gone) r->broken = 1;
-    r->ops->finish(r, t->head_sent ? r->res.code : 500, 0);
+    r->ops->finish(r, t->resp >= RESP_HEAD ? r->res.code : 500, 0);
     r->app = NULL;
     r->ops->done(r);
     Py_DECREF(t);                       /* the reference r held */
@@ -851,7 +850,7 @@ static void asgi_event(request *r, int mask)
         asgi_ws_event(t);
     } else if ((mask & EV_READ) && t->req && tr_waiters(t)) {
         PyObject *m = next_message(t);
-        if (m) tr_wake(t, m, t->finished || t->gone);
+        if (m) tr_wake(t, m, t->resp == RESP_DONE || t->gone);
         else if (PyErr_Occurred()) PyErr_Clear();
         if (t->req) tr_watch(t);
     } else if ((mask & EV_READ) && t->req) {

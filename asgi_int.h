@@ -21,6 +21,10 @@ typedef struct piece {
     off_t off;
 } piece;
 
+/* How far a response has gone, in Transport.resp: the start message
+ * taken (status, headers), the head queued, the body ended. */
+enum { RESP_NONE, RESP_STARTED, RESP_HEAD, RESP_DONE };
+
 /* A websocket's life, in Transport.wsstate. */
 enum { WSS_CONNECTING, WSS_OPEN, WSS_CLOSING, WSS_CLOSED };
 
@@ -33,7 +37,8 @@ typedef struct {
     PyObject *start_headers;     /* the start message's headers */
     PyObject *tlist;             /* trailers gathered so far */
     int status;
-    int started, head_sent, finished, app_done, trailers, gone, body_final;
+    int resp;                    /* RESP_*: how far the response has gone */
+    int app_done, trailers, gone, body_final;
     int noread;                  /* input came that nobody waits for */
     int64_t body_wait;           /* asgi_sweep: since when receive() waits for body */
     /* websocket (asgi_ws.c) */

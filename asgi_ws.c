@@ -323,7 +323,7 @@ static int ws_accept(Transport *t, PyObject *msg)
     py_fields_free(&pf);
     if (rc < 0) return -1;
     t->wsstate = WSS_OPEN;
-    t->head_sent = 1;
+    t->resp = RESP_HEAD;
     return 0;
 }
 
@@ -333,7 +333,7 @@ PyObject *asgi_ws_send(Transport *t, PyObject *msg)
     if (!type) return NULL;
     int rc = 0;
     if (asgi_is_type(type, t_ws_accept)) {
-        if (t->wsstate != WSS_CONNECTING || t->started)
+        if (t->wsstate != WSS_CONNECTING || t->resp >= RESP_STARTED)
             return asgi_flow_error("Websocket already accepted or denied");
         rc = ws_accept(t, msg);
     } else if (asgi_is_type(type, t_ws_send)) {
@@ -378,12 +378,12 @@ PyObject *asgi_ws_send(Transport *t, PyObject *msg)
             ws_close_frame(t, (int)cd, r, (size_t)rn);
         }
     } else if (asgi_is_type(type, t_ws_rstart)) {
-        if (t->wsstate != WSS_CONNECTING || t->started)
+        if (t->wsstate != WSS_CONNECTING || t->resp >= RESP_STARTED)
             return asgi_flow_error("Response already started");
         if (tr_take_start(t, msg) < 0) return NULL;
     } else if (asgi_is_type(type, t_ws_rbody)) {
-        if (!t->started || t->wsstate != WSS_CONNECTING) return asgi_flow_error("Response not started");
-        if (t->finished) return asgi_flow_error("Response already finished");
+        if (t->resp < RESP_STARTED || t->wsstate != WSS_CONNECTING) return asgi_flow_error("Response not started");
+        if (t->resp == RESP_DONE) return asgi_flow_error("Response already finished");
         PyObject *body = PyDict_GetItemWithError(msg, k_body);
         int more = asgi_get_bool(msg, k_more_body);
         Py_buffer view = { .buf = (void *)"", .len = 0 };
@@ -421,14 +421,13 @@ void asgi_ws_event(Transport *t)
 void asgi_ws_task_done(Transport *t, int raised)
 {
     if (!t->req) return;
-    if (t->wsstate == WSS_CONNECTING && !t->head_sent && !t->gone) {
+    if (t->wsstate == WSS_CONNECTING && t->resp < RESP_HEAD && !t->gone) {
         if (tr_answer(t, 403, NULL, "", 0) < 0) { PyErr_Clear(); t->gone = 1; }
-    } else if (t->wsstate == WSS_CONNECTING && !t->finished) {
+    } else if (t->wsstate == WSS_CONNECTING && t->resp != RESP_DONE) {
         t->gone = 1;                    /* a denial body left unfinished */
     } else if (t->wsstate == WSS_OPEN) {
         ws_close_frame(t, raised ? 1011 : 1000, "", 0);
     }
-    t->finished = 1;
 }
 
 /* The worker is stopping: open websockets are told "going away" (1001);
