@@ -33,7 +33,7 @@ SOAK_SHORT    ?= 45
 
 SRCS = granc.c master.c net.c reload.c metrics.c ev.c http.c log.c worker.c conn.c pool.c py.c \
        wsgi.c asgi.c asgi_ws.c aio.c ws.c
-HDRS = granc.h aio.h asgi_int.h conn.h ev.h http.h log.h master.h metrics.h net.h pool.h py.h reload.h \
+HDRS = granc.h aio.h asgi_int.h conn.h ev.h http.h log.h master.h metrics.h net.h pool.h py.h reload.h req.h \
        tls.h worker.h worker_int.h ws.h wsgi.h ev_epoll.c ev_kqueue.c
 
 WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)

@@ -788,6 +788,13 @@ static void test_resp_head(void)
        && !strstr(buf, "granc") && strstr(buf, "date: today\r\n") && h.chunked && !h.keep
        && strstr(buf, "transfer-encoding: chunked\r\nconnection: close\r\n\r\n"),
        "response head: framing fields are the server's; Connection: close is honoured");
+    const http_header up[] = { F("upgrade", "websocket"), F("connection", "keep-alive") };
+    n = head_of(&h, 101, up, 2, -1, "GET", 1, 1, buf, sizeof buf);
+    buf[n > 0 ? n : 0] = 0;
+    ok(n > 0 && !memcmp(buf, "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n", 52)
+       && strstr(buf, "\r\nconnection: Upgrade\r\n\r\n") && !strstr(buf, "keep-alive")
+       && !strstr(buf, "ength") && !h.keep && h.nobody,
+       "response head: 101 says Connection: Upgrade, never keep-alive, and has no body");
     n = head_of(&h, 200, NULL, 0, -1, "GET", 0, 1, buf, sizeof buf);
     buf[n > 0 ? n : 0] = 0;
     ok(n > 0 && !h.chunked && !h.keep && strstr(buf, "connection: close\r\n\r\n"),
