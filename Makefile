@@ -33,8 +33,11 @@ SOAK_SHORT    ?= 45
 
 SRCS = granc.c master.c net.c reload.c metrics.c ev.c http.c log.c worker.c conn.c pool.c py.c \
        wsgi.c asgi.c asgi_ws.c aio.c ws.c
+# The Python the worker runs (the asyncio runner, the app loader, the
+# --log-config bridge) is kept in py/*.py and embedded as C strings.
+PYSRC = py/runner.py.h py/loader.py.h py/logconf.py.h
 HDRS = granc.h aio.h asgi_int.h conn.h ev.h http.h log.h master.h metrics.h net.h pool.h py.h reload.h req.h \
-       tls.h worker.h worker_int.h ws.h wsgi.h ev_epoll.c ev_kqueue.c
+       tls.h worker.h worker_int.h ws.h wsgi.h ev_epoll.c ev_kqueue.c $(PYSRC)
 
 WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)
 TLS := $(shell printf '\043include <bearssl.h>\n' | $(CC) -E - >/dev/null 2>&1 && echo 1)
@@ -244,5 +247,9 @@ BINS = granc granc-asan tests/granc-test tests/granc-asan tests/granc-static \
        $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_reload \
        $(U)/unit_reload_poll $(U)/unit_tls $(F)/fuzz_http $(F)/fuzz_ws $(F)/fuzz_opts $(F)/fuzz_pem
 
+py/%.py.h: py/%.py
+	{ printf 'static const char %s_src[] =\n' $*; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
+
 clean:
-	rm -f $(BINS)
+	rm -f $(BINS) $(PYSRC)

@@ -15,36 +15,7 @@
 
 /* Granian's target resolution (granian/_internal.py), in Python because
  * it is Python's import machinery that it drives. */
-static const char loader_src[] =
-"import importlib, os, sys\n"
-"def load(target, factory, wd):\n"
-"    sys.path.insert(0, wd if wd else '')\n"
-"    mod, attr = target, ''\n"
-"    for i, ch in enumerate(target):\n"
-"        if ch == ':' and target[i + 1:i + 2] not in ('/', '\\\\'):\n"
-"            mod, attr = target[:i], target[i + 1:]\n"
-"            break\n"
-"    if mod.endswith('.py') or os.sep in mod:\n"
-"        path = os.path.realpath(mod)\n"
-"        if path.endswith('.py'):\n"
-"            path = path[:-3]\n"
-"        top, name = os.path.split(path)\n"
-"        if name == '__init__':\n"
-"            top, name = os.path.split(top)\n"
-"        parts = [name]\n"
-"        while os.path.exists(os.path.join(top, '__init__.py')):\n"
-"            top, name = os.path.split(top)\n"
-"            parts.insert(0, name)\n"
-"        sys.path.insert(0, top)\n"
-"        mod = '.'.join(parts)\n"
-"    obj = importlib.import_module(mod)\n"
-"    for part in (attr or 'app').split('.'):\n"
-"        obj = getattr(obj, part)\n"
-"    if factory:\n"
-"        obj = obj()\n"
-"    if not callable(obj):\n"
-"        raise TypeError(f'{target!r} is not a callable application')\n"
-"    return obj\n";
+#include "py/loader.py.h"  /* loader_src[]: py/loader.py, made by the Makefile */
 
 /* PEP 587 start-up.  $VIRTUAL_ENV decides sys.prefix the way `python`
  * does: we claim to be its bin/python, so CPython finds pyvenv.cfg. */
@@ -92,33 +63,8 @@ PyObject *py_load_app(const config *cfg)
     return app;
 }
 
-/* --log-config: Granian's default dictConfig, shallowly updated with the
- * file's JSON object (a "loggers" key there replaces granc's loggers),
- * then the level of "_granian" forced to --log-level, as Granian does. */
-static const char logconf_src[] =
-"import copy, json, logging, logging.config\n"
-"BASE = {'version': 1, 'disable_existing_loggers': False,\n"
-" 'formatters': {\n"
-"  'generic': {'()': 'logging.Formatter', 'fmt': '[%(levelname)s] %(message)s',\n"
-"              'datefmt': '[%Y-%m-%d %H:%M:%S %z]'},\n"
-"  'access': {'()': 'logging.Formatter', 'fmt': '%(message)s',\n"
-"             'datefmt': '[%Y-%m-%d %H:%M:%S %z]'}},\n"
-" 'handlers': {\n"
-"  'console': {'formatter': 'generic', 'class': 'logging.StreamHandler', 'stream': 'ext://sys.stdout'},\n"
-"  'access': {'formatter': 'access', 'class': 'logging.StreamHandler', 'stream': 'ext://sys.stdout'}},\n"
-" 'loggers': {\n"
-"  '_granian': {'handlers': ['console'], 'level': 'INFO', 'propagate': False},\n"
-"  'granian.access': {'handlers': ['access'], 'level': 'INFO', 'propagate': False}}}\n"
-"def setup(path, level, enabled):\n"
-"    conf = copy.deepcopy(BASE)\n"
-"    with open(path) as f:\n"
-"        conf.update(json.load(f))\n"
-"    conf['loggers'].setdefault('_granian', {})['level'] = level\n"
-"    logging.config.dictConfig(conf)\n"
-"    server = logging.getLogger('_granian')\n"
-"    if not enabled:\n"
-"        server.setLevel(logging.CRITICAL + 1)\n"
-"    return server, logging.getLogger('granian.access')\n";
+/* --log-config, as Granian does it. */
+#include "py/logconf.py.h" /* logconf_src[]: py/logconf.py, made by the Makefile */
 
 static PyObject *py_loggers[2];  /* _granian, granian.access */
 
