@@ -399,11 +399,16 @@ int tr_out_body(Transport *t, const char *p, size_t n, PyObject *owner, int64_t 
 int tr_out_end(Transport *t, PyObject *trailers)
 {
     request *r = t->req;
-    py_fields pf = { .f = NULL, .n = 0 };
     struct iovec v;
-    if (trailers && py_fields_get(&pf, trailers, 0) < 0) return -1;
-    int rc = r->ops->end(r, pf.f, pf.n, &v);
-    if (trailers) py_fields_free(&pf);
+    int rc;
+    if (trailers) {
+        py_fields pf;
+        if (py_fields_get(&pf, trailers, 0) < 0) return -1;
+        rc = r->ops->end(r, pf.f, pf.n, &v);
+        py_fields_free(&pf);
+    } else {
+        rc = r->ops->end(r, NULL, 0, &v);
+    }
     if (rc < 0) { PyErr_SetString(PyExc_ValueError, "trailers too large"); return -1; }
     if (tr_push(t, v.iov_base, v.iov_len, NULL, 1) < 0) return -1;
     t->resp = RESP_DONE;

@@ -264,12 +264,14 @@ static int begin_request(conn *c, size_t head)
     /* the request as the app sees it: the client and scheme are the
      * peer's, unless a trusted proxy said otherwise (then the port is 0,
      * as in uvicorn) */
-    c->r = (request){
-        .ops = &h1_ops, .head = rq, .ls = c->ls, .tls = c->tls,
-        .client = c->fwd[0] ? c->fwd : c->addr, .client_port = c->fwd[0] ? 0 : c->port,
-        .secure = c->fwd_proto ? c->fwd_proto > 0 : c->tls != NULL,
-        .res = { .clen = -1 },
-    };
+    request *r = &c->r;                 /* (its ops, ls and tls are set once) */
+    r->head = rq;
+    r->client = c->fwd[0] ? c->fwd : c->addr;
+    r->client_port = c->fwd[0] ? 0 : c->port;
+    r->secure = c->fwd_proto ? c->fwd_proto > 0 : c->tls != NULL;
+    r->ws = r->keep = r->broken = 0;
+    r->res = (resp_head){ .clen = -1 };
+    r->sent = 0;
     return 0;
 }
 
@@ -437,6 +439,9 @@ void conn_new(int fd, const listener *ls, struct sockaddr_storage *sa)
         return;
     }
     c->trusted = proxy_trusted(c->addr, ls->family);
+    c->r.ops = &h1_ops;
+    c->r.ls = ls;
+    c->r.tls = c->tls;
     c->next = W.conns;
     if (W.conns) W.conns->prev = c;
     W.conns = c;
@@ -468,18 +473,22 @@ static ssize_t h1_write(request *r, const struct iovec *iov, int n, int wait)
     struct iovec v[64];
     ssize_t total = 0;
     if (n > 64 || r->broken) return -1;
+    if (!wait) {                        /* what the socket takes now */
+        ssize_t w = conn_wrv(c, iov, n);
+        if (w >= 0 || errno == EAGAIN) return w >= 0 ? w : 0;
+        r->broken = 1;
+        return -1;
+    }
     memcpy(v, iov, sizeof(*v) * (size_t)n);
     struct iovec *p = v;
     while (n > 0) {
         ssize_t w = conn_wrv(c, p, n);
         if (w < 0) {
-            if (errno == EAGAIN && !wait) return total;
             if (errno == EAGAIN && conn_wait(c, POLLOUT) == 0) continue;
             r->broken = 1;
             return -1;
         }
         total += w;
-        if (!wait) return total;
         while (n > 0 && (size_t)w >= p->iov_len) { w -= (ssize_t)p->iov_len; p++; n--; }
         if (n > 0) { p->iov_base = (char *)p->iov_base + w; p->iov_len -= (size_t)w; }
     }
@@ -721,7 +730,8 @@ static void h1_watch(request *r, int mask)
  * as far as it has come.  Returns 1 if the connection is reusable. */
 static int drain(conn *c, int wait)
 {
-    if (!c->continue_sent && !c->body_done) return 0;    /* the client waits for 100 */
+    if (c->body_done && c->dpos == c->dend) return 1;    /* nothing left */
+    if (!c->continue_sent) return 0;    /* the client still waits for 100 */
     size_t left = DRAIN_MAX;
     for (;;) {
         c->dpos = c->dend;
