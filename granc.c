@@ -690,6 +690,8 @@ static void resolve(void)
         if (opts[i].feat > FT_NOOP && src[i] != SRC_DEFAULT && !same_value(i, &cfg, &dflt))
             die("%s: %s is not supported yet", label(i, src[i]), feat_name[opts[i].feat]);
     }
+    /* BearSSL stops at TLS 1.2 (granc's default, where Granian's is 1.3):
+     * refuse 1.3 rather than silently serve an older protocol than asked. */
     if (cfg.ssl_protocol_min && !strcmp(cfg.ssl_protocol_min, "tls1.3"))
         die("%s: TLS 1.3 is not available: BearSSL speaks TLS 1.2 only",
               NAME("ssl-protocol-min"));

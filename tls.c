@@ -732,11 +732,7 @@ static void ctx_free(tls_ctx *c)
     free(c);
 }
 
-/* --ssl-protocol-min: BearSSL stops at TLS 1.2, so "tls1.2" is both the
- * floor and the ceiling.  Granian's default is "tls1.3"; granc's is tls1.2,
- * so the master passes NULL (or "tls1.2") unless the user chose a value,
- * and an explicit "tls1.3" cannot be honoured: refuse it rather than
- * silently serve an older protocol than asked for. */
+/* granc.c has refused --ssl-protocol-min tls1.3: BearSSL speaks TLS 1.2 only. */
 tls_ctx *tls_load(const config *cfg, char *err, size_t errlen)
 {
     tls_ctx *c = calloc(1, sizeof *c);
@@ -746,11 +742,6 @@ tls_ctx *tls_load(const config *cfg, char *err, size_t errlen)
     if (!c) {
         snprintf(err, errlen, "TLS: out of memory");
         return NULL;
-    }
-    if (cfg->ssl_protocol_min && strcmp(cfg->ssl_protocol_min, "tls1.2")) {
-        snprintf(err, errlen, "--ssl-protocol-min: %s: granc's TLS library (BearSSL) "
-                 "supports TLS 1.2 only; use tls1.2", cfg->ssl_protocol_min);
-        goto fail;
     }
     if (!cfg->ssl_certificate || !cfg->ssl_keyfile) {
         snprintf(err, errlen, "%s: required with %s",
