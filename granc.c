@@ -829,7 +829,7 @@ int main(int argc, char **argv)
     parse_env();
     resolve();
 
-    log_init(cfg.log, cfg.log_level, NULL);
+    log_init(cfg.log, cfg.log_level);
     if (cfg.access_log && log_access_init(cfg.access_log_fmt) < 0)
         die("%s: invalid format \"%s\"", NAME("access-log-fmt"), cfg.access_log_fmt);
     warn_unknown_env();

@@ -29,9 +29,8 @@ static log_sink_fn *sink;
 
 void log_set_sink(log_sink_fn *fn) { sink = fn; }
 
-void log_init(int enabled, int level, const char *prefix)
+void log_init(int enabled, int level)
 {
-    (void)prefix;
     log_enabled = enabled;
     log_level = level;
 }

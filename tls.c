@@ -566,9 +566,9 @@ static int crl_parse(crl *r)
 
 static int load_crls(ld *l, tls_ctx *c)
 {
-    size_t n = 0;
+    size_t n = 0, before = c->ncrls;
     pem_obj *v = NULL;
-    int rc = 0, found = 0;
+    int rc = 0;
 
     if (pem_load(l, &v, &n, 0))
         return -1;
@@ -584,12 +584,11 @@ static int load_crls(ld *l, tls_ctx *c)
         q = memset(&c->crls[c->ncrls++], 0, sizeof *q);
         q->obj = v[i];
         v[i].der = NULL;
-        found = 1;
         if (crl_parse(q))
             rc = bad(l, "cannot decode CRL %zu", i + 1);
     }
     pem_free(v, n, 0);
-    return rc ? rc : found ? 0 : bad(l, "no X509 CRL found");
+    return rc ? rc : c->ncrls > before ? 0 : bad(l, "no X509 CRL found");
 }
 
 /* The serial number and the issuer (whole Name element) of a certificate. */
