@@ -12,6 +12,7 @@
  *                                      mask 0 removes the fd
  *   be_poll(loop, timeout_ms)          wait, fill loop->fired[], return
  *                                      the count or -1 with errno
+ *   be_fd(loop)                        the kernel object's descriptor (ev_fd)
  *
  * be_poll normalises what the kernel says: one fired entry per fd, with
  * errors and hang-ups reported as READ|WRITE (of the registered bits) so

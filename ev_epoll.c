@@ -14,8 +14,6 @@ struct be_state {
     struct epoll_event *events; /* [setsize], filled by epoll_wait */
 };
 
-/* The kernel object itself: it becomes readable when an event is ready,
- * so another loop (asyncio's) can wait on it. */
 static int be_fd(ev_loop *loop)
 {
     return loop->be->epfd;

@@ -19,8 +19,6 @@ struct be_state {
     unsigned char *pending;     /* [setsize], per-fd mask while merging */
 };
 
-/* The kernel object itself: it becomes readable when an event is ready,
- * so another loop (asyncio's) can wait on it. */
 static int be_fd(ev_loop *loop)
 {
     return loop->be->kq;

@@ -16,15 +16,10 @@
 #include "log.h"
 #include "master.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,9 +29,6 @@
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
-#include <sys/time.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -675,21 +667,18 @@ static void set_defaults(void)
 /* Cross-option checks and computed defaults, once argv and environment are in. */
 static void resolve(void)
 {
-    int ii = OPT("interface"), ih = OPT("http"), ib = OPT("blocking-threads");
-    int iw = OPT("working-dir");
     struct stat st;
     char bad[64];
 
     if (!cfg.target)
         die("missing APP argument: module[:attr] or file.py (see --help)");
     if (cfg.iface == IF_RSGI)
-        die("%s: RSGI is not supported yet; use --interface asgi or wsgi",
-              label(ii, src[ii]));
+        die("%s: RSGI is not supported yet; use --interface asgi or wsgi", NAME("interface"));
     if (cfg.loop && (!strcmp(cfg.loop, "rloop") || !strcmp(cfg.loop, "winloop")))
         die("%s: %s is not available in granc (use auto, asyncio or uvloop)",
-              label(OPT("loop"), src[OPT("loop")]), cfg.loop);
+              NAME("loop"), cfg.loop);
     if (cfg.http == HTTPM_2)
-        die("%s: HTTP/2 is not supported yet", label(ih, src[ih]));
+        die("%s: HTTP/2 is not supported yet", NAME("http"));
     for (int i = 0; i < NOPTS; i++) {
         if (opts[i].feat == FT_TLS && TLS_BUILT)
             continue;
@@ -701,6 +690,8 @@ static void resolve(void)
         if (opts[i].feat > FT_NOOP && src[i] != SRC_DEFAULT && !same_value(i, &cfg, &dflt))
             die("%s: %s is not supported yet", label(i, src[i]), feat_name[opts[i].feat]);
     }
+    /* BearSSL stops at TLS 1.2 (granc's default, where Granian's is 1.3):
+     * refuse 1.3 rather than silently serve an older protocol than asked. */
     if (cfg.ssl_protocol_min && !strcmp(cfg.ssl_protocol_min, "tls1.3"))
         die("%s: TLS 1.3 is not available: BearSSL speaks TLS 1.2 only",
               NAME("ssl-protocol-min"));
@@ -714,14 +705,14 @@ static void resolve(void)
         cfg.blocking_threads = cfg.iface == IF_WSGI && cfg.backpressure / 2 > 1
                                ? cfg.backpressure / 2 : 1;
     else if (cfg.iface != IF_WSGI && cfg.blocking_threads > 1)
-        die("%s: must be 1 on async interfaces (got %d)", label(ib, src[ib]),
+        die("%s: must be 1 on async interfaces (got %d)", NAME("blocking-threads"),
               cfg.blocking_threads);
     if (cfg.log_config && access(cfg.log_config, R_OK) < 0)
         die("%s: %s: %s", NAME("log-config"), cfg.log_config, strerror(errno));
     if (proxy_trust_init(&cfg.forwarded_allow_ips, bad, sizeof bad) < 0)
         die("%s: \"%s\" is not an IP address, a CIDR, unix or *", NAME("forwarded-allow-ips"), bad);
     if (cfg.working_dir && (stat(cfg.working_dir, &st) || !S_ISDIR(st.st_mode)))
-        die("%s: %s is not a directory", label(iw, src[iw]), cfg.working_dir);
+        die("%s: %s is not a directory", NAME("working-dir"), cfg.working_dir);
 }
 
 /* ===================================================================
@@ -831,7 +822,6 @@ int fuzz_same_config(const config *a, const config *b)
 int main(int argc, char **argv)
 {
     long cpus;
-    int i;
 
     argv = title_init(argc, argv);
     set_defaults();
@@ -839,10 +829,9 @@ int main(int argc, char **argv)
     parse_env();
     resolve();
 
-    log_init(cfg.log, cfg.log_level, NULL);
-    i = OPT("access-log-fmt");
+    log_init(cfg.log, cfg.log_level);
     if (cfg.access_log && log_access_init(cfg.access_log_fmt) < 0)
-        die("%s: invalid format \"%s\"", label(i, src[i]), cfg.access_log_fmt);
+        die("%s: invalid format \"%s\"", NAME("access-log-fmt"), cfg.access_log_fmt);
     warn_unknown_env();
     warn_decimal_mode();
     if ((cpus = sysconf(_SC_NPROCESSORS_ONLN)) > 0 && cfg.workers > cpus)

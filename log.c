@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 #include "granc.h"
 #include "http.h"
@@ -30,9 +29,8 @@ static log_sink_fn *sink;
 
 void log_set_sink(log_sink_fn *fn) { sink = fn; }
 
-void log_init(int enabled, int level, const char *prefix)
+void log_init(int enabled, int level)
 {
-    (void)prefix;
     log_enabled = enabled;
     log_level = level;
 }
@@ -160,6 +158,12 @@ int log_access_init(const char *fmt)
     return 0;
 }
 
+/* n after snprintf reported w more bytes in a buffer of cap (cut there). */
+static size_t advance(size_t n, int w, size_t cap)
+{
+    return w <= 0 ? n : n + (size_t)w < cap ? n + (size_t)w : cap - 1;
+}
+
 /* Append a string atom; '"' is escaped as Granian's SafeAtoms does. */
 static size_t put_str(char *out, size_t cap, size_t n, const piece *p,
                       const char *s, size_t len)
@@ -171,64 +175,52 @@ static size_t put_str(char *out, size_t cap, size_t n, const piece *p,
         tmp[t++] = s[i];
     }
     tmp[t] = 0;
-    int w = snprintf(out + n, cap - n, p->spec, tmp);
-    return w < 0 ? n : (n + (size_t)w < cap ? n + (size_t)w : cap - 1);
+    return advance(n, snprintf(out + n, cap - n, p->spec, tmp), cap);
 }
 
 void log_access(const access_rec *r)
 {
-    char out[LOG_LINE_MAX + 1];
+    char out[LOG_LINE_MAX + 1], tb[64];
     size_t n = 0, cap = LOG_LINE_MAX;
     for (int i = 0; i < npieces && n < cap - 1; i++) {
         const piece *p = &pieces[i];
-        int w = 0;
+        const char *s = "-";        /* a string atom's text */
+        size_t len = 1;
+        double v;
         switch (p->atom) {
         case A_TEXT:
-            w = snprintf(out + n, cap - n, "%s", p->text);
-            break;
-        case A_STATUS:
+            n = advance(n, snprintf(out + n, cap - n, "%s", p->text), cap);
+            continue;
+        case A_STATUS: case A_DT_MS:
+            v = p->atom == A_STATUS ? r->status : r->dt_ms;
             if (strchr(p->spec, 'd') || strchr(p->spec, 'i'))
-                w = snprintf(out + n, cap - n, p->spec, r->status);
+                n = advance(n, snprintf(out + n, cap - n, p->spec, (int)v), cap);
             else
-                w = snprintf(out + n, cap - n, p->spec, (double)r->status);
-            break;
-        case A_DT_MS:
-            if (strchr(p->spec, 'd') || strchr(p->spec, 'i'))
-                w = snprintf(out + n, cap - n, p->spec, (int)r->dt_ms);
-            else
-                w = snprintf(out + n, cap - n, p->spec, r->dt_ms);
-            break;
+                n = advance(n, snprintf(out + n, cap - n, p->spec, v), cap);
+            continue;
         case A_TIME: {
-            char tb[64];
             time_t t = (time_t)r->start;
             struct tm tm;
             localtime_r(&t, &tm);
-            size_t tl = strftime(tb, sizeof(tb), "%Y-%m-%d %H:%M:%S %z", &tm);
-            n = put_str(out, cap, n, p, tb, tl);
-            continue;
+            s = tb;
+            len = strftime(tb, sizeof(tb), "%Y-%m-%d %H:%M:%S %z", &tm);
+            break;
         }
-        case A_ADDR:     n = put_str(out, cap, n, p, r->addr, strlen(r->addr)); continue;
-        case A_PATH:     n = put_str(out, cap, n, p, r->path.p, r->path.n); continue;
-        case A_QUERY:    n = put_str(out, cap, n, p, r->query.p, r->query.n); continue;
-        case A_METHOD:   n = put_str(out, cap, n, p, r->method.p, r->method.n); continue;
-        case A_SCHEME:   n = put_str(out, cap, n, p, r->scheme, strlen(r->scheme)); continue;
-        case A_PROTOCOL: n = put_str(out, cap, n, p, r->protocol, strlen(r->protocol)); continue;
-        case A_HEADER: {
+        case A_ADDR:     s = r->addr, len = strlen(r->addr); break;
+        case A_PATH:     s = r->path.p, len = r->path.n; break;
+        case A_QUERY:    s = r->query.p, len = r->query.n; break;
+        case A_METHOD:   s = r->method.p, len = r->method.n; break;
+        case A_SCHEME:   s = r->scheme, len = strlen(r->scheme); break;
+        case A_PROTOCOL: s = r->protocol, len = strlen(r->protocol); break;
+        case A_HEADER:              /* "-" when the request has none */
             for (size_t h = 0; h < r->nheaders; h++)
                 if (http_name_is(r->headers[h].name, p->text)) {
-                    n = put_str(out, cap, n, p, r->headers[h].value.p,
-                                r->headers[h].value.n);
-                    goto next;
+                    s = r->headers[h].value.p, len = r->headers[h].value.n;
+                    break;
                 }
-            n = put_str(out, cap, n, p, "-", 1);
-            continue;
+            break;
         }
-        default:
-            n = put_str(out, cap, n, p, "-", 1);
-            continue;
-        }
-        if (w > 0) n = n + (size_t)w < cap ? n + (size_t)w : cap - 1;
-    next:;
+        n = put_str(out, cap, n, p, s, len);
     }
     if (sink) sink(LL_INFO, 1, out, n);
     else write_line(out, n);

@@ -4,7 +4,7 @@
 
 #include "http.h"
 
-void log_init(int enabled, int level, const char *prefix);
+void log_init(int enabled, int level);
 void log_msg(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 #define log_debug(...) log_msg(LL_DEBUG, __VA_ARGS__)

@@ -26,7 +26,6 @@
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
-#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>

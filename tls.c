@@ -105,6 +105,10 @@ static const uint16_t suites_rsa[] = {
     BR_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 };
 #define NSUITES 3
 static const char *alpn_names[] = { "http/1.1" };
+/* SHA-1 and SHA-2, in BearSSL's id order (br_sha1_ID .. br_sha512_ID). */
+static const br_hash_class *const sha_hashes[] = {
+    &br_sha1_vtable, &br_sha224_vtable, &br_sha256_vtable, &br_sha384_vtable,
+    &br_sha512_vtable };
 
 static void wipe(void *p, size_t n)
 {
@@ -282,10 +286,8 @@ static int span_eq(span a, const unsigned char *b, size_t n)
 
 static const unsigned char OID_PBES2[] = { 0x2A,0x86,0x48,0x86,0xF7,0x0D,0x01,0x05,0x0D };
 static const unsigned char OID_PBKDF2[] = { 0x2A,0x86,0x48,0x86,0xF7,0x0D,0x01,0x05,0x0C };
-static const unsigned char OID_HMAC[] = { 0x2A,0x86,0x48,0x86,0xF7,0x0D,0x02 }; /* + 7..11 */
-static const br_hash_class *const hmac_prf[] = {         /* by the OID's last byte */
-    &br_sha1_vtable, &br_sha224_vtable, &br_sha256_vtable, &br_sha384_vtable,
-    &br_sha512_vtable };
+/* + 7..11: HMAC with SHA-1, SHA-224 .. SHA-512, as in sha_hashes[] */
+static const unsigned char OID_HMAC[] = { 0x2A,0x86,0x48,0x86,0xF7,0x0D,0x02 };
 static const unsigned char OID_AES_CBC[] = { 0x60,0x86,0x48,0x01,0x65,0x03,0x04,0x01 };
 
 static void pbkdf2(const br_hash_class *h, const char *pw, span salt, uint32_t iter,
@@ -353,7 +355,7 @@ static int pkcs8_decrypt(ld *l, pem_obj *o, const char *pw)
             return bad(l, "malformed encrypted key");
         if (oid.n != 8 || memcmp(oid.p, OID_HMAC, 7) || oid.p[7] < 7 || oid.p[7] > 11)
             return bad(l, "unsupported key encryption (PBKDF2 with HMAC-SHA1/SHA2 only)");
-        prf = hmac_prf[oid.p[7] - 7];
+        prf = sha_hashes[oid.p[7] - 7];
     }
     if (der_get(&params, 0x30, &enc, NULL) < 0 || der_get(&enc, 0x06, &oid, NULL) < 0
         || oid.n != 9 || memcmp(oid.p, OID_AES_CBC, 8)
@@ -564,9 +566,9 @@ static int crl_parse(crl *r)
 
 static int load_crls(ld *l, tls_ctx *c)
 {
-    size_t n = 0;
+    size_t n = 0, before = c->ncrls;
     pem_obj *v = NULL;
-    int rc = 0, found = 0;
+    int rc = 0;
 
     if (pem_load(l, &v, &n, 0))
         return -1;
@@ -582,12 +584,11 @@ static int load_crls(ld *l, tls_ctx *c)
         q = memset(&c->crls[c->ncrls++], 0, sizeof *q);
         q->obj = v[i];
         v[i].der = NULL;
-        found = 1;
         if (crl_parse(q))
             rc = bad(l, "cannot decode CRL %zu", i + 1);
     }
     pem_free(v, n, 0);
-    return rc ? rc : found ? 0 : bad(l, "no X509 CRL found");
+    return rc ? rc : c->ncrls > before ? 0 : bad(l, "no X509 CRL found");
 }
 
 /* The serial number and the issuer (whole Name element) of a certificate. */
@@ -730,11 +731,7 @@ static void ctx_free(tls_ctx *c)
     free(c);
 }
 
-/* --ssl-protocol-min: BearSSL stops at TLS 1.2, so "tls1.2" is both the
- * floor and the ceiling.  Granian's default is "tls1.3"; granc's is tls1.2,
- * so the master passes NULL (or "tls1.2") unless the user chose a value,
- * and an explicit "tls1.3" cannot be honoured: refuse it rather than
- * silently serve an older protocol than asked for. */
+/* granc.c has refused --ssl-protocol-min tls1.3: BearSSL speaks TLS 1.2 only. */
 tls_ctx *tls_load(const config *cfg, char *err, size_t errlen)
 {
     tls_ctx *c = calloc(1, sizeof *c);
@@ -744,11 +741,6 @@ tls_ctx *tls_load(const config *cfg, char *err, size_t errlen)
     if (!c) {
         snprintf(err, errlen, "TLS: out of memory");
         return NULL;
-    }
-    if (cfg->ssl_protocol_min && strcmp(cfg->ssl_protocol_min, "tls1.2")) {
-        snprintf(err, errlen, "--ssl-protocol-min: %s: granc's TLS library (BearSSL) "
-                 "supports TLS 1.2 only; use tls1.2", cfg->ssl_protocol_min);
-        goto fail;
     }
     if (!cfg->ssl_certificate || !cfg->ssl_keyfile) {
         snprintf(err, errlen, "%s: required with %s",
@@ -790,9 +782,6 @@ fail:
 
 tls_conn *tls_new(tls_ctx *ctx)
 {
-    static const br_hash_class *const hashes[] = {
-        &br_sha1_vtable, &br_sha224_vtable, &br_sha256_vtable,
-        &br_sha384_vtable, &br_sha512_vtable };
     tls_conn *t = malloc(sizeof *t);
     br_ssl_engine_context *e;
 
@@ -805,7 +794,7 @@ tls_conn *tls_new(tls_ctx *ctx)
     br_ssl_engine_set_suites(e, ctx->suites, NSUITES);
     /* SHA-1 stays for the signatures of clients that offer nothing else. */
     for (int id = br_sha1_ID; id <= br_sha512_ID; id++)
-        br_ssl_engine_set_hash(e, id, hashes[id - br_sha1_ID]);
+        br_ssl_engine_set_hash(e, id, sha_hashes[id - br_sha1_ID]);
     br_ssl_engine_set_prf_sha256(e, &br_tls12_sha256_prf);
     br_ssl_engine_set_prf_sha384(e, &br_tls12_sha384_prf);
     br_ssl_engine_set_default_aes_gcm(e);
@@ -1029,15 +1018,14 @@ const char *tls_version(tls_conn *t)
 
 const char *tls_cipher(tls_conn *t)
 {
+#define SUITE(name) { BR_##name, #name }     /* BearSSL's names are IANA's */
     static const struct { uint16_t id; const char *name; } names[] = {
-        { BR_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" },
-        { BR_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" },
-        { BR_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-          "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" },
-        { BR_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" },
-        { BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" },
-        { BR_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-          "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" } };
+        SUITE(TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+        SUITE(TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
+        SUITE(TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
+        SUITE(TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+        SUITE(TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384),
+        SUITE(TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256) };
 
     for (size_t i = 0; t->ready && i < sizeof names / sizeof names[0]; i++)
         if (names[i].id == t->sc.eng.session.cipher_suite)

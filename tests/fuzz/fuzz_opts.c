@@ -52,9 +52,9 @@ int fuzz_same_config(const config *a, const config *b);
 
 void master_cleanup(void) {}
 int master_run(const config *c) { (void)c; return 0; }
-void log_init(int enabled, int level, const char *prefix)
+void log_init(int enabled, int level)
 {
-    (void)enabled, (void)level, (void)prefix;
+    (void)enabled, (void)level;
 }
 void log_msg(int level, const char *fmt, ...) { (void)level, (void)fmt; }
 int log_access_init(const char *fmt) { (void)fmt; return 0; }
