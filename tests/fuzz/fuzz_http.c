@@ -129,14 +129,19 @@ static void fuzz_resp_head(const http_request *rq, size_t cut)
     size_t cap = cut % (sizeof small - 1);
     ssize_t n, m;
 
+    char date[30];
+
     small[cap] = 'x';
+    memcpy(date, http_date(), sizeof date);
     n = http_resp_head(&h, NULL, 0, rq->headers, rq->nheaders, total, rq, (int)(cut & 1),
                        big, sizeof big);
     m = http_resp_head(&g, NULL, 0, rq->headers, rq->nheaders, total, rq, (int)(cut & 1),
                        small, cap);
     check(n == m && (n == HTTP_BAD || (n > 0 && (size_t)n <= sizeof big)));
     check(small[cap] == 'x');
-    if (n > 0 && (size_t)n <= cap)
+    /* the Date field ticks once a second: across a tick the two heads
+     * differ in it alone (a failure CI saw once in 135,000 runs) */
+    if (n > 0 && (size_t)n <= cap && !memcmp(date, http_date(), sizeof date))
         check(!memcmp(big, small, (size_t)n) && big[n - 1] == '\n' && big[n - 2] == '\r');
 }
 
