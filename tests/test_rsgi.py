@@ -7,6 +7,7 @@ import os
 import signal
 import ssl
 import subprocess
+import threading
 import time
 
 import httpx
@@ -163,10 +164,18 @@ def test_streamed_upload(rsgi):
 
 
 def test_streamed_echo_big(rsgi):
+    """8 MiB echoed as it streams in.  The client reads while it writes:
+    send_bytes waits for it (backpressure), so a client that reads only
+    after its upload would stall once the socket buffers are full."""
     data = os.urandom(8 * 1024 * 1024)
-    r = httpx.post(rsgi.url + "/echos", content=data, timeout=60)
-    assert r.headers["transfer-encoding"] == "chunked"
-    assert hashlib.sha256(r.content).digest() == hashlib.sha256(data).digest()
+    sock = rsgi.connect(60)
+    sock.sendall(b"POST /echos HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(data))
+    t = threading.Thread(target=sock.sendall, args=(data,))
+    t.start()
+    status, headers, body, _ = read_response(sock)
+    t.join()
+    assert status == 200 and headers["transfer-encoding"] == "chunked"
+    assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
 
 
 def test_expect_continue_with_stream(rsgi):
