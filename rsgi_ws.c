@@ -31,7 +31,6 @@ typedef struct {
     int accepted, closed;        /* accept() and close() were called */
     int close_given;             /* receive() gave the kind-0 message */
     PyObject *recv_fut;          /* a receive() waiting for a message */
-    PyObject *trx;               /* the transport, once accepted */
 } WsProto;
 
 typedef struct {
@@ -50,7 +49,6 @@ static void wsproto_dealloc(WsProto *p)
 {
     Py_XDECREF(p->t);
     Py_XDECREF(p->recv_fut);
-    Py_XDECREF(p->trx);
     PyObject_Free(p);
 }
 
@@ -187,8 +185,7 @@ static PyObject *ws_accept(WsProto *p, PyObject *u)
     t->resp = RESP_HEAD;
     WsTrx *x = PyObject_New(WsTrx, &WsTrxType);
     if (!x) return NULL;
-    x->p = (WsProto *)Py_NewRef(p);
-    p->trx = Py_NewRef(x);
+    x->p = (WsProto *)Py_NewRef(p);    /* (p does not keep x: no cycle) */
     tr_flush(t);
     return aio_ready((PyObject *)x);
 }
