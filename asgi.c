@@ -831,6 +831,10 @@ static PyObject *task_done(Transport *t, PyObject *task)
         }
         Py_XDECREF(cancelled);
     }
+    /* the task is over: let go of it, or the traceback it keeps (its
+     * frames hold receive and send, which hold t) makes a cycle through t,
+     * which the GC cannot see: 3.7 KiB lost per failed request */
+    Py_CLEAR(t->task);
     if (t->ws) {
         int raised = PyErr_Occurred() != NULL;
         if (raised && !t->gone) py_log_exception("Application callable raised an exception");
