@@ -573,6 +573,10 @@ void rsgi_task_end(Transport *t, int raised)
         }
     }
     t->app_done = 1;
+    /* the task is over: let go of it, or a traceback it keeps (its frames
+     * hold the protocol, which holds t) would make a cycle through objects
+     * the GC cannot see */
+    Py_CLEAR(t->task);
     if (t->req) tr_flush(t);
 }
 

@@ -28,7 +28,6 @@ typedef struct {
     char client[PROXY_ADDR_MAX];
     int client_port;
     int ws, minor, secure;
-    PyObject *headers;           /* made on first use */
 } Scope;
 
 typedef struct {
@@ -41,7 +40,6 @@ static PyTypeObject ScopeType, HeadersType;
 static void scope_dealloc(Scope *s)
 {
     PyMem_Free(s->mem);
-    Py_XDECREF(s->headers);
     PyObject_Free(s);
 }
 
@@ -68,7 +66,6 @@ PyObject *rsgi_scope(request *r, int ws)
     need += sizeof(span[2]) * rq->nheaders;
     Scope *s = PyObject_New(Scope, &ScopeType);
     if (!s) return NULL;
-    s->headers = NULL;
     if (!(s->mem = PyMem_Malloc(need ? need : 1))) {
         PyObject_Free(s);
         return PyErr_NoMemory();
@@ -151,16 +148,14 @@ static PyObject *sc_path(Scope *s, void *c)
     if (dec != stackbuf) PyMem_Free(dec);
     return p;
 }
+/* A view of s's headers, new at each access: kept in s, it would make a
+ * reference cycle (s -> headers -> s) that neither type's GC could break. */
 static PyObject *sc_headers(Scope *s, void *c)
 {
     (void)c;
-    if (!s->headers) {
-        Headers *h = PyObject_New(Headers, &HeadersType);
-        if (!h) return NULL;
-        h->s = (Scope *)Py_NewRef(s);
-        s->headers = (PyObject *)h;
-    }
-    return Py_NewRef(s->headers);
+    Headers *h = PyObject_New(Headers, &HeadersType);
+    if (h) h->s = (Scope *)Py_NewRef(s);
+    return (PyObject *)h;
 }
 
 static PyGetSetDef scope_getset[] = {
