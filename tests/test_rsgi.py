@@ -190,6 +190,37 @@ def test_expect_continue_with_stream(rsgi):
     assert status == 200 and body == b"hello"
 
 
+def cpu_seconds(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_upload_backpressure(rsgi):
+    """While the app does not ask for the body, granc stops reading it:
+    the client's upload stalls, and the worker does not spin on a socket
+    that stays readable."""
+    worker = rsgi.worker_pids()[0]
+    size = 64 << 20
+    sock = rsgi.connect(30)
+    sock.sendall(b"POST /hold?t=1.5 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+    cpu0 = cpu_seconds(worker)
+    sock.setblocking(False)
+    sent, chunk, deadline = 0, b"u" * 65536, time.time() + 1
+    while time.time() < deadline:
+        try:
+            sent += sock.send(chunk)
+        except BlockingIOError:
+            time.sleep(0.01)
+    assert sent < size // 2, sent                   # the upload stalled
+    assert cpu_seconds(worker) - cpu0 < 0.5          # no busy loop meanwhile
+    sock.setblocking(True)
+    rest = size - sent
+    while rest:
+        rest -= sock.send(chunk[:min(rest, len(chunk))])
+    status, _, body, _ = read_response(sock)
+    assert status == 200 and body == str(size).encode()
+
+
 def test_body_read_twice_is_a_protocol_error(rsgi):
     r = httpx.post(rsgi.url + "/body_twice", content=b"abc")
     assert r.json() == ["granian._granian.RSGIProtocolError:True"] * 2

@@ -184,6 +184,13 @@ async def noresp(scope, proto):
     return None
 
 
+async def hold(scope, proto):
+    """Reads nothing for t seconds, then the whole body."""
+    await asyncio.sleep(float(q(scope)["t"]))
+    body = await proto()
+    proto.response_str(200, [], str(len(body)))
+
+
 async def slow(scope, proto):
     await asyncio.sleep(float(q(scope).get("t", 1)))
     proto.response_str(200, [], "slow done")
@@ -289,7 +296,7 @@ ROUTES = {
     "/info": info, "/echo": echo, "/digest": digest, "/echos": echo_stream, "/stream": stream,
     "/resp": responses, "/body_twice": body_twice, "/file": file, "/disconnect": disconnect,
     "/backpressure": backpressure, "/err_app": err_app, "/err_mid": err_mid,
-    "/noresp": noresp, "/slow": slow,
+    "/noresp": noresp, "/slow": slow, "/hold": hold,
     "/ws_echo": ws_echo, "/ws_info": ws_info, "/ws_report": ws_report, "/ws_reject": ws_reject,
     "/ws_noaccept": ws_noaccept, "/ws_close_code": ws_close_code,
     "/ws_accept_twice": ws_accept_twice, "/ws_push": ws_push, "/ws_raise": ws_raise,
