@@ -37,13 +37,13 @@ SRCS = granc.c master.c net.c reload.c metrics.c ev.c http.c log.c worker.c conn
 # --log-config bridge) is kept in py/*.py and embedded as C strings.
 PYSRC = py/runner.py.h py/loader.py.h py/logconf.py.h
 HDRS = granc.h aio.h asgi_int.h conn.h ev.h http.h log.h master.h metrics.h net.h pool.h py.h reload.h req.h rsgi.h \
-       tls.h worker.h worker_int.h ws.h wsgi.h ev_epoll.c ev_kqueue.c $(PYSRC)
+       tls.h tls_int.h worker.h worker_int.h ws.h wsgi.h ev_epoll.c ev_kqueue.c $(PYSRC)
 
 WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)
 TLS := $(shell printf '\043include <bearssl.h>\n' | $(CC) -E - >/dev/null 2>&1 && echo 1)
 ifeq ($(TLS),1)
 TLS_FLAGS = -DGRANC_TLS -lbearssl
-SRCS += tls.c
+SRCS += tls.c tls_load.c
 endif
 
 # $(call py_flags,python): compile and link flags for embedding that Python
@@ -99,9 +99,9 @@ $(U)/unit_reload: $(U)/unit_reload.c $(U)/tap.h reload.c log.c http.c $(HDRS)
 	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_reload.c reload.c log.c http.c
 $(U)/unit_reload_poll: $(U)/unit_reload.c $(U)/tap.h reload.c log.c http.c $(HDRS)
 	$(CC) $(SAN) $(WARN) -DRELOAD_POLL -I. -o $@ $(U)/unit_reload.c reload.c log.c http.c
-# tls.c, TLS builds only; openssl(1) makes its certificates at run time.
-$(U)/unit_tls: $(U)/unit_tls.c $(U)/tap.h tls.c tls.h $(HDRS)
-	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ $(U)/unit_tls.c tls.c -lbearssl
+# tls.c and tls_load.c, TLS builds only; openssl(1) makes its certificates at run time.
+$(U)/unit_tls: $(U)/unit_tls.c $(U)/tap.h tls.c tls_load.c $(HDRS)
+	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ $(U)/unit_tls.c tls.c tls_load.c -lbearssl
 
 UNITS = $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_reload $(U)/unit_reload_poll
 ifeq ($(TLS),1)
@@ -201,11 +201,11 @@ $(F)/fuzz_http: $(F)/fuzz_http.c http.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(F)/fuzz_http.c http.c
 $(F)/fuzz_ws: $(F)/fuzz_ws.c ws.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(F)/fuzz_ws.c ws.c
-# granc.c and tls.c with GRANC_FUZZ: see the hooks there.
+# granc.c and tls_load.c with GRANC_FUZZ: see the hooks there.
 $(F)/fuzz_opts: $(F)/fuzz_opts.c granc.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -DGRANC_FUZZ $(if $(filter 1,$(TLS)),-DGRANC_TLS) \
 	  -o $@ $(F)/fuzz_opts.c granc.c
-$(F)/fuzz_pem: $(F)/fuzz_pem.c tls.c tls.h $(HDRS)
+$(F)/fuzz_pem: $(F)/fuzz_pem.c tls_load.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -DGRANC_FUZZ -DGRANC_TLS -o $@ $(F)/fuzz_pem.c -lbearssl
 
 # $(call fuzz_run,seconds): each harness in turn, from its seed corpus and

@@ -732,7 +732,14 @@ static void h1_watch(request *r, int mask)
  * as far as it has come.  Returns 1 if the connection is reusable. */
 static int drain(conn *c, int wait)
 {
-    if (c->body_done && c->dpos == c->dend) return 1;    /* nothing left */
+    /* all of it is here (can_keep promised keep-alive on that, even with
+     * no 100 Continue sent): drop it.  Closing then, after a head that
+     * said keep-alive, made a proxy send its next request into the close
+     * (HAProxy: 502). */
+    if (c->body_done) {
+        c->dpos = c->dend;
+        return 1;
+    }
     if (!c->continue_sent) return 0;    /* the client still waits for 100 */
     size_t left = DRAIN_MAX;
     for (;;) {

@@ -1,9 +1,19 @@
-/* net.h -- proxy trust (--forwarded-allow-ips). */
+/* net.h -- listeners, and proxy trust (--forwarded-allow-ips) (net.c). */
 #ifndef NET_H
 #define NET_H
 
 #include "granc.h"
 #include "http.h"
+
+/* Bind or inherit the listeners cfg asks for (--fd, systemd's LISTEN_FDS,
+ * --uds, else every address of --host on --port), listening, non-blocking
+ * and inherited across fork; a failure exits through die() naming the
+ * option.  Returns how many, in ls.  With TCP and several workers, *slots
+ * gets cfg->workers * n sockets (worker id's at slots[(id-1)*n]: one
+ * SO_REUSEPORT socket per address each), else NULL. */
+int net_listen(const config *cfg, listener ls[MAX_LISTENERS], listener **slots);
+/* At the master's exit: remove the Unix socket file net_listen made. */
+void net_cleanup(void);
 
 #define PROXY_ADDR_MAX 64           /* an IP as text, with room to spare */
 

@@ -473,6 +473,26 @@ def direct(tmp_path_factory):
         yield s
 
 
+@pytest.mark.parametrize("name", ["expect_cl_unread", "expect_chunked_unread"])
+def test_expect_with_the_body_in_keeps_its_word(direct, name):
+    """Expect: 100-continue with the whole body sent at once, to an app that
+    never reads it: the body is in when the head is written, so the head
+    says keep-alive, and the connection must then serve the next request.
+    granc used to close it anyway (no 100 had been sent), and a proxy that
+    sent its next request into that close answered 502 (HAProxy)."""
+    c = direct.connect(TIMEOUT)
+    c.sendall(V[name][0])               # head and body in one segment
+    status, headers, body, rest = read_response(c)
+    assert status == 200 and served(body)["len"] == 0, (status, body)
+    assert "close" not in headers.get("connection", ""), headers
+    _, req = follow(name, 1)
+    c.sendall(req)
+    got, how, _ = read_all(c, 1)
+    c.close()
+    assert len(got) == 1, (name, how, rest)
+    check_follow(got[0], name, 1)
+
+
 # ---- through a proxy ---------------------------------------------------------
 
 def test_upstream_connections_are_reused(front):

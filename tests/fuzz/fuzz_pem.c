@@ -1,12 +1,12 @@
-/* fuzz_pem.c -- libFuzzer harness for tls.c's loaders: PEM, certificate
+/* fuzz_pem.c -- libFuzzer harness for tls_load.c's loaders: PEM, certificate
  * chains, private keys (PKCS#1, SEC1, PKCS#8, encrypted PKCS#8), trust
  * anchors and CRLs.
  *
  *   clang -fsanitize=fuzzer,address,undefined -DGRANC_TLS -DGRANC_FUZZ -I. \
  *         tests/fuzz/fuzz_pem.c -lbearssl
  *
- * The loaders are static, so this file includes tls.c whole; GRANC_FUZZ
- * only lowers tls.c's PBKDF2 iteration cap so that no input costs seconds.
+ * The loaders are static, so this file includes tls_load.c whole; GRANC_FUZZ
+ * only lowers its PBKDF2 iteration cap so that no input costs seconds.
  * The input is one file, which the loaders read from a memfd as they would
  * read --ssl-certificate and the others.  PEM seeds are bundles
  * (certificate, key, CA, CRL in one file) so that every loader finds
@@ -25,13 +25,14 @@
  *   - a parsed CRL's issuer and serial numbers lie inside its DER, and the
  *     serials are sorted;
  *   - revocation: the file's certificates, taken as a client's chain, are
- *     judged by chain_revoked() (binary search) as a linear search would.
+ *     judged by tls_chain_revoked() (binary search) as a linear search would.
  */
-#include "tls.c"
+#include "tls_load.c"
 
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static int memfd = -1;
 static char path[64];
@@ -184,7 +185,7 @@ static void check_crls(const tls_ctx *c)
     }
 }
 
-/* chain_revoked() with a linear search for the binary one. */
+/* tls_chain_revoked() with a linear search for the binary one. */
 static unsigned revoked_linear(const xwrap *x)
 {
     const tls_ctx *c = x->ctx;
@@ -230,7 +231,7 @@ static void check_revocation(tls_ctx *c)
             x.len += v[i].len;
             x.off[++x.n] = x.len;
         }
-    check(chain_revoked(&x) == revoked_linear(&x));
+    check(tls_chain_revoked(&x) == revoked_linear(&x));
     free(x.der);
     pem_free(v, n, 0);
 }

@@ -1,8 +1,9 @@
-/* tests/unit/unit_tls.c -- TAP tests for tls.c, linked with tls.c and BearSSL.
+/* tests/unit/unit_tls.c -- TAP tests for tls.c and tls_load.c, linked with
+ * them and BearSSL.
  *
  *   cc -std=c11 -D_GNU_SOURCE -DGRANC_TLS -Wall -Wextra -g \
- *      -fsanitize=address,undefined -I. tests/unit/unit_tls.c tls.c -lbearssl \
- *      -o tests/unit/unit_tls
+ *      -fsanitize=address,undefined -I. tests/unit/unit_tls.c tls.c tls_load.c \
+ *      -lbearssl -o tests/unit/unit_tls
  *
  * openssl(1) makes the certificates and keys in a temporary directory.
  * tls_load must accept or refuse each file, with a message naming the
@@ -119,7 +120,7 @@ static config conf(const char *cert, const char *key)
     return c;
 }
 
-/* tls.c has no way to free a context (the master keeps its one): keep
+/* tls_load.c has no way to free a context (the master keeps its one): keep
  * them reachable, so that LeakSanitizer does not count them. */
 static tls_ctx *kept[64];
 static int nkept;
