@@ -32,11 +32,11 @@ SOAK_DURATION ?= 1800
 SOAK_SHORT    ?= 45
 
 SRCS = granc.c master.c net.c reload.c metrics.c ev.c http.c log.c worker.c conn.c pool.c py.c \
-       wsgi.c asgi.c asgi_ws.c aio.c ws.c
+       wsgi.c asgi.c asgi_ws.c rsgi.c rsgi_scope.c rsgi_ws.c aio.c ws.c
 # The Python the worker runs (the asyncio runner, the app loader, the
 # --log-config bridge) is kept in py/*.py and embedded as C strings.
 PYSRC = py/runner.py.h py/loader.py.h py/logconf.py.h
-HDRS = granc.h aio.h asgi_int.h conn.h ev.h http.h log.h master.h metrics.h net.h pool.h py.h reload.h req.h \
+HDRS = granc.h aio.h asgi_int.h conn.h ev.h http.h log.h master.h metrics.h net.h pool.h py.h reload.h req.h rsgi.h \
        tls.h tls_int.h worker.h worker_int.h ws.h wsgi.h ev_epoll.c ev_kqueue.c $(PYSRC)
 
 WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)
@@ -123,7 +123,7 @@ unit: $(UNITS) kqueue-check
 
 # The fast part of the suite: the unit tests and the pytest files of the
 # request path (about a minute), before a commit.
-CHECK_PY = test_http.py test_wsgi.py test_asgi.py test_ws.py test_headers.py test_smuggling.py
+CHECK_PY = test_http.py test_wsgi.py test_asgi.py test_rsgi.py test_ws.py test_headers.py test_smuggling.py
 check: unit tests/granc-test
 	cd tests && GRANC_BIN=$(CURDIR)/tests/granc-test $(TEST_PYTHON) -m pytest -q -x -p no:cacheprovider \
 	  -m 'not slow' $(CHECK_PY)

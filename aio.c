@@ -1,4 +1,4 @@
-/* aio.c -- the bridge to asyncio, for ASGI (and RSGI to come).
+/* aio.c -- the bridge to asyncio, for ASGI and RSGI.
  *
  * A short Python module (runner_src) picks the loop (uvloop or asyncio),
  * runs the lifespan protocol, makes granc's epoll/kqueue descriptor one
@@ -51,6 +51,36 @@ PyTypeObject aio_ready_type = {
     .tp_iternext = (iternextfunc)ready_next,
 };
 
+/* aio_yield: one bare yield (a Task reschedules itself at once), then done. */
+typedef struct {
+    PyObject_HEAD
+    int yielded;
+} Yield;
+
+static PyObject *yield_next(Yield *self)
+{
+    if (self->yielded) return NULL;             /* StopIteration(None) */
+    self->yielded = 1;
+    Py_RETURN_NONE;
+}
+
+static PyTypeObject yield_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "granc.Yield",
+    .tp_basicsize = sizeof(Yield),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = (destructor)PyObject_Free,
+    .tp_as_async = &ready_async,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)yield_next,
+};
+
+PyObject *aio_yield(void)
+{
+    Yield *y = PyObject_New(Yield, &yield_type);
+    if (y) y->yielded = 0;
+    return (PyObject *)y;
+}
 
 /* loop.create_task(coro).  Without a task factory that is Task(coro,
  * loop=loop), but create_task first names the task "Task-<n>" with a
@@ -134,7 +164,8 @@ static PyMethodDef poll_def = {"poll", py_poll, METH_NOARGS, NULL};
 static PyMethodDef listen_def = {"listen", py_listen, METH_VARARGS, NULL};
 static PyMethodDef log_def = {"log", py_log, METH_VARARGS, NULL};
 
-int aio_run(PyObject *app, int lifespan, int loop_fd, const char *loop_kind)
+int aio_run(PyObject *app, int lifespan, int loop_fd, const char *loop_kind, PyObject *init,
+            PyObject *fini)
 {
     PyObject *g = PyDict_New(), *r = NULL;
     if (g && PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins()) == 0)
@@ -146,14 +177,15 @@ int aio_run(PyObject *app, int lifespan, int loop_fd, const char *loop_kind)
         PyObject *log = PyCFunction_New(&log_def, NULL);
         PyObject *run = PyDict_GetItemString(g, "run");
         if (poll && listen && log && run)
-            res = PyObject_CallFunction(run, "OiiOOOs", app, lifespan, loop_fd,
-                                        poll, listen, log, loop_kind);
+            res = PyObject_CallFunction(run, "OiiOOOsOO", app, lifespan, loop_fd, poll, listen,
+                                        log, loop_kind, init ? init : Py_None,
+                                        fini ? fini : Py_None);
         Py_XDECREF(poll); Py_XDECREF(listen); Py_XDECREF(log);
     }
     Py_XDECREF(r);
     Py_XDECREF(g);
     if (!res) {
-        py_log_exception("granc: the ASGI worker failed");
+        py_log_exception("granc: the worker failed");
         return WK_EXIT_LOAD;
     }
     int rc = (int)PyLong_AsLong(res);
@@ -163,7 +195,7 @@ int aio_run(PyObject *app, int lifespan, int loop_fd, const char *loop_kind)
 
 int aio_init(void)
 {
-    if (PyType_Ready(&aio_ready_type) < 0) return -1;
+    if (PyType_Ready(&aio_ready_type) < 0 || PyType_Ready(&yield_type) < 0) return -1;
     aio_lifespan_state = PyDict_New();
     return aio_lifespan_state ? 0 : -1;
 }

@@ -7,10 +7,12 @@
 #include "granc.h"
 
 int aio_init(void);                  /* once, with the GIL, before aio_run */
-/* Run the loop (loop_kind: auto, asyncio, uvloop...): lifespan if asked,
- * then granc's events until the worker has stopped and drained; returns
+/* Run the loop (loop_kind: auto, asyncio, uvloop...): init(loop) if not
+ * NULL, lifespan if asked, then granc's events until the worker has
+ * stopped and drained, then fini(loop) if not NULL (RSGI's hooks); returns
  * an exit code. */
-int aio_run(PyObject *app, int lifespan, int loop_fd, const char *loop_kind);
+int aio_run(PyObject *app, int lifespan, int loop_fd, const char *loop_kind, PyObject *init,
+            PyObject *fini);
 /* An awaitable already done with value (stolen); NULL if value is.
  * Inline: receive() and send() return one for most calls. */
 typedef struct {
@@ -26,6 +28,10 @@ static inline PyObject *aio_ready(PyObject *value)
     r->value = value;
     return (PyObject *)r;
 }
+/* An awaitable that gives the loop one turn (as asyncio.sleep(0) does),
+ * then is done: a send that never has to wait must still let the loop
+ * read (a websocket push loop would never see the client's close). */
+PyObject *aio_yield(void);
 /* A request's task: loop.create_task(coro), without its "Task-<n>" name. */
 PyObject *aio_new_task(PyObject *coro);
 extern PyObject *aio_create_future;  /* loop.create_future, once the loop runs */

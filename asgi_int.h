@@ -28,7 +28,7 @@ enum { RESP_NONE, RESP_STARTED, RESP_HEAD, RESP_DONE };
 /* A websocket's life, in Transport.wsstate. */
 enum { WSS_CONNECTING, WSS_OPEN, WSS_CLOSING, WSS_CLOSED };
 
-typedef struct {
+typedef struct Transport {
     PyObject_HEAD
     request *req;                /* NULL once the request is over */
     PyObject *task;
@@ -53,6 +53,14 @@ typedef struct {
     piece q[QMAX];
     int qn;
     size_t qbytes;
+    /* RSGI (rsgi.c) */
+    int want_read;               /* a read the interface waits for itself */
+    void (*on_finish)(struct Transport *t);  /* before the request goes */
+    PyObject *owner;             /* the interface's object for this request */
+    /* a complete websocket message as the interface gives it (NULL: ASGI's) */
+    PyObject *(*ws_msg)(int text, const char *p, size_t n);
+    PyObject *closed_exc;        /* what a waiting send raises when the client
+                                    leaves (NULL: OSError) */
 } Transport;
 
 #define INTERN(var, s) if (!(var = PyUnicode_InternFromString(s))) return -1
@@ -61,6 +69,10 @@ extern const config *asgi_cfg;
 extern PyObject *k_type, *k_scheme, *k_method, *k_headers, *k_body, *k_more_body;
 
 /* asgi.c: the transport (tr_*) and Python helpers */
+int asgi_tr_init(void);
+Transport *tr_new(request *r);
+int tr_out_file(Transport *t, int fd, size_t n);
+PyObject *tr_send_wait(Transport *t);
 void tr_watch(Transport *t);
 void tr_wake(Transport *t, PyObject *msg, int all);
 PyObject *tr_new_waiter(Transport *t);
@@ -91,5 +103,9 @@ int asgi_ws_handshake_ok(request *r, char accept[29], const char **why);
 PyObject *asgi_ws_disconnect_msg(Transport *t);
 PyObject *asgi_ws_receive(Transport *t, PyObject *unused);
 PyObject *asgi_ws_send(Transport *t, PyObject *msg);
+/* for RSGI (rsgi_ws.c): a frame out, a close frame (once), the frame pump */
+int asgi_ws_out(Transport *t, int opcode, const char *p, size_t n, PyObject *owner);
+void asgi_ws_close(Transport *t, int code, const char *reason, size_t rn);
+void asgi_ws_pump(Transport *t);
 
 #endif

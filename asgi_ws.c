@@ -88,7 +88,7 @@ PyObject *asgi_ws_scope(request *r)
 }
 
 /* A frame out: the header copied, the payload by reference or copied. */
-static int ws_out(Transport *t, int opcode, const char *p, size_t n, PyObject *owner)
+int asgi_ws_out(Transport *t, int opcode, const char *p, size_t n, PyObject *owner)
 {
     uint8_t head[10];
     size_t hn = ws_frame_head(head, opcode, n, 1);
@@ -97,7 +97,7 @@ static int ws_out(Transport *t, int opcode, const char *p, size_t n, PyObject *o
 }
 
 /* Send a close frame (once) and say that the closing has begun. */
-static void ws_close_frame(Transport *t, int code, const char *reason, size_t rn)
+void asgi_ws_close(Transport *t, int code, const char *reason, size_t rn)
 {
     if (t->wsstate >= WSS_CLOSING || t->gone) { t->wsstate = WSS_CLOSED; return; }
     char body[125];
@@ -109,7 +109,7 @@ static void ws_close_frame(Transport *t, int code, const char *reason, size_t rn
         memcpy(body + 2, reason, rn);
         n = 2 + rn;
     }
-    if (ws_out(t, WS_CLOSE, body, n, NULL) < 0) { PyErr_Clear(); t->gone = 1; }
+    if (asgi_ws_out(t, WS_CLOSE, body, n, NULL) < 0) { PyErr_Clear(); t->gone = 1; }
     t->wsstate = WSS_CLOSING;
 }
 
@@ -117,7 +117,7 @@ static void ws_close_frame(Transport *t, int code, const char *reason, size_t rn
 static void ws_fail(Transport *t, int code)
 {
     if (!t->ws_code) t->ws_code = code;
-    ws_close_frame(t, code, "", 0);
+    asgi_ws_close(t, code, "", 0);
     t->wsstate = WSS_CLOSED;
 }
 
@@ -133,7 +133,7 @@ PyObject *asgi_ws_disconnect_msg(Transport *t)
 static void ws_control(Transport *t, uint8_t *p, size_t n)
 {
     if (t->fr.opcode == WS_PING && t->wsstate == WSS_OPEN) {
-        if (ws_out(t, WS_PONG, (const char *)p, n, NULL) < 0) { PyErr_Clear(); t->gone = 1; }
+        if (asgi_ws_out(t, WS_PONG, (const char *)p, n, NULL) < 0) { PyErr_Clear(); t->gone = 1; }
     } else if (t->fr.opcode == WS_CLOSE) {
         int code = n >= 2 ? (p[0] << 8 | p[1]) : 1005;
         ws_state u = {0};
@@ -146,7 +146,7 @@ static void ws_control(Transport *t, uint8_t *p, size_t n)
         if (n > 2 && !t->ws_reason)
             t->ws_reason = PyUnicode_DecodeUTF8((const char *)p + 2, (Py_ssize_t)n - 2, NULL);
         PyErr_Clear();
-        ws_close_frame(t, code == 1005 ? 1005 : code, "", 0);   /* echo the code */
+        asgi_ws_close(t, code == 1005 ? 1005 : code, "", 0);   /* echo the code */
         t->wsstate = WSS_CLOSED;
     }
 }
@@ -154,7 +154,7 @@ static void ws_control(Transport *t, uint8_t *p, size_t n)
 /* Read and decode frames until a message is complete (t->pending), the
  * socket has no more, or the connection closes.  want is how many bytes
  * the next step needs: a frame head or a control frame comes whole. */
-static void ws_pump(Transport *t)
+void asgi_ws_pump(Transport *t)
 {
     request *r = t->req;
     size_t head_want = 1;               /* what the frame parser asked for */
@@ -221,7 +221,8 @@ static void ws_pump(Transport *t)
             /* t->msg is NULL until a message has bytes: "" keeps an empty
              * message b"" (ASGI), where y# would make it None. */
             const char *m = t->msg ? t->msg : "";
-            t->pending = text
+            t->pending = t->ws_msg ? t->ws_msg(text, m, t->msg_len)
+                : text
                 ? Py_BuildValue("{sOsN}", "type", t_ws_receive, "text",
                                 PyUnicode_DecodeUTF8(m, (Py_ssize_t)t->msg_len, NULL))
                 : Py_BuildValue("{sOsy#}", "type", t_ws_receive, "bytes", m,
@@ -241,7 +242,7 @@ static PyObject *ws_next(Transport *t)
         t->connect_sent = 1;
         return Py_BuildValue("{sO}", "type", t_ws_connect);
     }
-    if (!t->pending && t->req && t->wsstate != WSS_CONNECTING) ws_pump(t);
+    if (!t->pending && t->req && t->wsstate != WSS_CONNECTING) asgi_ws_pump(t);
     if (t->pending) {
         PyObject *m = t->pending;
         t->pending = NULL;
@@ -347,7 +348,7 @@ PyObject *asgi_ws_send(Transport *t, PyObject *msg)
         if (b && b != Py_None) {
             Py_buffer v;
             if (PyObject_GetBuffer(b, &v, PyBUF_SIMPLE) < 0) return NULL;
-            rc = ws_out(t, WS_BINARY, v.buf, (size_t)v.len, PyBytes_CheckExact(b) ? b : NULL);
+            rc = asgi_ws_out(t, WS_BINARY, v.buf, (size_t)v.len, PyBytes_CheckExact(b) ? b : NULL);
             PyBuffer_Release(&v);
         } else if (s && s != Py_None) {
             Py_ssize_t n;
@@ -356,7 +357,7 @@ PyObject *asgi_ws_send(Transport *t, PyObject *msg)
                 if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "text must be str");
                 return NULL;
             }
-            rc = ws_out(t, WS_TEXT, p, (size_t)n, s);   /* the UTF-8 lives in s */
+            rc = asgi_ws_out(t, WS_TEXT, p, (size_t)n, s);   /* the UTF-8 lives in s */
         } else {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "websocket.send needs bytes or text");
             return NULL;
@@ -375,7 +376,7 @@ PyObject *asgi_ws_send(Transport *t, PyObject *msg)
                             ? PyUnicode_AsUTF8AndSize(reason, &rn) : "";
             if (!r) return NULL;
             if (!t->ws_code) t->ws_code = (int)cd;
-            ws_close_frame(t, (int)cd, r, (size_t)rn);
+            asgi_ws_close(t, (int)cd, r, (size_t)rn);
         }
     } else if (asgi_is_type(type, t_ws_rstart)) {
         if (t->wsstate != WSS_CONNECTING || t->resp >= RESP_STARTED)
@@ -405,7 +406,7 @@ void asgi_ws_event(Transport *t)
         if (t->req->ops->gone(t->req)) t->gone = 1;
         else t->noread = 1;
     } else {
-        ws_pump(t);
+        asgi_ws_pump(t);
     }
     if ((t->pending || t->gone || t->wsstate == WSS_CLOSED) && tr_waiters(t)) {
         int all = !t->pending;          /* the disconnect is for every waiter */
@@ -426,7 +427,7 @@ void asgi_ws_task_done(Transport *t, int raised)
     } else if (t->wsstate == WSS_CONNECTING && t->resp != RESP_DONE) {
         t->gone = 1;                    /* a denial body left unfinished */
     } else if (t->wsstate == WSS_OPEN) {
-        ws_close_frame(t, raised ? 1011 : 1000, "", 0);
+        asgi_ws_close(t, raised ? 1011 : 1000, "", 0);
     }
 }
 
@@ -438,7 +439,7 @@ void asgi_stop(request *r)
     if (!t || !t->ws || t->wsstate != WSS_OPEN) return;
     Py_INCREF(t);
     if (!t->ws_code) t->ws_code = 1001;
-    ws_close_frame(t, 1001, "", 0);
+    asgi_ws_close(t, 1001, "", 0);
     tr_flush(t);
     Py_DECREF(t);
 }

@@ -564,7 +564,9 @@ static ssize_t body_more(conn *c, size_t want, int wait)
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
             struct iovec v = { (void *)cont, sizeof(cont) - 1 };
             c->continue_sent = 1;
-            if (h1_write(&c->r, &v, 1, 1) < 0) return -1;
+            /* not once the response head has left (a stream that reads
+             * as it answers): the 100 would land in its body */
+            if (!c->r.res.code && h1_write(&c->r, &v, 1, 1) < 0) return -1;
         }
         /* room for more: what is left moves to just after the head */
         if (c->dpos > c->head) {

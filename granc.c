@@ -104,9 +104,9 @@ static const opt opts[] = {
     NUM(K_OCTAL, "uds-permissions", "UDS_PERMISSIONS", FT_OK, 0, 07777, "(umask)",
         uds_permissions, "Mode of the socket file"),
     ONE(K_ENUM, "interface", "INTERFACE", FT_OK, "rsgi|asgi|asginl|wsgi", "rsgi", iface,
-        "Application interface (rsgi: not supported yet)"),
+        "Application interface"),
     ONE(K_ENUM, "http", "HTTP", FT_OK, "auto|1|2", "auto", http, "HTTP versions accepted"),
-    BOOL("ws", "WEBSOCKETS", FT_OK, "on", ws, "Websockets (ASGI; ignored on WSGI)"),
+    BOOL("ws", "WEBSOCKETS", FT_OK, "on", ws, "Websockets (ASGI, RSGI; ignored on WSGI)"),
     INT("workers", "WORKERS", FT_OK, 1, NOMAX, "1", workers, "Worker processes"),
     INT("blocking-threads", "BLOCKING_THREADS", FT_OK, 1, NOMAX,
         "(wsgi: backpressure/2, else 1)", blocking_threads, "Python threads per worker"),
@@ -672,8 +672,6 @@ static void resolve(void)
 
     if (!cfg.target)
         die("missing APP argument: module[:attr] or file.py (see --help)");
-    if (cfg.iface == IF_RSGI)
-        die("%s: RSGI is not supported yet; use --interface asgi or wsgi", NAME("interface"));
     if (cfg.loop && (!strcmp(cfg.loop, "rloop") || !strcmp(cfg.loop, "winloop")))
         die("%s: %s is not available in granc (use auto, asyncio or uvloop)",
               NAME("loop"), cfg.loop);

@@ -98,6 +98,9 @@ struct request {
  * one the interface does not need. */
 typedef struct app_iface {
     const char *name;
+    /* Python has started and the app is not loaded yet: what the app may
+     * import (RSGI's exceptions); -1 with an exception set. */
+    int (*prepare)(const config *cfg);
     /* The app is loaded (GIL held): set up; -1 with an exception set. */
     int (*init)(const config *cfg, void *app);
     /* Serve until the worker has stopped, driving its loop (loop_fd) from
@@ -118,6 +121,7 @@ typedef struct app_iface {
 extern const app_iface wsgi_inline_iface, wsgi_pool_iface;
 /* asgi.c: ASGI on asyncio (the websocket requests in asgi_ws.c) */
 extern const app_iface asgi_iface;
-/* RSGI: not supported yet (granc.c refuses --interface rsgi). */
+/* rsgi.c: RSGI on asyncio (the websocket requests in rsgi_ws.c) */
+extern const app_iface rsgi_iface;
 
 #endif

@@ -4,7 +4,7 @@
  * event loop in its main thread: it accepts connections (conn.c serves
  * them), wakes up for signals and for requests the thread pool finished
  * (pool.c), sweeps timeouts once a second over all connections, and stops
- * gracefully.  Under ASGI, asyncio runs the loop instead and polls this
+ * gracefully.  Under ASGI and RSGI, asyncio runs the loop instead and polls this
  * one through wk_poll.
  */
 #define PY_SSIZE_T_CLEAN
@@ -268,11 +268,11 @@ static void sweep(int64_t now)
     }
 }
 
-/* The interface --interface names; RSGI is refused before any worker
- * starts (granc.c), so it has no table yet. */
+/* The interface --interface names. */
 static const app_iface *iface_for(const config *cfg)
 {
     switch (cfg->iface) {
+    case IF_RSGI: return &rsgi_iface;
     case IF_ASGI:
     case IF_ASGINL: return &asgi_iface;
     case IF_WSGI: return cfg->blocking_threads == 1 ? &wsgi_inline_iface : &wsgi_pool_iface;
@@ -342,7 +342,7 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
         py_log_exception("--log-config: the logging configuration failed");
         exit(WK_EXIT_LOAD);
     }
-    PyObject *app = py_load_app(cfg);
+    PyObject *app = W.ifc->prepare && W.ifc->prepare(cfg) < 0 ? NULL : py_load_app(cfg);
     if (!app || W.ifc->init(cfg, app) < 0) {
         PyErr_Print();
         log_error("worker-%d: the application %s could not be loaded", id, cfg->target);

@@ -21,6 +21,7 @@ Measured runs last 5 s (3 s with --all), 3 rounds, after a warm-up.
 
   wsgi, asgi            hello world (13 B); nginx `return 200` is the ceiling
   wsgi-echo, asgi-echo  10 KiB POST echoed back (wrk + bench/post10k.lua)
+  rsgi, rsgi-echo       hello world and 10 KiB echo as RSGI apps, beside granc's ASGI
   wsgi-64k, asgi-64k    64 KiB response (nginx: a 64 KiB static file)
   django-wsgi, -asgi    a small Django view answering JSON (apps/django_app.py)
   https                 ASGI hello world over TLS, keep-alive
@@ -260,6 +261,13 @@ HTTP = {
                         servers=lambda: {**family(ASGI, "django_app:asgi", skip={"granc-asyncio"}),
                                          **static_row(ASGI["granc"], "django_app:asgi")},
                         note=STATIC_NOTE),
+    "rsgi": dict(title="RSGI hello world (13 B), beside granc's ASGI",
+                 servers=lambda: {"granc-rsgi": (granc("rsgi", "--loop", "uvloop"), "hello_rsgi:app"),
+                                  "granc-asgi": (ASGI["granc"], "hello_asgi:app")}),
+    "rsgi-echo": dict(title="RSGI 10 KiB POST echo, beside granc's ASGI", script="post10k.lua",
+                      servers=lambda: {"granc-rsgi": (granc("rsgi", "--loop", "uvloop"),
+                                                      "echo_rsgi:app"),
+                                       "granc-asgi": (ASGI["granc"], "echo_asgi:app")}),
     "https": dict(title="HTTPS ASGI hello world, keep-alive (EC P-256)", scheme="https",
                   servers=https_servers, note=HYPERCORN_NOTE),
     "https-handshakes": dict(title="HTTPS ASGI hello world, `Connection: close` "

@@ -27,6 +27,6 @@ def load(target, factory, wd):
         obj = getattr(obj, part)
     if factory:
         obj = obj()
-    if not callable(obj):
+    if not callable(obj) and not hasattr(obj, '__rsgi__'):   # RSGI: __rsgi__ is enough
         raise TypeError(f'{target!r} is not a callable application')
     return obj

@@ -1,4 +1,4 @@
-"""The asyncio side of an ASGI worker (embedded in granc by aio.c).
+"""The asyncio side of an ASGI or RSGI worker (embedded in granc by aio.c).
 
 run() picks the loop (uvloop or asyncio), runs the app's lifespan, makes
 granc's epoll descriptor a reader of the loop (poll() runs granc's events)
@@ -87,10 +87,17 @@ async def serve(app, lifespan, fd, poll, listen, log):
         if failed:
             log(40, f'ASGI lifespan shutdown failed: {failed}')
     return 0
-def run(app, lifespan, fd, poll, listen, log, kind):
+def run(app, lifespan, fd, poll, listen, log, kind, init=None, fini=None):
+    # init, fini: RSGI's __rsgi_init__(loop) and __rsgi_del__(loop), called
+    # while the loop is not running
     loop = new_loop(kind)
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(serve(app, lifespan, fd, poll, listen, log))
+        if init:
+            init(loop)
+        rc = loop.run_until_complete(serve(app, lifespan, fd, poll, listen, log))
+        if fini:
+            fini(loop)
+        return rc
     finally:
         loop.close()

@@ -354,7 +354,7 @@ SPEC = {
 
 # Values of implemented options that granc refuses as features it lacks.
 # (Every other choice is covered by test_every_choice_same_outcome.)
-UNSUPPORTED_VALUES = [("interface", "rsgi"), ("http", "2")]
+UNSUPPORTED_VALUES = [("http", "2")]
 
 # ---------------------------------------------------------------------------
 # --help, parsed once at import: the parametrization depends on it.

@@ -82,7 +82,6 @@ def test_version_and_help():
     (["--bogus"], "--bogus"),
     (["--http", "2"], "HTTP/2"),
     (["--ssl-certificate", "/x"], "--ssl-certificate"),
-    (["--interface", "rsgi"], "RSGI"),
     (["--loop", "rloop"], "--loop"),
 ])
 def test_config_errors_one_line(args, needle):
@@ -95,11 +94,6 @@ def test_config_errors_one_line(args, needle):
     assert len(lines) == 1, r.stderr
     assert needle in lines[0]
     assert "Listening" not in r.stdout
-
-
-def test_default_interface_is_rsgi_and_refused():
-    r = run(["wsgi_app:app"])
-    assert r.returncode == 1 and "RSGI" in r.stderr
 
 
 def test_options_from_environment(wsgi_server):

@@ -166,6 +166,19 @@ def test_asgi_enums_and_strings(tmp_path, style):
     assert '"GET /info' not in out          # no access log from the variable
 
 
+def test_rsgi_default_interface(tmp_path):
+    """Granian's default interface, RSGI, with its exceptions importable
+    from granian.rsgi (granc's package: they are granc's own classes)."""
+    body = """server = Granian("rsgi_app:app", port=0)\n"""
+    with Caller(tmp_path, body) as c:
+        c.start()
+        info = httpx.get(c.url + "/info").json()
+        assert info["proto"] == "http" and info["rsgi_version"] == "1.6"
+        r = httpx.post(c.url + "/body_twice", content=b"x")
+        assert r.json() == ["granian._granian.RSGIProtocolError:True"] * 2
+        assert c.stop() == 0
+
+
 def test_wsgi_uds_workers_access_log_and_more(tmp_path):
     """uds (str) + uds_permissions, workers, blocking_threads, access log and
     its format, url_path_prefix, env_files (Path), working_dir, factory,
@@ -348,7 +361,6 @@ def test_reload_on_changes(tmp_path):
 # -- serve(): return and exit codes ------------------------------------------
 
 FAILURES = {      # what granc cannot do yet reaches it, and it says so
-    "default interface (rsgi)": ("interface=Interfaces.RSGI", "RSGI is not supported yet"),
     "http2": ("interface='wsgi', http=HTTPModes.http2", "HTTP/2 is not supported yet"),
     "static files": ("interface='wsgi', static_path_mount=[Path('.')], static_path_expires=60",
                      "--static-path-mount: serving static files is not supported yet"),
