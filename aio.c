@@ -193,6 +193,23 @@ int aio_run(PyObject *app, int lifespan, int loop_fd, const char *loop_kind, PyO
     return rc;
 }
 
+void aio_task_raise(PyObject *task)
+{
+    PyObject *cancelled = PyObject_CallMethod(task, "cancelled", NULL);
+    if (cancelled == Py_True) {
+        PyErr_SetString(PyExc_RuntimeError, "the application task was cancelled");
+    } else if (cancelled) {
+        PyObject *exc = PyObject_CallMethod(task, "exception", NULL);
+        if (exc && exc != Py_None) {
+            Py_INCREF(Py_TYPE(exc));
+            PyErr_Restore((PyObject *)Py_TYPE(exc), exc, PyException_GetTraceback(exc));
+        } else {
+            Py_XDECREF(exc);
+        }
+    }
+    Py_XDECREF(cancelled);
+}
+
 int aio_init(void)
 {
     if (PyType_Ready(&aio_ready_type) < 0 || PyType_Ready(&yield_type) < 0) return -1;

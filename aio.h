@@ -34,6 +34,9 @@ static inline PyObject *aio_ready(PyObject *value)
 PyObject *aio_yield(void);
 /* A request's task: loop.create_task(coro), without its "Task-<n>" name. */
 PyObject *aio_new_task(PyObject *coro);
+/* A finished task's outcome as the pending exception: the one it raised,
+ * or a RuntimeError if it was cancelled; none if it returned. */
+void aio_task_raise(PyObject *task);
 extern PyObject *aio_create_future;  /* loop.create_future, once the loop runs */
 extern PyObject *aio_lifespan_state; /* the lifespan's state, copied per request */
 

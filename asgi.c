@@ -79,7 +79,7 @@ static PyObject *t_request, *t_disconnect, *t_start, *t_rbody, *t_pathsend,
                 *t_trailers;
 static PyObject *msg_disconnect;
 static PyObject *ready_none;            /* send()'s usual answer: done, None */
-static PyObject *m_add_done_callback, *m_cancelled, *m_exception, *m_done, *m_set_result,
+static PyObject *m_add_done_callback, *m_done, *m_set_result,
                 *m_set_exception;
 
 /* ---------------------------------------------------------------------
@@ -816,21 +816,7 @@ static int asgi_start(request *r)
  * response, and finish once the output has left. */
 static PyObject *task_done(Transport *t, PyObject *task)
 {
-    if (task) {
-        PyObject *cancelled = PyObject_CallMethodNoArgs(task, m_cancelled);
-        if (cancelled == Py_True) {
-            PyErr_SetString(PyExc_RuntimeError, "the application task was cancelled");
-        } else if (cancelled) {
-            PyObject *exc = PyObject_CallMethodNoArgs(task, m_exception);
-            if (exc && exc != Py_None) {
-                Py_INCREF(Py_TYPE(exc));
-                PyErr_Restore((PyObject *)Py_TYPE(exc), exc, PyException_GetTraceback(exc));
-            } else {
-                Py_XDECREF(exc);
-            }
-        }
-        Py_XDECREF(cancelled);
-    }
+    if (task) aio_task_raise(task);
     /* the task is over: let go of it, or the traceback it keeps (its
      * frames hold receive and send, which hold t) makes a cycle through t,
      * which the GC cannot see: 3.7 KiB lost per failed request */
@@ -963,8 +949,7 @@ static int asgi_init(const config *config, void *application)
     INTERN(k_body, "body"); INTERN(k_more_body, "more_body"); INTERN(k_status, "status");
     INTERN(k_trailers, "trailers"); INTERN(k_more_trailers, "more_trailers");
     INTERN(k_path_send, "path");
-    INTERN(m_add_done_callback, "add_done_callback"); INTERN(m_cancelled, "cancelled");
-    INTERN(m_exception, "exception");
+    INTERN(m_add_done_callback, "add_done_callback");
     INTERN(t_request, "http.request"); INTERN(t_disconnect, "http.disconnect");
     INTERN(t_start, "http.response.start"); INTERN(t_rbody, "http.response.body");
     INTERN(t_pathsend, "http.response.pathsend"); INTERN(t_trailers, "http.response.trailers");

@@ -34,7 +34,7 @@ static PyObject *target;                 /* the app as loaded (for the hooks) */
 static PyObject *app;                    /* __rsgi__, or the app itself */
 PyObject *rsgi_exc_proto, *rsgi_exc_closed;
 static PyObject *empty_bytes;
-static PyObject *m_add_done_callback, *m_cancelled, *m_exception, *m_done, *m_set_result,
+static PyObject *m_add_done_callback, *m_done, *m_set_result,
                 *m_set_exception;
 
 /* ---------------------------------------------------------------------
@@ -536,19 +536,7 @@ static void proto_finish(Transport *t)
 static PyObject *task_done(PyObject *self, PyObject *task)
 {
     Transport *t = (Transport *)self;
-    PyObject *cancelled = PyObject_CallMethodNoArgs(task, m_cancelled);
-    if (cancelled == Py_True) {
-        PyErr_SetString(PyExc_RuntimeError, "the application task was cancelled");
-    } else if (cancelled) {
-        PyObject *exc = PyObject_CallMethodNoArgs(task, m_exception);
-        if (exc && exc != Py_None) {
-            Py_INCREF(Py_TYPE(exc));
-            PyErr_Restore((PyObject *)Py_TYPE(exc), exc, PyException_GetTraceback(exc));
-        } else {
-            Py_XDECREF(exc);
-        }
-    }
-    Py_XDECREF(cancelled);
+    aio_task_raise(task);
     rsgi_task_end(t, PyErr_Occurred() != NULL);
     Py_RETURN_NONE;
 }
@@ -718,8 +706,8 @@ static int rsgi_init(const config *config, void *application)
     app = PyObject_HasAttrString(target, "__rsgi__") ? PyObject_GetAttrString(target, "__rsgi__")
                                                       : Py_NewRef(target);
     if (!app) return -1;
-    INTERN(m_add_done_callback, "add_done_callback"); INTERN(m_cancelled, "cancelled");
-    INTERN(m_exception, "exception"); INTERN(m_done, "done"); INTERN(m_set_result, "set_result");
+    INTERN(m_add_done_callback, "add_done_callback");
+    INTERN(m_done, "done"); INTERN(m_set_result, "set_result");
     INTERN(m_set_exception, "set_exception");
     return (empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) ? 0 : -1;
 }
