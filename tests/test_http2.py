@@ -86,6 +86,17 @@ class Hypercorn(Server):
     def worker_pids(self):
         return []
 
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+        return self.proc.returncode
+
 
 @pytest.fixture(scope="session")
 def cert(tmp_path_factory):
@@ -590,11 +601,11 @@ class H2C:
             assert self.pump(), f"connection closed before stream {sid} ended (goaway {self.goaway})"
         return st
 
-    def get(self, path="/info", **kw):
-        return self.wait(self.request("GET", path, **kw))
+    def get(self, path="/info", timeout=30, **kw):
+        return self.wait(self.request("GET", path, **kw), timeout)
 
-    def post(self, path, body, **kw):
-        return self.wait(self.request("POST", path, body=body, **kw))
+    def post(self, path, body, timeout=60, **kw):
+        return self.wait(self.request("POST", path, body=body, **kw), timeout)
 
 
 def h2c(s, timeout=30, **kw):
@@ -838,7 +849,7 @@ def test_slow_body_many_frames(serve, iface, route):
 @pytest.mark.parametrize("iface", IFACES)
 def test_upload_rss_bounded(serve, iface):
     s = serve(iface)
-    n = 96 * MiB
+    n = 64 * MiB
     w = RssWatch(worker_pid(s))
     c = h2c(s, timeout=120)
     sid = c.request("POST", "/digest", end=False)
@@ -853,7 +864,7 @@ def test_upload_rss_bounded(serve, iface):
     assert st.status == 200, bytes(st.data)[:200]
     assert st.json() == {"length": n, "sha256": h.hexdigest()}
     print(f"{iface}: worker RSS +{growth:.1f} MiB over a {n // MiB} MiB upload")
-    assert growth < 48 * MEM, f"RSS grew {growth:.1f} MiB"
+    assert growth < 40 * MEM, f"RSS grew {growth:.1f} MiB"
 
 
 # ===========================================================================
@@ -940,13 +951,13 @@ def test_curl_and_nghttp(serve, iface):
 def test_asgi_trailers(serve):
     s = serve("asgi")
     c = h2c(s)
-    st = c.get("/trailers")
+    st = c.get("/trailers", headers=[("te", "trailers")])
     assert st.status == 200 and bytes(st.data) == b"datamore"
     assert st.trailers == [("x-checksum", "abc123"), ("x-count", "2")], st.trailers
     assert "TrailersReceived" in c.events
     # on the wire: the last frame of the stream is a HEADERS with END_STREAM
     r = raw_conn(s)
-    r.request(1, path="/trailers")
+    r.request(1, path="/trailers", extra=[("te", "trailers")])
     resp = r.response(1)
     assert resp.trailers == [("x-checksum", "abc123"), ("x-count", "2")]
     last = [f for f in r.frames if f[2] == 1][-1]
@@ -1073,7 +1084,7 @@ def test_padded_headers_and_data(serve, iface):
 def test_hpack_huffman_dynamic_table(serve, iface):
     s = serve(iface)
     c = h2c(s)
-    extra = [("x-custom-name", "a rather long value that gets indexed " * 3),
+    extra = [("x-custom-name", ("a rather long value that gets indexed " * 3).strip()),
              ("user-agent", "h2-test-client/1.0"), ("accept-language", "en-GB,en;q=0.9")]
     for i in range(4):
         st = c.get(f"/info?i={i}", headers=extra + [("x-i", str(i))])
