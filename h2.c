@@ -797,8 +797,11 @@ static int stream_out(h2_sess *s, h2_stream *st)
     int did = 0;
     if (st->reset || st->end_sent) return 0;
     size_t left = st->out.len - st->out.off;
+    /* the interface may end the response before the last bytes it framed
+     * are written (ASGI queues them): the end waits for them */
+    int ending = st->out_end && st->written >= st->r.sent;
     if (st->hblock) {
-        int end = st->out_end && !left && !st->tblock;
+        int end = ending && !left && !st->tblock;
         block_out(s, st->id, st->hblock, st->hblen, end);
         free(st->hblock);
         st->hblock = NULL;
@@ -811,7 +814,7 @@ static int stream_out(h2_sess *s, h2_stream *st)
         if ((int64_t)k > w) k = w > 0 ? (size_t)w : 0;
         st->stalled = k < left && w <= (int64_t)k;
         if (!k) return did;
-        int end = st->out_end && k == left && !st->tblock;
+        int end = ending && k == left && !st->tblock;
         frame(s, F_DATA, end ? FL_END_STREAM : 0, st->id, st->out.p + st->out.off, k);
         st->out.off += k;
         st->swin -= (int64_t)k;
@@ -820,7 +823,7 @@ static int stream_out(h2_sess *s, h2_stream *st)
         if (end) ended(s, st);
         return 1;
     }
-    if (!st->out_end) return did;
+    if (!ending) return did;
     if (st->tblock) {
         block_out(s, st->id, st->tblock, st->tblen, 1);
         free(st->tblock);

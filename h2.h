@@ -62,7 +62,8 @@ struct h2_stream {
     uint32_t id;
     unsigned open : 1;           /* counted against MAX_CONCURRENT_STREAMS */
     unsigned in_end : 1;         /* the client's END_STREAM came */
-    unsigned out_end : 1;        /* the app ended the response */
+    unsigned out_end : 1;        /* the app ended the response: the end goes
+                                    once all it framed (r.sent) is written */
     unsigned end_sent : 1;       /* our END_STREAM (or RST_STREAM) went */
     unsigned reset : 1;          /* RST_STREAM sent or received */
     unsigned peer_reset : 1;     /* received: later frames are errors */
@@ -78,6 +79,7 @@ struct h2_stream {
     h2_chunk *in, *in_tail;      /* request body not taken */
     size_t in_bytes;
     h2_buf out;                  /* response body not framed yet */
+    int64_t written;             /* body bytes written into out, in all */
     unsigned char *hblock;       /* response HEADERS to frame (END_HEADERS) */
     size_t hblen;
     unsigned char *tblock;       /* trailers, framed after the body */

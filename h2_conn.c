@@ -608,6 +608,7 @@ static ssize_t h2r_write(request *r, const struct iovec *v, int n, int wait)
             if (out_room(st, k) < 0) { r->broken = 1; break; }
             memcpy(st->out.p + st->out.len, (char *)v[i].iov_base + done, k);
             st->out.len += k;
+            st->written += (int64_t)k;
             done += k;
             total += (ssize_t)k;
         }
@@ -635,6 +636,7 @@ static ssize_t h2r_file(request *r, int fd, off_t *off, size_t n, int wait)
         ssize_t got = pread(fd, st->out.p + st->out.len, k, *off);
         if (got <= 0) { r->broken = 1; total = -1; break; }   /* the file shrank */
         st->out.len += (size_t)got;
+        st->written += got;
         *off += got;
         n -= (size_t)got;
         total += got;
