@@ -28,6 +28,7 @@ enum { S_HEADER_TABLE_SIZE = 1, S_ENABLE_PUSH, S_MAX_CONCURRENT_STREAMS,
 #define WIN_MAX     0x7fffffff
 #define CALM_MAX    2000         /* frames that do no work, per second */
 #define BLOCK_MAX   (1 << 20)    /* a header block's compressed bytes */
+#define ADAPT_MAX   (16 << 20)   /* --http2-adaptive-window's largest window */
 
 static void grant(h2_sess *s, h2_stream *st, size_t n);
 
@@ -192,6 +193,9 @@ int h2_init(h2_sess *s, const config *cfg)
     hpack_dec_init(&s->dec, HPACK_TABLE_SIZE);
     s->my_window = (uint32_t)cfg->http2_initial_stream_window_size;
     s->my_conn_window = (uint32_t)cfg->http2_initial_connection_window_size;
+    if ((s->adaptive = cfg->http2_adaptive_window))     /* as hyper: both start at the RFC's */
+        s->my_window = s->my_conn_window = 65535;
+    s->cwin = s->my_conn_window;
     s->my_frame = (uint32_t)cfg->http2_max_frame_size;
     s->my_hlist = cfg->http2_max_headers_size < H2_HEAD_MAX ? (uint32_t)cfg->http2_max_headers_size
                                                             : H2_HEAD_MAX;
@@ -442,7 +446,7 @@ static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
         st->id = id;
         st->open = 1;
         st->swin = s->peer_window;
-        st->rwin = s->my_window;
+        st->rwin = st->win = s->my_window;
         st->next = s->streams;
         s->streams = st;
         s->nopen++;
@@ -705,11 +709,7 @@ ssize_t h2_recv(h2_sess *s, const char *in, size_t n)
         used += 9 + len;
         if (on_frame(s, h[3], h[4], get32(h + 5) & WIN_MAX, h + 9, len) < 0) return -1;
     }
-    if (s->unacked >= s->my_conn_window / 2) {   /* grant the connection window again */
-        frame32(s, F_WINDOW_UPDATE, 0, (uint32_t)s->unacked);
-        s->rwin += (int64_t)s->unacked;
-        s->unacked = 0;
-    }
+    grant(s, NULL, 0);                  /* bytes of streams gone meanwhile */
     return s->dead ? -1 : (ssize_t)used;
 }
 
@@ -740,19 +740,33 @@ void h2_body_take(h2_sess *s, h2_stream *st, size_t n)
     if (st->open) grant(s, st, n);      /* else granted back when it closed */
 }
 
-/* n bytes of st are gone: open the windows again once half has gone. */
+/* How much a window grows: --http2-adaptive-window doubles one that the
+ * client had all but used up when the app caught up (its bandwidth-delay
+ * product is larger than the window), up to ADAPT_MAX; else nothing. */
+static uint32_t grow(h2_sess *s, uint32_t *win, int64_t left)
+{
+    if (!s->adaptive || left > *win / 4 || *win >= ADAPT_MAX) return 0;
+    uint32_t more = *win;
+    *win *= 2;
+    return more;
+}
+
+/* n bytes of st (NULL: none) are gone: open the windows again once half
+ * has gone. */
 static void grant(h2_sess *s, h2_stream *st, size_t n)
 {
-    st->unacked += n;
     s->unacked += n;
-    if (st->open && !st->in_end && st->unacked >= s->my_window / 2) {
-        frame32(s, F_WINDOW_UPDATE, st->id, (uint32_t)st->unacked);
-        st->rwin += (int64_t)st->unacked;
+    if (st) st->unacked += n;
+    if (st && st->open && !st->in_end && st->unacked >= st->win / 2) {
+        uint32_t k = (uint32_t)st->unacked + grow(s, &st->win, st->rwin);
+        frame32(s, F_WINDOW_UPDATE, st->id, k);
+        st->rwin += k;
         st->unacked = 0;
     }
-    if (s->unacked >= s->my_conn_window / 2) {
-        frame32(s, F_WINDOW_UPDATE, 0, (uint32_t)s->unacked);
-        s->rwin += (int64_t)s->unacked;
+    if (s->unacked && s->unacked >= s->cwin / 2) {
+        uint32_t k = (uint32_t)s->unacked + grow(s, &s->cwin, s->rwin);
+        frame32(s, F_WINDOW_UPDATE, 0, k);
+        s->rwin += k;
         s->unacked = 0;
     }
 }

@@ -74,6 +74,7 @@ struct h2_stream {
     unsigned drop_in : 1;        /* the app is done: body bytes are discarded */
     int watch;                   /* EV_READ|EV_WRITE a loop-thread app waits on */
     int64_t swin, rwin;          /* send window; receive window left */
+    uint32_t win;                /* the receive window granted at most */
     size_t unacked;              /* body bytes taken, not yet re-granted */
     int64_t clen, got;           /* request content-length (-1) and DATA so far */
     h2_chunk *in, *in_tail;      /* request body not taken */
@@ -87,6 +88,7 @@ struct h2_stream {
     http_request *head;          /* the request head; its slices point into hmem */
     h2_buf hmem;
     char *cookie;                /* the joined cookie crumbs */
+    char fwd[64];                /* X-Forwarded-For's client (PROXY_ADDR_MAX) */
     double started;              /* wall clock when the head came */
 };
 
@@ -113,6 +115,8 @@ struct h2_sess {
     uint32_t peer_frame;
     int64_t peer_window;         /* its SETTINGS_INITIAL_WINDOW_SIZE */
     int64_t swin, rwin;          /* the connection's windows */
+    uint32_t cwin;               /* the connection's receive window at most */
+    unsigned adaptive : 1;       /* --http2-adaptive-window: windows grow */
     size_t unacked;              /* connection bytes consumed, not re-granted */
     /* a header block arriving over HEADERS and CONTINUATION frames */
     uint32_t blk_id;

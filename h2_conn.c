@@ -23,6 +23,7 @@
 #include "h2.h"
 #include "log.h"
 #include "metrics.h"
+#include "net.h"
 #include "worker.h"
 #include "worker_int.h"
 
@@ -216,9 +217,14 @@ static void start(h2c *h, h2_stream *st)
     r->head = st->head;
     r->ls = h->c->ls;
     r->tls = h->c->tls;
-    r->client = h->c->r.client ? h->c->r.client : h->c->addr;
-    r->client_port = h->c->port;
-    r->secure = h->c->tls != NULL;
+    /* the client and scheme as on HTTP/1.1: a trusted proxy's word, per
+     * request */
+    signed char proto = 0;
+    st->fwd[0] = 0;
+    if (h->c->trusted) proxy_forwarded(st->head, st->fwd, &proto);
+    r->client = st->fwd[0] ? st->fwd : h->c->addr;
+    r->client_port = st->fwd[0] ? 0 : h->c->port;
+    r->secure = proto ? proto > 0 : h->c->tls != NULL;
     r->res = (resp_head){ .clen = -1 };
     st->started = clock_wall();
     st->app = 1;
