@@ -288,8 +288,18 @@ static void work(h2c *h, int readable)
     tell(list);
     pthread_mutex_lock(&s->mu);
     flush_locked(h);
-    int over = s->dead || (s->goaway && !s->nopen && !h->napp && !s->startq && !h->held);
+    int idle = !s->nopen && !h->napp && !s->startq && !h->held;
+    int over = s->dead || (s->goaway && idle);
     if (!over) rearm(h);
+    if (idle && !h->ilen && h->icap) {  /* an idle connection keeps no buffers */
+        free(h->in);
+        h->in = NULL;
+        h->icap = 0;
+    }
+    if (idle && s->out.off == s->out.len && s->out.cap > 16384) {
+        free(s->out.p);
+        s->out = (h2_buf){ 0 };
+    }
     pthread_mutex_unlock(&s->mu);
     h->busy--;
     if (over || h->closing) close_now(h);
@@ -442,13 +452,16 @@ void h2_sweep(conn *c, int64_t now)
         s->dead = 1;
         pthread_cond_broadcast(&s->cv);
     }
+    /* the interface's own timeouts (an ASGI body read): listed first, as
+     * a sweep may finish its request */
+    h2_stream *list = NULL;
     for (h2_stream *st = s->streams; st && W.ifc->sweep; st = st->next)
-        if (st->app && W.ifc->sweep) {
-            pthread_mutex_unlock(&s->mu);
-            W.ifc->sweep(&st->r, now, IO_TIMEOUT_MS);
-            pthread_mutex_lock(&s->mu);
-        }
+        if (st->app) { st->qnext = list; list = st; }
     pthread_mutex_unlock(&s->mu);
+    for (h2_stream *st = list, *next; st; st = next) {
+        next = st->qnext;
+        W.ifc->sweep(&st->r, now, IO_TIMEOUT_MS);
+    }
     h->busy--;
     work(h, 0);
 }
