@@ -166,6 +166,7 @@ void h2_release(h2_sess *s, h2_stream *st)
         st->in = k->next;
         free(k);
     }
+    free(st->spent);
     buf_free(&st->out);
     buf_free(&st->hmem);
     free(st->hblock);
@@ -715,6 +716,8 @@ ssize_t h2_recv(h2_sess *s, const char *in, size_t n)
 
 size_t h2_body_peek(h2_stream *st, const char **p)
 {
+    free(st->spent);
+    st->spent = NULL;
     h2_chunk *k = st->in;
     while (k && k->off == k->len) k = k->next;
     if (!k || !st->in_bytes) { *p = ""; return 0; }
@@ -734,7 +737,8 @@ void h2_body_take(h2_sess *s, h2_stream *st, size_t n)
         if (k->off == k->len) {
             st->in = k->next;
             if (!st->in) st->in_tail = NULL;
-            free(k);
+            free(st->spent);
+            st->spent = k;
         }
     }
     if (st->open) grant(s, st, n);      /* else granted back when it closed */

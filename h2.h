@@ -78,6 +78,8 @@ struct h2_stream {
     size_t unacked;              /* body bytes taken, not yet re-granted */
     int64_t clen, got;           /* request content-length (-1) and DATA so far */
     h2_chunk *in, *in_tail;      /* request body not taken */
+    h2_chunk *spent;             /* the last chunk taken: the app may still
+                                    copy from it until its next body() */
     size_t in_bytes;
     h2_buf out;                  /* response body not framed yet */
     int64_t written;             /* body bytes written into out, in all */
