@@ -32,11 +32,12 @@ SOAK_DURATION ?= 1800
 SOAK_SHORT    ?= 45
 
 SRCS = granc.c master.c net.c reload.c metrics.c ev.c http.c log.c worker.c conn.c pool.c py.c \
-       wsgi.c asgi.c asgi_ws.c rsgi.c rsgi_scope.c rsgi_ws.c aio.c ws.c
+       wsgi.c asgi.c asgi_ws.c rsgi.c rsgi_scope.c rsgi_ws.c aio.c ws.c \
+       h2.c h2_conn.c hpack.c
 # The Python the worker runs (the asyncio runner, the app loader, the
 # --log-config bridge) is kept in py/*.py and embedded as C strings.
 PYSRC = py/runner.py.h py/loader.py.h py/logconf.py.h
-HDRS = granc.h aio.h asgi_int.h conn.h ev.h http.h log.h master.h metrics.h net.h pool.h py.h reload.h req.h rsgi.h \
+HDRS = granc.h aio.h asgi_int.h conn.h ev.h h2.h hpack.h http.h log.h master.h metrics.h net.h pool.h py.h reload.h req.h rsgi.h \
        tls.h tls_int.h worker.h worker_int.h ws.h wsgi.h ev_epoll.c ev_kqueue.c $(PYSRC)
 
 WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)
@@ -94,6 +95,8 @@ $(U)/unit_ev: $(U)/unit_ev.c $(U)/tap.h ev.c $(HDRS)
 	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_ev.c ev.c
 $(U)/unit_ws: $(U)/unit_ws.c $(U)/tap.h ws.c $(HDRS)
 	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_ws.c ws.c
+$(U)/unit_hpack: $(U)/unit_hpack.c $(U)/tap.h hpack.c $(HDRS)
+	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_hpack.c hpack.c
 # reload.c twice: inotify, and the portable stat() scan forced on Linux.
 $(U)/unit_reload: $(U)/unit_reload.c $(U)/tap.h reload.c log.c http.c $(HDRS)
 	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_reload.c reload.c log.c http.c
@@ -103,7 +106,7 @@ $(U)/unit_reload_poll: $(U)/unit_reload.c $(U)/tap.h reload.c log.c http.c $(HDR
 $(U)/unit_tls: $(U)/unit_tls.c $(U)/tap.h tls.c tls_load.c $(HDRS)
 	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ $(U)/unit_tls.c tls.c tls_load.c -lbearssl
 
-UNITS = $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_reload $(U)/unit_reload_poll
+UNITS = $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_hpack $(U)/unit_reload $(U)/unit_reload_poll
 ifeq ($(TLS),1)
 UNITS += $(U)/unit_tls
 endif
@@ -191,7 +194,7 @@ valgrind: tests/granc-test
 # pattern (0xAA...) so that reading one goes visibly wrong.
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
              -ftrivial-auto-var-init=pattern $(WARN) -I.
-FUZZERS = http ws opts
+FUZZERS = http ws hpack opts
 ifeq ($(TLS),1)
 FUZZERS += pem
 endif
@@ -201,6 +204,8 @@ $(F)/fuzz_http: $(F)/fuzz_http.c http.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(F)/fuzz_http.c http.c
 $(F)/fuzz_ws: $(F)/fuzz_ws.c ws.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(F)/fuzz_ws.c ws.c
+$(F)/fuzz_hpack: $(F)/fuzz_hpack.c hpack.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(F)/fuzz_hpack.c hpack.c
 # granc.c and tls_load.c with GRANC_FUZZ: see the hooks there.
 $(F)/fuzz_opts: $(F)/fuzz_opts.c granc.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -DGRANC_FUZZ $(if $(filter 1,$(TLS)),-DGRANC_TLS) \
@@ -244,8 +249,9 @@ install-python:
 
 # Everything the Makefile builds; clean removes exactly these.
 BINS = granc granc-asan tests/granc-test tests/granc-asan tests/granc-static \
-       $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_reload \
-       $(U)/unit_reload_poll $(U)/unit_tls $(F)/fuzz_http $(F)/fuzz_ws $(F)/fuzz_opts $(F)/fuzz_pem
+       $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_hpack $(U)/unit_reload \
+       $(U)/unit_reload_poll $(U)/unit_tls $(F)/fuzz_http $(F)/fuzz_ws $(F)/fuzz_hpack \
+       $(F)/fuzz_opts $(F)/fuzz_pem
 
 py/%.py.h: py/%.py
 	{ printf 'static const char %s_src[] =\n' $*; \

@@ -38,7 +38,7 @@
 
 const config *asgi_cfg;
 static PyObject *app;
-static PyObject *asgi_dict, *ext_dict, *s_http, *s_http_scheme, *s_https_scheme, *v11, *v10;
+static PyObject *asgi_dict, *ext_dict, *s_http, *s_http_scheme, *s_https_scheme, *v11, *v10, *v2;
 
 /* The ASGI "tls" extension (beyond Granian), next to the usual ones. */
 static PyObject *tls_extensions(tls_conn *tls)
@@ -730,6 +730,7 @@ PyObject *asgi_scope(request *r)
     const listener *ls = r->ls;
     int uds = ls->family == AF_UNIX;
     if ((!rq->minor && asgi_set(scope, k_http_version, Py_NewRef(v10))) ||
+        (rq->h2 && asgi_set(scope, k_http_version, Py_NewRef(v2))) ||
         (r->secure && asgi_set(scope, k_scheme, Py_NewRef(s_https_scheme))) ||
         asgi_set(scope, k_server, server_tuple(ls)) ||
         asgi_set(scope, k_client, addr_tuple(r->client, uds ? 0 : r->client_port)) ||
@@ -953,7 +954,7 @@ static int asgi_init(const config *config, void *application)
     INTERN(t_request, "http.request"); INTERN(t_disconnect, "http.disconnect");
     INTERN(t_start, "http.response.start"); INTERN(t_rbody, "http.response.body");
     INTERN(t_pathsend, "http.response.pathsend"); INTERN(t_trailers, "http.response.trailers");
-    INTERN(s_http, "http"); INTERN(s_http_scheme, "http"); INTERN(s_https_scheme, "https"); INTERN(v11, "1.1"); INTERN(v10, "1");
+    INTERN(s_http, "http"); INTERN(s_http_scheme, "http"); INTERN(s_https_scheme, "https"); INTERN(v11, "1.1"); INTERN(v10, "1"); INTERN(v2, "2");
     asgi_dict = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.3");
     ext_dict = Py_BuildValue("{s{}s{}s{}}", "http.response.pathsend", "websocket.http.response",
                              "http.response.trailers");

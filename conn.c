@@ -23,6 +23,7 @@
 #include <sys/sendfile.h>
 #endif
 #include "conn.h"
+#include "h2.h"
 #include "tls.h"
 #include "worker_int.h"
 #include "ev.h"
@@ -35,7 +36,6 @@
 #define BODY_ROOM       65536    /* buffer room kept after a head for body reads */
 #define DRAIN_MAX       (1 << 20)/* unread body discarded to keep a connection */
 
-static void on_conn(ev_loop *l, int fd, void *udata, int mask);
 static int body_decode(conn *c);
 static int start_request(conn *c);
 static const req_ops h1_ops;
@@ -59,7 +59,7 @@ static void access_log(conn *c, int status)
 /* Every byte of a connection passes through these two (and conn_file),
  * so that an encrypted connection is one branch here, not one per caller.
  * They behave as read(2) and writev(2) on a non-blocking socket. */
-static ssize_t conn_rd(conn *c, void *buf, size_t n)
+ssize_t conn_read(conn *c, void *buf, size_t n)
 {
     if (c->tls) return tls_read(c->tls, c->fd, buf, n);
     ssize_t r;
@@ -68,7 +68,7 @@ static ssize_t conn_rd(conn *c, void *buf, size_t n)
     return r;
 }
 
-static ssize_t conn_wrv(conn *c, const struct iovec *iov, int n)
+ssize_t conn_writev(conn *c, const struct iovec *iov, int n)
 {
     if (c->tls) return tls_writev(c->tls, c->fd, iov, n > 64 ? 64 : n);
     ssize_t w;
@@ -89,7 +89,7 @@ static ssize_t conn_file(conn *c, int fd, off_t *off, size_t n)
     ssize_t r = pread(fd, tmp, n < sizeof(tmp) ? n : sizeof(tmp), *off);
     if (r <= 0) return r < 0 ? -1 : 0;
     struct iovec v = { tmp, (size_t)r };
-    ssize_t w = conn_wrv(c, &v, 1);
+    ssize_t w = conn_writev(c, &v, 1);
     if (w > 0) *off += w;
     return w;
     }
@@ -97,7 +97,7 @@ static ssize_t conn_file(conn *c, int fd, off_t *off, size_t n)
 
 /* What a connection waits for after EAGAIN: TLS may need to write to read
  * (a handshake flight) or the reverse. */
-static int conn_want(conn *c, int mask)
+int conn_want(conn *c, int mask)
 {
     if (c->tls) return tls_want(c->tls);
     return mask;
@@ -129,6 +129,7 @@ void conn_buf_put(conn *c)
 
 void conn_close(conn *c)
 {
+    if (c->h2) h2_conn_free(c);
     ev_del(W.loop, c->fd, EV_READ | EV_WRITE);
     if (c->tls) tls_free(c->tls);
     close(c->fd);
@@ -149,7 +150,7 @@ static int want_read(conn *c)
 {
     int mask = conn_want(c, EV_READ);
     ev_del(W.loop, c->fd, ~mask & (EV_READ | EV_WRITE));
-    if (ev_add(W.loop, c->fd, mask, on_conn, c) < 0) {
+    if (ev_add(W.loop, c->fd, mask, conn_on_event, c) < 0) {
         conn_close(c);
         return -1;
     }
@@ -159,7 +160,7 @@ static int want_read(conn *c)
 /* Stop writing, keep reading (and discarding) for a moment, then close:
  * closing a socket with unread input makes the kernel send RST, which can
  * destroy the answer before the client has read it. */
-static void conn_linger(conn *c)
+void conn_linger(conn *c)
 {
     if (c->tls) tls_close(c->tls, c->fd);
     char b;
@@ -187,7 +188,7 @@ void conn_reply_error(conn *c, int status)
                      "content-length: 0\r\nconnection: close\r\n\r\n",
                      status, http_reason(status), http_date());
     struct iovec v = { head, (size_t)n };
-    ssize_t w = conn_wrv(c, &v, 1);
+    ssize_t w = conn_writev(c, &v, 1);
     (void)w;                    /* best effort: the socket buffer is empty */
     log_debug("worker-%d: answered %d to %s", W.id, status, c->addr);
     conn_linger(c);
@@ -219,7 +220,7 @@ static ssize_t conn_fill(conn *c)
         c->buf = b;
         c->cap = cap;
     }
-    ssize_t n = conn_rd(c, c->buf + c->len, c->cap - c->len);
+    ssize_t n = conn_read(c, c->buf + c->len, c->cap - c->len);
     if (n > 0) c->len += (size_t)n;
     return n;
 }
@@ -314,12 +315,34 @@ static int read_ahead(conn *c)
     return 0;
 }
 
+/* HTTP/2 or HTTP/1.1, once for a connection: ALPN decides where TLS
+ * negotiated it (RFC 9113 3.2: after "h2" only the preface is valid, the
+ * engine checks it); else --http 2, or the first bytes: the client
+ * preface means HTTP/2 (Granian sniffs on TLS too; granc follows the
+ * RFC).  Returns 2, 1, or -1 for a preface not yet whole. */
+static int sniff(conn *c)
+{
+    if (W.cfg->http == HTTPM_1) return 1;
+    const char *alpn = c->tls ? tls_alpn(c->tls) : NULL;
+    if (alpn && *alpn) return strcmp(alpn, "h2") ? 1 : 2;
+    if (W.cfg->http == HTTPM_2) return 2;
+    size_t n = c->len < H2_PREFACE_LEN ? c->len : H2_PREFACE_LEN;
+    if (memcmp(c->buf, H2_PREFACE, n)) return 1;
+    return n < H2_PREFACE_LEN ? -1 : 2;
+}
+
 /* Parse and start as many requests as the buffer holds.  Inline requests
  * finish before start_request returns, so pipelined requests are served
  * in this loop, in order, without recursion. */
 void conn_serve(conn *c)
 {
     while (c->state == CS_HEAD) {
+        if (!c->proto_known && c->len) {
+            int v = sniff(c);
+            if (v < 0) { want_read(c); return; }
+            c->proto_known = 1;
+            if (v == 2) { h2_start(c); return; }
+        }
         int status = 400;
         int r = http_parse_request(c->buf, c->len, c->scanned, c->req, &status);
         if (r == HTTP_INCOMPLETE) {
@@ -362,6 +385,7 @@ static int start_request(conn *c)
 /* Requests held back by --backpressure, now that a slot is free. */
 void conn_drain_waitq(void)
 {
+    h2_drain_waitq();
     while (W.waitq && W.inflight < W.cfg->backpressure) {
         conn *c = W.waitq;
         W.waitq = c->qnext;
@@ -373,17 +397,21 @@ void conn_drain_waitq(void)
     if (!W.waitq && !W.accept_resume) wk_accept_resume();
 }
 
-static void on_conn(ev_loop *l, int fd, void *udata, int mask)
+void conn_on_event(ev_loop *l, int fd, void *udata, int mask)
 {
     (void)l; (void)fd; (void)mask;
     conn *c = udata;
+    if (c->state == CS_H2) {
+        h2_io(c, mask);
+        return;
+    }
     if (c->state == CS_APP) {           /* ASGI: body, disconnect, output */
         if (W.ifc->event) W.ifc->event(&c->r, mask);
         return;
     }
     if (c->state == CS_LINGER) {
         char sink[4096];
-        ssize_t n = conn_rd(c, sink, sizeof(sink));
+        ssize_t n = conn_read(c, sink, sizeof(sink));
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
             conn_close(c);
         return;
@@ -474,7 +502,7 @@ static ssize_t h1_write(request *r, const struct iovec *iov, int n, int wait)
     ssize_t total = 0;
     if (n > 64 || r->broken) return -1;
     if (!wait) {                        /* what the socket takes now */
-        ssize_t w = conn_wrv(c, iov, n);
+        ssize_t w = conn_writev(c, iov, n);
         if (w >= 0 || errno == EAGAIN) return w >= 0 ? w : 0;
         r->broken = 1;
         return -1;
@@ -482,7 +510,7 @@ static ssize_t h1_write(request *r, const struct iovec *iov, int n, int wait)
     memcpy(v, iov, sizeof(*v) * (size_t)n);
     struct iovec *p = v;
     while (n > 0) {
-        ssize_t w = conn_wrv(c, p, n);
+        ssize_t w = conn_writev(c, p, n);
         if (w < 0) {
             if (errno == EAGAIN && conn_wait(c, POLLOUT) == 0) continue;
             r->broken = 1;
@@ -577,7 +605,7 @@ static ssize_t body_more(conn *c, size_t want, int wait)
             c->dpos = c->head;
         }
         if (c->len == c->cap) { errno = EMSGSIZE; return -1; }
-        ssize_t n = conn_rd(c, c->buf + c->len, c->cap - c->len);
+        ssize_t n = conn_read(c, c->buf + c->len, c->cap - c->len);
         if (n > 0) { c->len += (size_t)n; continue; }
         if (n < 0 && errno == EAGAIN && !wait) return HTTP_INCOMPLETE;
         if (n < 0 && errno == EAGAIN && conn_wait(c, POLLIN) == 0) continue;
@@ -608,7 +636,7 @@ static int h1_gone(request *r)
     conn *c = conn_of(r);
     if (r->broken) return 1;
     if (c->len == c->cap) return 0;     /* cannot tell without reading on */
-    ssize_t n = conn_rd(c, c->buf + c->len, c->cap - c->len);
+    ssize_t n = conn_read(c, c->buf + c->len, c->cap - c->len);
     if (n > 0) { c->len += (size_t)n; return 0; }
     if (n < 0 && errno == EAGAIN) return 0;
     r->broken = 1;
@@ -723,7 +751,7 @@ static void h1_watch(request *r, int mask)
     if (c->tls && (mask & EV_READ))
         mask |= conn_want(c, EV_READ);
     ev_del(W.loop, c->fd, ~mask & (EV_READ | EV_WRITE));
-    if (mask && ev_add(W.loop, c->fd, mask, on_conn, c) < 0)
+    if (mask && ev_add(W.loop, c->fd, mask, conn_on_event, c) < 0)
         r->broken = 1;
 }
 

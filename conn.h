@@ -7,6 +7,8 @@
 #ifndef CONN_H
 #define CONN_H
 
+#include <sys/uio.h>
+#include "ev.h"
 #include "granc.h"
 #include "http.h"
 #include "net.h"
@@ -21,8 +23,9 @@
  * while it reads a request head (CS_HEAD), reads ahead a small body
  * (CS_BODY) or lingers before closing (CS_LINGER); an application thread
  * while the request runs (CS_APP).  Handing it over is the only
- * synchronisation it needs. */
-enum conn_state { CS_HEAD, CS_BODY, CS_APP, CS_LINGER };
+ * synchronisation it needs.  A connection that speaks HTTP/2 (CS_H2) is
+ * its session's (h2_conn.c), which has a lock of its own. */
+enum conn_state { CS_HEAD, CS_BODY, CS_APP, CS_LINGER, CS_H2 };
 
 typedef struct conn {
     int fd;
@@ -43,6 +46,8 @@ typedef struct conn {
     unsigned body_done : 1;          /* whole body decoded */
     unsigned body_bad : 1;           /* malformed or too large: answered, then closed */
     unsigned continue_sent : 1;      /* "100 Continue" written (or not owed) */
+    unsigned proto_known : 1;        /* HTTP/1.1 or HTTP/2 decided */
+    struct h2c *h2;                  /* the HTTP/2 session (h2_conn.c) */
     time_t since;                    /* start of the current wait */
     double started;                  /* wall clock when the head arrived */
     struct conn *prev, *next;        /* all connections of the worker */
@@ -63,6 +68,14 @@ void conn_close(conn *c);
 void conn_reply_error(conn *c, int status);
 void conn_buf_put(conn *c);
 int conn_finish(conn *c);
+/* For h2_conn.c: the socket through TLS when there is TLS (read(2) and
+ * writev(2) on a non-blocking socket), what to wait for after EAGAIN,
+ * the loop's handler, and an orderly close. */
+ssize_t conn_read(conn *c, void *buf, size_t n);
+ssize_t conn_writev(conn *c, const struct iovec *iov, int n);
+int conn_want(conn *c, int mask);
+void conn_on_event(ev_loop *l, int fd, void *udata, int mask);
+void conn_linger(conn *c);
 void conn_serve(conn *c);
 void conn_drain_waitq(void);
 /* The connection a request belongs to. */

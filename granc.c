@@ -150,7 +150,7 @@ static const opt opts[] = {
         "20", http2_keep_alive_timeout_s, "HTTP/2 PING ack timeout"),
     INT("http2-max-concurrent-streams", "HTTP2_MAX_CONCURRENT_STREAMS", FT_HTTP2, 10, NOMAX,
         "200", http2_max_concurrent_streams, "HTTP/2 concurrent streams"),
-    INT("http2-max-frame-size", "HTTP2_MAX_FRAME_SIZE", FT_HTTP2, 1024, NOMAX, "16384",
+    INT("http2-max-frame-size", "HTTP2_MAX_FRAME_SIZE", FT_HTTP2, 16384, 16777215, "16384",
         http2_max_frame_size, "HTTP/2 max frame size"),
     INT("http2-max-headers-size", "HTTP2_MAX_HEADERS_SIZE", FT_HTTP2, 1, NOMAX, "16777216",
         http2_max_headers_size, "HTTP/2 max header list size"),
@@ -675,8 +675,6 @@ static void resolve(void)
     if (cfg.loop && (!strcmp(cfg.loop, "rloop") || !strcmp(cfg.loop, "winloop")))
         die("%s: %s is not available in granc (use auto, asyncio or uvloop)",
               NAME("loop"), cfg.loop);
-    if (cfg.http == HTTPM_2)
-        die("%s: HTTP/2 is not supported yet", NAME("http"));
     for (int i = 0; i < NOPTS; i++) {
         if (opts[i].feat == FT_TLS && TLS_BUILT)
             continue;
@@ -685,7 +683,7 @@ static void resolve(void)
                   label(i, src[i]));
         if (opts[i].feat == FT_HTTP2 && cfg.http == HTTPM_1)
             continue;           /* Granian ignores HTTP/2 settings with --http 1 */
-        if (opts[i].feat > FT_NOOP && src[i] != SRC_DEFAULT && !same_value(i, &cfg, &dflt))
+        if (opts[i].feat > FT_HTTP2 && src[i] != SRC_DEFAULT && !same_value(i, &cfg, &dflt))
             die("%s: %s is not supported yet", label(i, src[i]), feat_name[opts[i].feat]);
     }
     /* BearSSL stops at TLS 1.2 (granc's default, where Granian's is 1.3):

@@ -42,7 +42,8 @@ void hpack_dec_free(hpack_dec *d);
 int hpack_decode(hpack_dec *d, const unsigned char *in, size_t n, hpack_emit emit, void *ctx);
 
 /* Encode one field into out[0,cap): the name lowercased; returns the
- * length, which may exceed cap (then nothing past cap is written). */
+ * length, which may exceed cap (then nothing past cap is written).
+ * hpack_encode(NULL, 0, ...) only measures. */
 size_t hpack_encode(unsigned char *out, size_t cap, const char *name, size_t nn,
                     const char *value, size_t vn);
 /* The ":status" field for a three-digit code. */

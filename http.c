@@ -268,6 +268,15 @@ static int64_t read_decimal(const char **p, const char *end)
     return *p == start ? -1 : v;
 }
 
+int http_decimal(slice v, int64_t *out)
+{
+    const char *p = v.p, *end = v.p + v.n;
+    int64_t d = read_decimal(&p, end);
+    if (d < 0 || p != end) return -1;
+    *out = d;
+    return 0;
+}
+
 /* Merge one Content-Length field into *cl (-1 = none so far).  The field
  * is 1*DIGIT, or a list of them as a proxy makes by joining repeated
  * fields: 1*DIGIT *(OWS "," OWS 1*DIGIT), with no empty element ("5,"
@@ -913,8 +922,7 @@ ssize_t http_resp_head(resp_head *h, const char *reason, size_t rn, const http_h
         if (special == H_CLEN) {
             if (h->code < 200 || h->code == 204)
                 continue;               /* RFC 9110 8.6: never on these */
-            const char *p = v.p, *end = v.p + v.n;
-            if ((h->clen = read_decimal(&p, end)) < 0 || p != end)
+            if (http_decimal(v, &h->clen) < 0)
                 return HTTP_BAD;
         }
         has_server |= special == H_SERVER;

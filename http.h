@@ -29,6 +29,7 @@ typedef struct http_request {
     unsigned keep_alive : 1;         /* per version and Connection */
     unsigned expect_continue : 1;    /* Expect: 100-continue */
     unsigned upgrade : 1;            /* Connection: upgrade + Upgrade */
+    unsigned h2 : 1;                 /* came over HTTP/2 (h2.c) */
 } http_request;
 
 /* Parse the head in buf[0..len).  last_len is the length at the previous
@@ -66,6 +67,8 @@ int http_has_token(const char *v, size_t n, const char *lower);
 /* A token (RFC 9110 5.6.2); a valid field value (no CTL but HTAB). */
 int http_is_token(const char *p, size_t n);
 int http_value_ok(const char *p, size_t n);
+/* A whole field value as a decimal (a Content-Length): 0, or -1. */
+int http_decimal(slice v, int64_t *out);
 /* Write v in decimal into the bytes before end; returns its first digit. */
 char *http_utoa(char *end, uint64_t v);
 /* The first (or, with last, the last) field named lower, or NULL. */

@@ -29,7 +29,8 @@ typedef struct req_ops {
      * how many: 0 at the body's end, -1 when it failed (errno EFBIG: over
      * --http1-max-body-size; EBADMSG: malformed; EMSGSIZE: want exceeds
      * the buffer; else the client left).  Not waiting, HTTP_INCOMPLETE
-     * when the socket has nothing yet.  take consumes n ready bytes and
+     * when the socket has nothing yet.  *p holds until the next body
+     * call, even past the take that consumes it.  take consumes n ready bytes and
      * returns 1 once the whole body is taken.  After a 101 the body is
      * the raw stream, to its end. */
     ssize_t (*body)(request *r, size_t want, int wait, const char **p);

@@ -14,7 +14,7 @@
 #include "py.h"
 #include "rsgi.h"
 
-static PyObject *s_http, *s_ws, *s_version, *s_v11, *s_v10, *s_http_scheme, *s_https_scheme;
+static PyObject *s_http, *s_ws, *s_version, *s_v11, *s_v10, *s_v2, *s_http_scheme, *s_https_scheme;
 
 typedef struct { uint32_t o, n; } span;   /* a piece of Scope.mem */
 
@@ -91,7 +91,7 @@ PyObject *rsgi_scope(request *r, int ws)
     snprintf(s->client, sizeof(s->client), "%s", r->client);
     s->client_port = r->client_port;
     s->ws = ws;
-    s->minor = rq->minor;
+    s->minor = rq->h2 ? 2 : rq->minor;      /* 2: HTTP/2 */
     s->secure = r->secure;
     return (PyObject *)s;
 }
@@ -111,7 +111,7 @@ static PyObject *sockaddr_str(const char *ip, int port, int family)
 
 static PyObject *sc_proto(Scope *s, void *c) { (void)c; return Py_NewRef(s->ws ? s_ws : s_http); }
 static PyObject *sc_version(Scope *s, void *c) { (void)c; (void)s; return Py_NewRef(s_version); }
-static PyObject *sc_http_version(Scope *s, void *c) { (void)c; return Py_NewRef(s->minor ? s_v11 : s_v10); }
+static PyObject *sc_http_version(Scope *s, void *c) { (void)c; return Py_NewRef(s->minor == 2 ? s_v2 : s->minor ? s_v11 : s_v10); }
 static PyObject *sc_scheme(Scope *s, void *c)
 {
     (void)c;    /* RSGI says http or https, for websockets too */
@@ -320,7 +320,7 @@ static PyTypeObject HeadersType = {
 int rsgi_scope_init(PyObject *mod)
 {
     INTERN(s_http, "http"); INTERN(s_ws, "ws"); INTERN(s_version, "1.6");
-    INTERN(s_v11, "1.1"); INTERN(s_v10, "1"); INTERN(s_http_scheme, "http");
+    INTERN(s_v11, "1.1"); INTERN(s_v10, "1"); INTERN(s_v2, "2"); INTERN(s_http_scheme, "http");
     INTERN(s_https_scheme, "https");
     if (PyType_Ready(&ScopeType) < 0 || PyType_Ready(&HeadersType) < 0) return -1;
     return PyModule_AddObjectRef(mod, "RSGIHeaders", (PyObject *)&HeadersType) < 0 ||

@@ -8,7 +8,7 @@
  * Profile, chosen by hand rather than with br_ssl_server_init_full_* (which
  * also enables TLS 1.0/1.1, 3DES and suites without forward secrecy):
  * TLS 1.2 only, ECDHE key exchange with AEAD suites only (AES-GCM and
- * ChaCha20-Poly1305), no renegotiation, ALPN "http/1.1".
+ * ChaCha20-Poly1305), no renegotiation, ALPN "h2" and "http/1.1" as --http says.
  */
 #include "tls_int.h"
 #include "ev.h"
@@ -38,7 +38,8 @@ struct tls_conn {
     unsigned char buf[BR_SSL_BUFSIZE_BIDI];
 };
 
-static const char *alpn_names[] = { "http/1.1" };
+/* ALPN by --http (enum http_mode): auto, 1, 2 */
+static const char *alpn_names[][2] = { { "h2", "http/1.1" }, { "http/1.1" }, { "h2" } };
 
 /* The x509 class around br_x509_minimal: forward everything, copy the
  * certificates, and check revocation at the end of the chain. */
@@ -148,7 +149,8 @@ tls_conn *tls_new(tls_ctx *ctx)
                                      br_rsa_private_get_default(),
                                      br_rsa_pkcs1_sign_get_default());
     br_ssl_engine_add_flags(e, BR_OPT_NO_RENEGOTIATION);
-    br_ssl_engine_set_protocol_names(e, alpn_names, 1);   /* a mismatch is no error */
+    br_ssl_engine_set_protocol_names(e, alpn_names[ctx->http],   /* a mismatch is no error */
+                                     ctx->http == HTTPM_AUTO ? 2 : 1);
 
     if (ctx->client_auth) {
         if (!(t->x = calloc(1, sizeof *t->x))) {

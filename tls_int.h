@@ -42,6 +42,7 @@ struct tls_ctx {
     crl *crls;                      /* --ssl-crl */
     size_t ncrls;
     int client_auth;                /* 0: none, 1: optional, 2: required */
+    int http;                       /* --http: the ALPN names offered */
     int signer;                     /* key type of our certificate's issuer */
     br_ssl_session_cache_lru cache; /* per worker: see tls_new */
     unsigned char *cache_store;

@@ -595,6 +595,7 @@ tls_ctx *tls_load(const config *cfg, char *err, size_t errlen)
                  "certificate (--ssl-keyfile %s)", cfg->ssl_certificate, cfg->ssl_keyfile);
     if (rc)
         goto fail;
+    c->http = cfg->http;
     if (cfg->ssl_ca) {
         l = (ld){ err, errlen, "--ssl-ca", cfg->ssl_ca };
         if (load_anchors(&l, c))

@@ -21,6 +21,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include "conn.h"
+#include "h2.h"
 #include "pool.h"
 #include "py.h"
 #include "worker_int.h"
@@ -163,6 +164,8 @@ static void begin_stop(void)
         next = c->next;
         if (c->state == CS_APP && W.ifc->stop && c->r.app)
             W.ifc->stop(&c->r);
+        else if (c->state == CS_H2)
+            h2_stop(c);         /* GOAWAY: the streams in flight finish */
     }
     stop_sweep(clock_ms());
 }
@@ -176,6 +179,7 @@ static void stop_sweep(int64_t now)
     for (conn *c = W.conns, *next; c; c = next) {
         next = c->next;
         int unread = 0;
+        if (c->state == CS_H2 && h2_idle(c)) h2_io(c, 0);   /* closes it */
         if (c->state != CS_HEAD || c->len > 0) continue;
         if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0) continue;
         if (now - c->since >= STOP_GRACE_MS)
@@ -190,6 +194,7 @@ static void on_wake(ev_loop *l, int fd, void *udata, int mask)
     while (read(fd, sink, sizeof(sink)) > 0) {}
     if (stop_flag && !atomic_load(&W.stopping))
         begin_stop();
+    h2_wake();
     request *done = pool_done();
     while (done) {
         request *r = done;
@@ -216,6 +221,7 @@ static void force_stop(void)
     for (conn *c = W.conns, *next; c; c = next) {
         next = c->next;
         if (c->state == CS_APP) c->r.ops->abort(&c->r);
+        else if (c->state == CS_H2) h2_force(c);
         else conn_close(c);
     }
     W.forced = 1;
@@ -249,6 +255,8 @@ static void sweep(int64_t now)
             } else if (c->len == 0 && c->buf) {
                 conn_buf_put(c);         /* a wake-up that brought no bytes */
             }
+        } else if (c->state == CS_H2) {
+            h2_sweep(c, now);
         } else if (c->state == CS_APP && W.ifc->sweep) {
             W.ifc->sweep(&c->r, now, IO_TIMEOUT_MS);
         }

@@ -35,7 +35,7 @@ static PyObject *key_cache;      /* header name (bytes) -> "HTTP_..." str */
 static PyObject *s_get, *s_post, *s_head, *s_close, *s_fileno;
 static PyObject *k_method, *k_path, *k_query, *k_proto, *k_sname, *k_sport,
                 *k_raddr, *k_rport, *k_input, *k_ctype, *k_clen;
-static PyObject *proto11, *proto10;
+static PyObject *proto2, *proto11, *proto10;
 static PyObject *k_scheme, *k_https, *k_ssl_protocol, *k_ssl_cipher;
 
 /* ---------------------------------------------------------------------
@@ -563,11 +563,12 @@ static PyObject *build_environ(request *req, PyObject *input)
     else m = latin1(rq->method.p, rq->method.n);
     char port[16];
     snprintf(port, sizeof(port), "%d", req->client_port);
-    Py_INCREF(rq->minor ? proto11 : proto10);
+    PyObject *proto = rq->h2 ? proto2 : rq->minor ? proto11 : proto10;
+    Py_INCREF(proto);
     if (set_item(env, k_method, m) ||
         set_item(env, k_path, path_info(rq->path)) ||
         set_item(env, k_query, latin1(rq->query.p, rq->query.n)) ||
-        set_item(env, k_proto, rq->minor ? proto11 : proto10) ||
+        set_item(env, k_proto, proto) ||
         set_item(env, k_sname, PyUnicode_FromString(req->ls->addr)) ||
         set_item(env, k_sport, PyUnicode_FromFormat("%d", req->ls->port)) ||
         set_item(env, k_raddr, PyUnicode_FromString(req->client)) ||
@@ -717,7 +718,7 @@ int wsgi_init(const config *config, void *application)
     INTERN(k_raddr, "REMOTE_ADDR"); INTERN(k_rport, "REMOTE_PORT");
     INTERN(k_input, "wsgi.input"); INTERN(k_ctype, "CONTENT_TYPE");
     INTERN(k_clen, "CONTENT_LENGTH");
-    INTERN(proto11, "HTTP/1.1"); INTERN(proto10, "HTTP/1.0");
+    INTERN(proto2, "HTTP/2"); INTERN(proto11, "HTTP/1.1"); INTERN(proto10, "HTTP/1.0");
     INTERN(k_scheme, "wsgi.url_scheme"); INTERN(k_https, "HTTPS");
     INTERN(k_ssl_protocol, "SSL_PROTOCOL"); INTERN(k_ssl_cipher, "SSL_CIPHER");
     if (!(key_cache = PyDict_New())) return -1;

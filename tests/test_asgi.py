@@ -185,7 +185,8 @@ def test_client_disconnect_seen_by_app(asgi1, tmp_path):
     s.recv(65536)
     s.close()                                  # mid-stream
     deadline = time.time() + 10
-    while not report.exists() and time.time() < deadline:
+    # the app creates the file, then writes it: wait for the whole report
+    while not (report.exists() and report.read_text().endswith("]")) and time.time() < deadline:
         time.sleep(0.05)
     assert json.loads(report.read_text()) == ["send:OSError", "http.disconnect"]
     assert httpx.get(asgi1.url + "/info").status_code == 200

@@ -280,7 +280,7 @@ REJECT = [
     ("http-2.0", b"GET /info HTTP/2.0\r\n" + H + b"\r\n", 505),
     ("http-0.9", b"GET /info HTTP/0.9\r\n" + H + b"\r\n", 505),
     ("http-3.1", b"GET /info HTTP/3.1\r\n" + H + b"\r\n", 505),
-    ("h2-prior-knowledge", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+    # (the HTTP/2 preface is HTTP/2 now: test_http2.py)
     # sizes
     ("target-8193", b"GET /" + b"a" * 8192 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
     ("target-20k", b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),

@@ -522,7 +522,15 @@ static void test_handshakes(void)
 
     c2 = cl, c2.alpn = "h2";
     session(rsa, &c2, 1, &r);
-    ok(r.ok && r.child == 0 && !r.alpn[0], "ALPN h2 only: no protocol, no failure");
+    ok(r.ok && r.child == 0 && !strcmp(r.alpn, "h2"), "ALPN h2 with --http auto: h2");
+    {
+        char err[256];
+        config c = conf("rsa.crt", "rsa.key");
+        c.http = HTTPM_1;
+        tls_ctx *h1 = load(c, err);
+        session(h1, &c2, 1, &r);
+        ok(r.ok && r.child == 0 && !r.alpn[0], "ALPN h2 with --http 1: no protocol, no failure");
+    }
     c2.alpn = NULL;
     session(rsa, &c2, 1, &r);
     ok(r.ok && r.child == 0 && !r.alpn[0], "no ALPN");
