@@ -727,7 +727,7 @@ def test_no_h2c_upgrade(serve):
     assert out.startswith(b"HTTP/1.1 200 "), out[:200]
     assert b" 101 " not in out.split(b"\r\n")[0]
     body = out.split(b"\r\n\r\n", 1)[1]
-    assert json.loads(body[:body.rindex(b"}") + 1])["version"] == "1.1"
+    assert json.loads(body[:body.rindex(b"}") + 1])["version"] == "1.1", out
 
 
 # ===========================================================================
@@ -885,19 +885,20 @@ def test_100_concurrent_streams(serve, iface):
     assert len(set(bodies)) == 100
 
 
-def test_many_connections_curl_parallel(serve):
+def test_many_connections_curl(serve):
+    """200 connections, 50 at a time, one curl each (curl 7.88 cannot reuse
+    a prior-knowledge connection: "Error in the HTTP2 framing layer" on the
+    second request, against Hypercorn as well, so no -Z)."""
     s = serve("asgi")
-    urls = []
-    for i in range(200):
-        urls += [f"{s.url}/big?n={i}", "-o", "/dev/null"]
-    r = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-Z", "--parallel-max", "50",
-                        "-w", "%{http_version} %{http_code} %{size_download}\n"] + urls,
-                       capture_output=True, text=True, timeout=120)
-    lines = r.stdout.split("\n")[:-1]
-    assert len(lines) == 200, r.stderr
-    sizes = sorted(int(x.split()[2]) for x in lines)
-    assert {x.rsplit(" ", 1)[0] for x in lines} == {"2 200"}, set(lines)
-    assert sizes == list(range(200))
+    results = []
+    for base in range(0, 200, 50):
+        procs = [subprocess.Popen(["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null",
+                                   "-w", "%{http_version} %{http_code} %{size_download}",
+                                   f"{s.url}/big?n={i}"], stdout=subprocess.PIPE, text=True)
+                 for i in range(base, base + 50)]
+        results += [p.communicate(timeout=60)[0] for p in procs]
+    assert [r.rsplit(" ", 1)[0] for r in results] == ["2 200"] * 200, set(results)
+    assert [int(r.split()[2]) for r in results] == list(range(200))
 
 
 def h2load(url, *args):

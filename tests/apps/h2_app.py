@@ -182,6 +182,9 @@ async def asgi(scope, receive, send):
     if scope["type"] != "http":
         return
     path = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):       # Granian: path keeps the prefix
+        path = path[len(root):]
     q = _q(scope["query_string"].decode("latin-1"))
     if path == "/":
         await _read_all(receive)
@@ -192,7 +195,7 @@ async def asgi(scope, receive, send):
         hdrs = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
         body = json.dumps({
             "interface": "asgi", "version": scope["http_version"], "method": scope["method"],
-            "path": path, "query": scope["query_string"].decode("latin-1"),
+            "path": scope["path"], "query": scope["query_string"].decode("latin-1"),
             "scheme": scope["scheme"], "root_path": scope.get("root_path", ""),
             "host": next((v for k, v in hdrs if k == "host"), None),
             "cookie": [v for k, v in hdrs if k == "cookie"], "headers": hdrs,
