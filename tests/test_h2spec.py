@@ -31,7 +31,7 @@ def report(path):
                 bad = tc.find("error")
             if bad is not None:
                 msg = (bad.get("message") or "") + " " + (bad.text or "")
-                failed.append((tid, f"{tc.get('name')}: {' '.join(msg.split())[:300]}"))
+                failed.append((tid, f"{tc.get('classname')}: {' '.join(msg.split())[:300]}"))
             elif tc.find("skipped") is not None:
                 skipped.append(tid)
             else:

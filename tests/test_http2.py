@@ -30,7 +30,7 @@ import h2.settings
 import hpack
 import pytest
 
-from conftest import APPS, ASAN, Server, free_port
+from conftest import APPS, ASAN, Server, free_port, read_response
 
 import sys
 sys.path.insert(0, APPS)
@@ -727,12 +727,23 @@ def test_tls_wrong_preface_after_alpn_h2(serve):
 
 def test_no_h2c_upgrade(serve):
     s = serve("asgi")
-    out = http1(s, b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-                   b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
-    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
-    assert b" 101 " not in out.split(b"\r\n")[0]
-    body = out.split(b"\r\n\r\n", 1)[1]
-    assert json.loads(body[:body.rindex(b"}") + 1])["version"] == "1.1", out
+    sock = s.connect()
+    sock.sendall(b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                 b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        b = sock.recv(65536)
+        assert b, head
+        head += b
+    assert head.startswith(b"HTTP/1.1 200 "), head[:200]
+    status, headers, body, rest = read_response(sock, head)
+    assert status == 200
+    assert json.loads(body)["version"] == "1.1", body
+    assert rest == b""
+    # still HTTP/1.1 on that connection: a second request, no h2 frames
+    sock.sendall(b"GET /big?n=3 HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, body, rest = read_response(sock)
+    assert status == 200 and body == pattern(3)
 
 
 # ===========================================================================
