@@ -805,6 +805,7 @@ def test_head_no_body(serve, iface):
     c = h2c(s)
     st = c.wait(c.request("HEAD", "/big?n=1000"))
     assert st.status == 200 and bytes(st.data) == b""
+    assert st.data_frames == 0 and st.headers_end, "HEAD: a DATA frame was sent"
     assert st.header("content-length") in (None, "1000")
     assert c.get("/big?n=10").data == pattern(10)
 
@@ -815,6 +816,7 @@ def test_no_body_statuses(serve, iface, code):
     s = serve(iface)
     st = h2c(s).get(f"/status?code={code}")
     assert st.status == code and bytes(st.data) == b""
+    assert st.data_frames == 0 and st.headers_end, "a DATA frame was sent"
     assert st.header("x-status") == str(code)
     assert st.header("content-length") in (None, "0")
 
