@@ -1276,7 +1276,8 @@ def test_hpack_bomb(serve):
 
 
 def test_oversize_header_list(serve):
-    s = serve("asgi", "--http2-max-headers-size", "4096")
+    s = serve("asgi", "--http2-max-headers-size", "4096", rss=True)
+    w = RssWatch(worker_pid(s))
     r = raw_conn(s)
     r.until(lambda f: f[0] == SETTINGS)
     extra = [(f"x-big-{i}", "h" * 1000) for i in range(8)]
@@ -1287,6 +1288,12 @@ def test_oversize_header_list(serve):
     ok = r.response(3)
     assert ok.status == 200 and ok.data == pattern(50)
     assert r.goaway is None
+    for i in range(200):              # many refused lists, on one connection
+        r.headers(5 + 2 * i, req_block(path="/info", extra=extra))
+    r.response(5 + 2 * 199, timeout=30)
+    assert {r.resp[5 + 2 * i].status for i in range(200)} == {431}
+    growth = w.stop()
+    assert growth < 32 * MEM, f"RSS grew {growth:.1f} MiB"
     healthy(s)
 
 
