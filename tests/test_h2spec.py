@@ -6,6 +6,7 @@ failure prints the failing ids (h2spec's selectors, e.g. http2/5.1.1/2, to
 rerun one with `h2spec -p PORT http2/5.1.1/2 -v`) and h2spec's account of
 each."""
 import os
+import signal
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -60,5 +61,21 @@ def test_h2spec(serve, tmp_path, iface, mode):  # noqa: F811
         "\n" + r.stdout[r.stdout.find("Failures:"):][-6000:]
     assert total >= 146 and passed == total, (total, passed, skipped)
     assert r.returncode == 0, r.stdout[-3000:]
-    # and the server is still fine
+    # and the server is still fine, and stops when told (h2spec has closed
+    # all its connections)
     assert s.proc.poll() is None, s.log()[-3000:]
+    s.proc.send_signal(signal.SIGTERM)
+    try:
+        s.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        ss = subprocess.run(["ss", "-tanp", f"( sport = :{s.port} )"], capture_output=True,
+                            text=True).stdout
+        s.proc.kill()
+        for pid in s.worker_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        s.proc.wait()
+        raise AssertionError("SIGTERM after h2spec: not stopped in 20 s; sockets:\n" + ss +
+                             "log:\n" + s.log()[-4000:])

@@ -139,6 +139,9 @@ def serve(request):
     for s in servers:
         try:
             s.stop()
+        except subprocess.TimeoutExpired:
+            print(f"--- {s.cmd()} did not stop in 30 s after SIGTERM; its log:\n{s.log()[-4000:]}")
+            raise
         finally:
             try:
                 os.unlink(s.log_path)
