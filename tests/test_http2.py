@@ -1131,6 +1131,72 @@ def test_hpack_huffman_dynamic_table(serve, iface):
     assert len(c.conn.encoder.header_table.dynamic_entries) >= len(extra)
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
+@pytest.mark.parametrize("iface", IFACES)
+def test_connection_error_mid_body(serve, iface, tls):
+    """A connection error while the app waits for the request body (h2spec
+    http2/4.2/2: a DATA frame over SETTINGS_MAX_FRAME_SIZE): GOAWAY
+    FRAME_SIZE_ERROR, and the connection closes whether or not the client
+    closes first (no socket left in CLOSE-WAIT, the app's stream is let go),
+    and the server stops on SIGTERM."""
+    s = serve(iface, tls=tls)
+    try:
+        _error_mid_body(s)
+    except AssertionError:
+        kill(s)
+        raise
+
+
+def _error_mid_body(s):
+    for attempt in range(6):
+        r = raw_conn(s)
+        r.until(lambda f: f[0] == SETTINGS)
+        r.headers(1, req_block("POST", "/"), end_stream=False)
+        r.send(frame(DATA, 0, 1, b"abc"))
+        time.sleep(0.05)                  # the app is in its body read now
+        r.send(frame(DATA, END_STREAM, 1, b"x" * 16385))
+        g = r.until(lambda f: f[0] == GOAWAY, timeout=5)
+        assert g is not None, f"closed without GOAWAY; {summary(r.frames)}"
+        assert r.goaway[1] == 6, r.goaway             # FRAME_SIZE_ERROR
+        if attempt % 2:
+            r.read_to_eof(timeout=5)                  # fails if it stays open
+        r.sock.close()
+    deadline = time.monotonic() + 3
+    while close_wait(s.port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = close_wait(s.port)
+    s.proc.send_signal(signal.SIGTERM)
+    try:
+        s.proc.wait(10 * SLOW)
+        stopped = True
+    except subprocess.TimeoutExpired:
+        stopped = False
+        kill(s)
+    assert not left, f"{len(left)} of 6 connections left in CLOSE-WAIT:\n" + "\n".join(left) + \
+        ("" if stopped else "\nand the server did not stop 10 s after SIGTERM")
+    assert stopped, "not stopped 10 s after SIGTERM"
+
+
+def close_wait(port):
+    """The server's sockets on port that the peer has closed and the server
+    has not (CLOSE-WAIT), as `ss` lists them."""
+    out = subprocess.run(["ss", "-tan", "state", "close-wait", f"( sport = :{port} )"],
+                         capture_output=True, text=True).stdout
+    return [line for line in out.splitlines()[1:] if line.strip()]
+
+
+def kill(s):
+    """SIGKILL a server that does not stop (so that the teardown does not
+    wait 30 s more for it), workers first."""
+    for pid in s.worker_pids():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    s.proc.kill()
+    s.proc.wait()
+
+
 # ===========================================================================
 # graceful stop
 # ===========================================================================
