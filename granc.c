@@ -560,7 +560,7 @@ static void usage(void)
                o->def ? "; default " : "", o->def ? o->def : "",
                o->feat == FT_NOOP ? " (no effect in granc)"
                : o->feat == FT_TLS ? (TLS_BUILT ? "" : " (needs a TLS build)")
-               : o->feat != FT_OK ? " (not supported yet)" : "");
+               : o->feat > FT_HTTP2 ? " (not supported yet)" : "");
     }
     printf("  %-38s Print the version and exit\n  %-38s Print this help and exit\n",
            "--version", "--help");
