@@ -838,6 +838,7 @@ static int stream_out(h2_sess *s, h2_stream *st)
         st->swin -= (int64_t)k;
         s->swin -= (int64_t)k;
         st->changed = 1;                /* room for more */
+        s->news |= st->watch != 0;
         if (end) ended(s, st);
         return 1;
     }

@@ -126,6 +126,7 @@ struct h2_sess {
     h2_buf blk;
     /* flood budgets, reset once a second (h2_tick) */
     int calm, resets;
+    int news;                    /* h2_produce made room for a watching stream */
     h2_buf out;                  /* frames for the socket */
     int64_t last_active;         /* ms: a stream was open, or a frame came */
     int64_t stall_since;         /* ms: output waiting on a zero window */

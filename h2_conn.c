@@ -83,6 +83,7 @@ static void flush_locked(h2c *h)
         break;
     }
     if (s->out.off == s->out.len) s->out.off = s->out.len = 0;
+    if (s->waiters) pthread_cond_broadcast(&s->cv);    /* room, maybe */
 }
 
 /* Read and feed the engine; 0 when nothing more is there now, -1 when the
@@ -167,11 +168,15 @@ static void kick(h2c *h)
     (void)w;
 }
 
-/* After an operation changed what goes out: write it now. */
+/* After an operation changed what goes out: write it now.  The loop
+ * takes over what the socket did not take, and the news for streams that
+ * wait (ASGI's send(): room in their buffers) when no pass of it is
+ * running to tell them. */
 static void push_locked(h2c *h)
 {
     flush_locked(h);
-    if (h->s.out.len > h->s.out.off && !on_loop(h)) kick(h);
+    int loop = on_loop(h);
+    if ((h->s.out.len > h->s.out.off && !loop) || (h->s.news && loop && !h->busy)) kick(h);
 }
 
 /* Wait for the stream to change (with s->mu held): an application thread
@@ -282,12 +287,18 @@ static void work(h2c *h, int readable)
     pthread_mutex_lock(&s->mu);
     if (readable) read_locked(h);
     start_all(h);
-    flush_locked(h);
-    h2_stream *list = news_locked(h);
-    pthread_mutex_unlock(&s->mu);
-    tell(list);
-    pthread_mutex_lock(&s->mu);
-    flush_locked(h);
+    /* what the interface does when told may make news for others (its
+     * output framed makes room, or ends a stream): tell them too */
+    for (int round = 0; round < 16; round++) {
+        flush_locked(h);
+        s->news = 0;
+        h2_stream *list = news_locked(h);
+        if (!list) break;
+        pthread_mutex_unlock(&s->mu);
+        tell(list);
+        pthread_mutex_lock(&s->mu);
+        if (round == 15) kick(h);       /* more next time round the loop */
+    }
     int idle = !s->nopen && !h->napp && !s->startq && !h->held;
     int over = s->dead || (s->goaway && idle);
     if (!over) rearm(h);
