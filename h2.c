@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "ev.h"
 #include "h2.h"
 #include "http.h"
 
@@ -816,8 +817,13 @@ static int stream_out(h2_sess *s, h2_stream *st)
     if (st->reset || st->end_sent) return 0;
     size_t left = st->out.len - st->out.off;
     /* the interface may end the response before the last bytes it framed
-     * are written (ASGI queues them): the end waits for them */
-    int ending = st->out_end && st->written >= st->r.sent;
+     * are written (ASGI queues them): the end waits for them.  A body
+     * whole by its content-length ends with its last DATA frame, unless
+     * trailers are to come: the end of the app's call would cost a frame
+     * and a write of its own */
+    const resp_head *rh = &st->r.res;
+    int ending = (st->out_end || (rh->clen >= 0 && !rh->trailers && !rh->nobody &&
+                                  st->r.sent == rh->clen)) && st->written >= st->r.sent;
     if (st->hblock) {
         int end = ending && !left && !st->tblock;
         block_out(s, st->id, st->hblock, st->hblen, end);
@@ -838,7 +844,7 @@ static int stream_out(h2_sess *s, h2_stream *st)
         st->swin -= (int64_t)k;
         s->swin -= (int64_t)k;
         st->changed = 1;                /* room for more */
-        s->news |= st->watch != 0;
+        s->news |= (st->watch & EV_WRITE) != 0;
         if (end) ended(s, st);
         return 1;
     }

@@ -87,7 +87,10 @@ static void flush_locked(h2c *h)
 }
 
 /* Read and feed the engine; 0 when nothing more is there now, -1 when the
- * connection is over (EOF, an error, a connection error). */
+ * connection is over (EOF, an error, a connection error).  It reads until
+ * the socket is empty, even after a short read, before any stream starts:
+ * a client that opens more streams than allowed at once is told so, however
+ * fast the app answers the first (h2spec 5.1.2). */
 static int read_locked(h2c *h)
 {
     h2_sess *s = &h->s;
@@ -158,14 +161,17 @@ static void rearm(h2c *h)
 static void kick(h2c *h)
 {
     pthread_mutex_lock(&kick_mu);
-    if (!h->kicked) {
+    int first = !h->kicked;
+    if (first) {
         h->kicked = 1;
         h->knext = kicks;
         kicks = h;
     }
     pthread_mutex_unlock(&kick_mu);
-    ssize_t w = write(W.wake[1], "h", 1);
-    (void)w;
+    if (first) {
+        ssize_t w = write(W.wake[1], "h", 1);
+        (void)w;
+    }
 }
 
 /* After an operation changed what goes out: write it now.  The loop
@@ -361,14 +367,21 @@ static void close_now(h2c *h)
 {
     if (h->busy) { h->closing = 1; return; }
     pthread_mutex_lock(&h->s.mu);
-    if (h->napp) {                      /* app threads still hold streams */
+    if (h->napp) {                      /* the interface still holds streams */
         h->s.dead = 1;
         h->closing = 1;
-        flush_locked(h);
-        shutdown(h->c->fd, SHUT_RD);
+        flush_locked(h);                /* the GOAWAY, if it can go */
+        shutdown(h->c->fd, SHUT_RDWR);
         ev_del(W.loop, h->c->fd, EV_READ | EV_WRITE);
+        /* every stream hears of it: threads wake, tasks are told, and the
+         * last done() closes the connection */
+        for (h2_stream *st = h->s.streams; st; st = st->next) st->changed = 1;
+        h2_stream *list = news_locked(h);
         pthread_cond_broadcast(&h->s.cv);
         pthread_mutex_unlock(&h->s.mu);
+        h->busy++;
+        tell(list);
+        h->busy--;
         return;
     }
     flush_locked(h);
@@ -578,7 +591,9 @@ static int h2r_end(request *r, const http_header *f, size_t nf, struct iovec *ou
     int rc = h2_trailers(st, f, nf);
     if (rc == 0) {
         st->out_end = 1;
-        push_locked(h);
+        /* bytes framed and not written yet (ASGI queues them): the write
+         * that brings them sends the end too, in one go */
+        if (st->written >= r->sent) push_locked(h);
     }
     pthread_mutex_unlock(&h->s.mu);
     return rc;
