@@ -419,7 +419,8 @@ static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
         return st->reset && !st->peer_reset ? 0 : conn_error(s, H2_STREAM_CLOSED);
     } else if (st) {                    /* trailers */
         if (st->in_end || !end_stream) {
-            hpack_decode(&s->dec, (unsigned char *)s->blk.p, s->blk.len, on_field, &h);
+            if (hpack_decode(&s->dec, (unsigned char *)s->blk.p, s->blk.len, on_field, &h) < 0)
+                return conn_error(s, H2_COMPRESSION_ERROR);
             if (st->in_end) return conn_error(s, H2_STREAM_CLOSED);
             h2_rst(s, st, H2_PROTOCOL_ERROR);
             return 0;
@@ -628,8 +629,9 @@ static ssize_t on_frame(h2_sess *s, int type, int flags, uint32_t id,
         return on_headers(s, id, type, flags, p, n);
     case F_PRIORITY:                    /* accepted, ignored (RFC 9113 5.3.2) */
         if (id == 0) return conn_error(s, H2_PROTOCOL_ERROR);
-        if (n != 5) {
-            frame32(s, F_RST_STREAM, id, H2_FRAME_SIZE_ERROR);
+        if (n != 5) {                   /* a stream error (6.3): the stream ends */
+            if ((st = find(s, id))) h2_rst(s, st, H2_FRAME_SIZE_ERROR);
+            else frame32(s, F_RST_STREAM, id, H2_FRAME_SIZE_ERROR);
             return 0;
         }
         if ((get32(p) & WIN_MAX) == id) {
@@ -704,11 +706,13 @@ ssize_t h2_recv(h2_sess *s, const char *in, size_t n)
         if (n - used < 9 + len) break;
         used += 9 + len;
         if (on_frame(s, h[3], h[4], get32(h + 5) & WIN_MAX, h + 9, len) < 0) return -1;
-    }
-    if (s->unacked >= s->my_conn_window / 2) {   /* grant the connection window again */
-        frame32(s, F_WINDOW_UPDATE, 0, (uint32_t)s->unacked);
-        s->rwin += (int64_t)s->unacked;
-        s->unacked = 0;
+        /* grant the connection window again, after the frame that filled
+         * it: the answer must not depend on how reads split the input */
+        if (s->unacked >= s->my_conn_window / 2) {
+            frame32(s, F_WINDOW_UPDATE, 0, (uint32_t)s->unacked);
+            s->rwin += (int64_t)s->unacked;
+            s->unacked = 0;
+        }
     }
     return s->dead ? -1 : (ssize_t)used;
 }
