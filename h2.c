@@ -407,6 +407,14 @@ static void answer(h2_sess *s, h2_stream *st, int code)
     else h2_rst(s, st, H2_NO_ERROR);     /* don't send the body (8.1) */
 }
 
+/* The block through the decoder (an empty one has no buffer: no NULL
+ * pointer arithmetic in hpack_decode). */
+static int decode_blk(h2_sess *s, head_in *h)
+{
+    const unsigned char *p = s->blk.p ? (const unsigned char *)s->blk.p : (const unsigned char *)"";
+    return hpack_decode(&s->dec, p, s->blk.len, on_field, h);
+}
+
 /* A complete header block for stream id. */
 static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
 {
@@ -414,12 +422,12 @@ static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
     h2_stream *st = find(s, id);
     int fresh = 0;
     if (st && !st->open) {              /* reset: ignored; ended: too late */
-        if (hpack_decode(&s->dec, (unsigned char *)s->blk.p, s->blk.len, on_field, &h) < 0)
+        if (decode_blk(s, &h) < 0)
             return conn_error(s, H2_COMPRESSION_ERROR);
         return st->reset && !st->peer_reset ? 0 : conn_error(s, H2_STREAM_CLOSED);
     } else if (st) {                    /* trailers */
         if (st->in_end || !end_stream) {
-            if (hpack_decode(&s->dec, (unsigned char *)s->blk.p, s->blk.len, on_field, &h) < 0)
+            if (decode_blk(s, &h) < 0)
                 return conn_error(s, H2_COMPRESSION_ERROR);
             if (st->in_end) return conn_error(s, H2_STREAM_CLOSED);
             h2_rst(s, st, H2_PROTOCOL_ERROR);
@@ -428,7 +436,7 @@ static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
         h.st = st;
         h.trailers = 1;
     } else if (id <= s->max_id) {       /* a stream that has closed */
-        if (hpack_decode(&s->dec, (unsigned char *)s->blk.p, s->blk.len, on_field, &h) < 0)
+        if (decode_blk(s, &h) < 0)
             return conn_error(s, H2_COMPRESSION_ERROR);
         return conn_error(s, was_closed(s, id) ? H2_STREAM_CLOSED : H2_PROTOCOL_ERROR);
     } else {
@@ -450,7 +458,7 @@ static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
         h.st = st;
         fresh = 1;
     }
-    if (hpack_decode(&s->dec, (unsigned char *)s->blk.p, s->blk.len, on_field, &h) < 0)
+    if (decode_blk(s, &h) < 0)
         return conn_error(s, H2_COMPRESSION_ERROR);
     if (end_stream) st->in_end = 1;
     if (!fresh) {                       /* trailers: the body's end */
@@ -847,6 +855,13 @@ void h2_produce(h2_sess *s)
         more = 0;
         for (h2_stream *st = s->streams; st; st = st->next)
             more |= stream_out(s, st);
+    }
+    /* streams that closed after the app let go of them (its h2_release
+     * came while they were open: the end still to send, or the client's
+     * body still coming) have no one left to free them */
+    for (h2_stream *st = s->streams, *next; st; st = next) {
+        next = st->next;
+        if (!st->open && !st->app && !st->queued) h2_release(s, st);
     }
 }
 

@@ -792,6 +792,55 @@ static void t_trailers(void)
     h2_free(&s);
 }
 
+static int nstreams(h2_sess *s)
+{
+    int n = 0;
+    for (h2_stream *st = s->streams; st; st = st->next) n++;
+    return n;
+}
+
+/* A stream the app let go of before it closed is freed once it closes. */
+static void t_lifetime(void)
+{
+    h2_sess s;
+    h2_stream *st = one(&s, END_STREAM);
+    st->app = 1;
+    st->r.res.code = 200;
+    http_header f[] = { hf("date", "x") };
+    h2_head(st, f, 1, -1);
+    app_write(st, "abc", 3);
+    st->out_end = 1;
+    st->app = 0;                       /* the app is done: h2_conn.c's finished() */
+    h2_release(&s, st);
+    ok(nstreams(&s) == 1, "the app let go, the end not sent: the stream stays");
+    h2_produce(&s);
+    take_out(&s);
+    ok(count_f(DATA, 1) == 1 && s.nopen == 0 && nstreams(&s) == 0,
+       "the end sent: the stream is freed");
+    h2_free(&s);
+
+    /* answered before the body came: freed when the client's end comes */
+    start(&s);
+    REQ(1, 0, ":method", "POST", ":scheme", "https", ":path", "/");
+    feed(&s);
+    st = h2_pop_start(&s);
+    st->app = 1;
+    st->r.res.code = 200;
+    h2_head(st, f, 1, -1);
+    st->out_end = st->drop_in = 1;
+    st->app = 0;
+    h2_release(&s, st);
+    h2_produce(&s);
+    take_out(&s);
+    ok(nstreams(&s) == 1 && s.nopen == 1, "answered, the body still coming: open");
+    put_frame(DATA, END_STREAM, 1, "body", 4);
+    feed(&s);
+    h2_produce(&s);
+    take_out(&s);
+    ok(s.nopen == 0 && nstreams(&s) == 0, "the client's END_STREAM: closed and freed");
+    h2_free(&s);
+}
+
 static void t_floods(void)
 {
     h2_sess s;
@@ -961,6 +1010,13 @@ static void t_misc(void)
     conn_err(&s, H2_COMPRESSION_ERROR, "a bad HPACK block in trailers without END_STREAM");
 
     start(&s);
+    put_frame(HEADERS, END_HEADERS | END_STREAM, 1, NULL, 0);   /* an empty block */
+    r = feed(&s);
+    take_out(&s);
+    ok(r > 0 && rst_code(1) == H2_PROTOCOL_ERROR, "an empty header block -> RST PROTOCOL_ERROR");
+    h2_free(&s);
+
+    start(&s);
     h2_goaway(&s, H2_NO_ERROR);
     GET(1, END_STREAM);
     feed(&s);
@@ -996,6 +1052,7 @@ int main(void)
     t_concurrency();
     t_response();
     t_trailers();
+    t_lifetime();
     t_floods();
     t_431();
     t_misc();
