@@ -451,7 +451,9 @@ static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
         st->id = id;
         st->open = 1;
         st->swin = s->peer_window;
-        st->rwin = s->my_window;
+        /* before our SETTINGS are acknowledged the client may count on
+         * the default window (RFC 9113 6.5.3, 6.9.2) */
+        st->rwin = s->settings_acked || s->my_window >= 65535 ? s->my_window : 65535;
         st->next = s->streams;
         s->streams = st;
         s->nopen++;
@@ -589,7 +591,14 @@ static ssize_t on_headers(h2_sess *s, uint32_t id, int type, int flags,
 
 static ssize_t on_settings(h2_sess *s, int flags, const unsigned char *p, size_t n)
 {
-    if (flags & FL_ACK) return n ? conn_error(s, H2_FRAME_SIZE_ERROR) : 0;
+    if (flags & FL_ACK) {
+        if (n) return conn_error(s, H2_FRAME_SIZE_ERROR);
+        if (!s->settings_acked && s->my_window < 65535)   /* our smaller window applies */
+            for (h2_stream *st = s->streams; st; st = st->next)
+                st->rwin -= 65535 - (int64_t)s->my_window;
+        s->settings_acked = 1;
+        return 0;
+    }
     if (n % 6) return conn_error(s, H2_FRAME_SIZE_ERROR);
     for (; n; p += 6, n -= 6) {
         uint32_t v = get32(p + 2);

@@ -4,8 +4,8 @@
  *
  * The input is a client's byte stream after two bytes of knobs: byte 0
  * chooses whether the harness puts the connection preface in front, and
- * the server's options (max concurrent streams 1, 2, 4 or 200, small or
- * large windows, max frame size, a small max header list); byte 1 salts
+ * the server's options (max concurrent streams 1, 2, 4 or 200, windows of
+ * 1024, 65535 or 1 MiB, max frame size, a small max header list); byte 1 salts
  * what the app does with each stream.
  *
  * The stream is fed to a session three times: whole, cut in pieces whose
@@ -107,7 +107,8 @@ static void check_sess(h2_sess *s)
         check(st->id & 1 && st->id <= s->max_id);
         /* a SETTINGS change may take a send window below zero (6.9.2) */
         check(st->swin <= WIN_MAX && st->swin >= -WIN_MAX);
-        check(st->rwin >= 0 && st->rwin <= WIN_MAX);
+        /* our SETTINGS ACKed may take a receive window below zero */
+        check(st->rwin >= (s->my_window < 65535 ? (int64_t)s->my_window - 65535 : 0) && st->rwin <= WIN_MAX);
         check(st->clen < 0 || st->got <= st->clen || st->reset);
         size_t in = 0;
         for (h2_chunk *k = st->in; k; k = k->next) {
@@ -387,8 +388,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned k = data[0];
     memset(&cfg, 0, sizeof cfg);
     cfg.http2_max_concurrent_streams = streams[k >> 1 & 3];
-    cfg.http2_initial_stream_window_size = k & 0x08 ? 65535 : 1048576;
-    cfg.http2_initial_connection_window_size = k & 0x10 ? 65535 : 1048576;
+    /* windows: 1024 (the option's minimum) or 65535, or the default */
+    cfg.http2_initial_stream_window_size = k & 0x08 ? (k & 0x80 ? 1024 : 65535) : 1048576;
+    cfg.http2_initial_connection_window_size = k & 0x10 ? (k & 0x80 ? 1024 : 65535) : 1048576;
     cfg.http2_max_frame_size = k & 0x20 ? 32768 : 16384;
     cfg.http2_max_headers_size = k & 0x40 ? 1024 : 16777216;
     cfg.http2_max_send_buffer_size = 409600;

@@ -615,6 +615,28 @@ static void t_windows(void)
     ok(r > 0 && rst_code(1) == H2_FLOW_CONTROL_ERROR && goaway_code() < 0,
        "one byte more -> RST FLOW_CONTROL_ERROR");
     h2_free(&s);
+    /* a stream window under 65535 applies once the client ACKs it */
+    cfg.http2_initial_stream_window_size = 1024;
+    start(&s);
+    GET(1, 0);
+    put_frame(DATA, 0, 1, big, 2000);
+    r = feed(&s);
+    take_out(&s);
+    ok(r > 0 && rst_code(1) < 0, "window 1024, not ACKed yet: 2000 bytes accepted");
+    put_frame(SETTINGS, ACK, 0, NULL, 0);
+    GET(3, 0);
+    put_frame(DATA, 0, 3, big, 1024);
+    r = feed(&s);
+    take_out(&s);
+    ok(r > 0 && rst_code(3) < 0 && rst_code(1) < 0, "ACKed: 1024 on a new stream");
+    put_frame(DATA, 0, 3, big, 1);
+    put_frame(DATA, 0, 1, big, 1);
+    r = feed(&s);
+    take_out(&s);
+    ok(r > 0 && rst_code(3) == H2_FLOW_CONTROL_ERROR && rst_code(1) == H2_FLOW_CONTROL_ERROR,
+       "then one byte more on it, or any on the old one (its window now -976) -> RST FLOW_CONTROL_ERROR");
+    h2_free(&s);
+
     cfg_default();
     cfg.http2_initial_connection_window_size = 65535;
     start(&s);
