@@ -473,7 +473,8 @@ static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
     if (r == -1 || (unsigned)s->nopen > s->my_streams || s->goaway) {
         /* malformed (8.1.1), over the limit (5.1.2), or after our GOAWAY */
         h2_rst(s, st, r == -1 ? H2_PROTOCOL_ERROR : H2_REFUSED_STREAM);
-        if (r != -1 && ++s->resets > (int)s->my_streams * 2 + 100)
+        /* malformed ones count too: each costs a decode and a reset */
+        if (++s->resets > (int)s->my_streams * 2 + 100)
             return conn_error(s, H2_ENHANCE_YOUR_CALM);
         h2_release(s, st);
         return 0;
@@ -611,6 +612,7 @@ static ssize_t on_settings(h2_sess *s, int flags, const unsigned char *p, size_t
             int64_t d = (int64_t)v - s->peer_window;
             s->peer_window = v;
             for (h2_stream *st = s->streams; st; st = st->next) {
+                if (st->reset || st->end_sent) continue;   /* sends nothing more */
                 if (st->swin + d > WIN_MAX) return conn_error(s, H2_FLOW_CONTROL_ERROR);
                 st->swin += d;
             }

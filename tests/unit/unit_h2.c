@@ -595,6 +595,22 @@ static void t_windows(void)
     put_settings(1, kv);
     conn_err(&s, H2_FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE 2^31");
 
+    /* a stream whose response has ended has no send window any more */
+    st = one(&s, END_STREAM);
+    st->app = 1;
+    st->r.res.code = 204;
+    h2_head(st, NULL, 0, -1);
+    st->out_end = 1;
+    h2_produce(&s);
+    put32(WINDOW_UPDATE, 1, 0x7fffffff - 65535);
+    uint32_t kv2[] = { 4, 65536 };
+    put_settings(1, kv2);
+    r = feed(&s);
+    take_out(&s);
+    ok(r > 0 && goaway_code() < 0 && find_f(SETTINGS, 0) >= 0,
+       "SETTINGS_INITIAL_WINDOW_SIZE: a finished stream's window does not count");
+    h2_free(&s);
+
     start(&s);
     put32(WINDOW_UPDATE, 0, 0);
     conn_err(&s, H2_PROTOCOL_ERROR, "connection WINDOW_UPDATE of 0");
@@ -872,6 +888,11 @@ static void t_floods(void)
         put32(RST_STREAM, 2 * i + 1, H2_CANCEL);
     }
     conn_err(&s, H2_ENHANCE_YOUR_CALM, "rapid reset: 600 HEADERS + RST_STREAM");
+
+    start(&s);
+    for (uint32_t i = 0; i < 600; i++)
+        REQ(2 * i + 1, END_STREAM, ":method", "GET", ":scheme", "https", ":path", "");
+    conn_err(&s, H2_ENHANCE_YOUR_CALM, "600 malformed requests in a second");
 
     start(&s);
     for (int i = 0; i < 2001; i++) put_frame(PING, 0, 0, "pingpong", 8);
