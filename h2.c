@@ -113,7 +113,7 @@ static ssize_t conn_error(h2_sess *s, int code)
 static int was_closed(h2_sess *s, uint32_t id)
 {
     for (unsigned i = 0; i < 16 && i < s->nclosed; i++)
-        if (s->closed[i] == id) return 1;
+        if ((s->closed[i] & WIN_MAX) == id) return s->closed[i] >> 31 ? 2 : 1;
     return 0;
 }
 
@@ -122,7 +122,8 @@ static void close_stream(h2_sess *s, h2_stream *st)
     if (!st->open) return;
     st->open = 0;
     s->nopen--;
-    s->closed[s->nclosed++ % 16] = st->id;
+    /* the high bit: we reset it, and frames still in flight are ignored */
+    s->closed[s->nclosed++ % 16] = st->id | (st->reset && !st->peer_reset ? 0x80000000u : 0);
     /* a body nobody will take: its bytes go back to the connection window
      * (the chunks stay until the stream goes: an app thread may hold one) */
     s->unacked += st->in_bytes;
@@ -438,7 +439,9 @@ static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
     } else if (id <= s->max_id) {       /* a stream that has closed */
         if (decode_blk(s, &h) < 0)
             return conn_error(s, H2_COMPRESSION_ERROR);
-        return conn_error(s, was_closed(s, id) ? H2_STREAM_CLOSED : H2_PROTOCOL_ERROR);
+        int c = was_closed(s, id);
+        if (c == 2) return 0;            /* ours reset it: ignored (5.1, closed) */
+        return conn_error(s, c ? H2_STREAM_CLOSED : H2_PROTOCOL_ERROR);
     } else {
         s->max_id = id;
         st = calloc(1, sizeof(*st));
@@ -512,7 +515,7 @@ static ssize_t on_data(h2_sess *s, uint32_t id, int flags, const unsigned char *
         s->unacked += len;              /* dropped: back to the connection */
         if (st && st->reset && !st->peer_reset) return 0;   /* ours: frames may still fly */
         if (st && st->open) h2_rst(s, st, H2_STREAM_CLOSED);
-        else frame32(s, F_RST_STREAM, id, H2_STREAM_CLOSED);
+        else if (st || was_closed(s, id) != 2) frame32(s, F_RST_STREAM, id, H2_STREAM_CLOSED);
         return 0;
     }
     if ((int64_t)len > st->rwin) {

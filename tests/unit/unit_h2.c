@@ -1020,11 +1020,23 @@ static void t_misc(void)
     ok(!s.dead, "DATA after its reset: not a connection error");
     h2_free(&s);
 
+    /* frames in flight on a stream we reset (and freed) are ignored */
+    start(&s);
+    REQ(1, 0, ":method", "POST", ":scheme", "https", ":path", "", "content-length", "3");
+    put_frame(DATA, 0, 1, "ab", 2);
+    REQ(1, END_STREAM, "x-trailer", "1");
+    GET(3, END_STREAM);
+    ssize_t r = feed(&s);
+    take_out(&s);
+    ok(r > 0 && rst_code(1) == H2_PROTOCOL_ERROR && count_f(RST_STREAM, 1) == 1 && goaway_code() < 0 &&
+       (st = h2_pop_start(&s)) && st->id == 3, "DATA and trailers after our RST_STREAM: ignored");
+    h2_free(&s);
+
     start(&s);
     GET(1, 0);
     unsigned char pr[5] = { 0, 0, 0, 1, 16 };
     put_frame(PRIORITY, 0, 1, pr, 5);
-    ssize_t r = feed(&s);
+    r = feed(&s);
     take_out(&s);
     st = h2_pop_start(&s);
     ok(r > 0 && rst_code(1) == H2_PROTOCOL_ERROR && st && st->reset && s.nopen == 0,
