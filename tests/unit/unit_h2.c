@@ -315,7 +315,7 @@ static void t_preface(void)
     take_out(&s);
     put(H2_PREFACE, 10);
     ok(feed(&s) == 10, "a partial preface is consumed");
-    put(H2_PREFACE + 10, H2_PREFACE_LEN - 10);
+    put(&H2_PREFACE[10], H2_PREFACE_LEN - 10);
     put_frame(PING, 0, 0, "12345678", 8);
     conn_err(&s, H2_PROTOCOL_ERROR, "first frame not SETTINGS");
 
