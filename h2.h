@@ -108,6 +108,8 @@ struct h2_sess {
     unsigned nclosed;
     size_t preface;              /* preface bytes matched */
     unsigned settings_seen : 1;  /* the client's first frame was SETTINGS */
+    unsigned settings_acked : 1; /* the client ACKed ours: until then, its
+                                    streams may use the default windows */
     unsigned goaway : 1;         /* our GOAWAY went: no new streams */
     unsigned dead : 1;           /* a connection error, or the socket failed */
     unsigned peer_gone : 1;      /* the client's GOAWAY came */

@@ -493,11 +493,18 @@ void h2_sweep(conn *c, int64_t now)
 void h2_stop(conn *c)
 {
     h2c *h = c->h2;
+    h2_stream *list = NULL;
+    h->busy++;
     pthread_mutex_lock(&h->s.mu);
     h2_goaway(&h->s, H2_NO_ERROR);
+    for (h2_stream *st = h->s.streams; st && W.ifc->stop; st = st->next)
+        if (st->app && st->r.app) { st->qnext = list; list = st; }
     pthread_mutex_unlock(&h->s.mu);
-    for (h2_stream *st = h->s.streams; st; st = st->next)
-        if (st->app && st->r.app && W.ifc->stop) W.ifc->stop(&st->r);
+    for (h2_stream *st = list, *next; st; st = next) {   /* websockets: none here */
+        next = st->qnext;
+        W.ifc->stop(&st->r);
+    }
+    h->busy--;
     work(h, 0);
 }
 
