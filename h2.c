@@ -460,6 +460,7 @@ static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
         st->id = id;
         st->open = 1;
         st->swin = s->peer_window;
+        st->r.res.clen = -1;
         /* before our SETTINGS are acknowledged the client may count on
          * the default window (RFC 9113 6.5.3, 6.9.2) */
         st->win = s->my_window;
@@ -849,6 +850,7 @@ static int stream_out(h2_sess *s, h2_stream *st)
      * trailers are to come: the end of the app's call would cost a frame
      * and a write of its own */
     const resp_head *rh = &st->r.res;
+    if (!st->hblock && !st->head_sent) return 0;    /* nothing before the head */
     int ending = (st->out_end || (rh->clen >= 0 && !rh->trailers && !rh->nobody &&
                                   st->r.sent == rh->clen)) && st->written >= st->r.sent;
     if (st->hblock) {
@@ -856,6 +858,7 @@ static int stream_out(h2_sess *s, h2_stream *st)
         block_out(s, st->id, st->hblock, st->hblen, end);
         free(st->hblock);
         st->hblock = NULL;
+        st->head_sent = 1;
         if (end) { ended(s, st); return 1; }
         did = 1;
     }

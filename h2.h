@@ -64,6 +64,7 @@ struct h2_stream {
     unsigned in_end : 1;         /* the client's END_STREAM came */
     unsigned out_end : 1;        /* the app ended the response: the end goes
                                     once all it framed (r.sent) is written */
+    unsigned head_sent : 1;      /* the response's HEADERS went */
     unsigned end_sent : 1;       /* our END_STREAM (or RST_STREAM) went */
     unsigned reset : 1;          /* RST_STREAM sent or received */
     unsigned peer_reset : 1;     /* received: later frames are errors */

@@ -1089,6 +1089,35 @@ static void t_misc(void)
     h2_free(&s);
 }
 
+/* Streams not started yet, and streams the app has not answered, send
+ * nothing: not even the end of a body whose length is known (0 of 0). */
+static void t_unanswered(void)
+{
+    h2_sess s;
+    h2_stream *a = one(&s, END_STREAM);
+    GET(3, END_STREAM);
+    GET(5, END_STREAM);
+    feed(&s);
+    take_out(&s);
+    if (!a) { ok(0, "unanswered: no stream"); h2_free(&s); return; }
+    a->app = 1;
+    a->r.res.code = 200;
+    http_header f[] = { hf("date", "Thu, 01 Jan 1970 00:00:00 GMT") };
+    h2_head(a, f, 1, 2);
+    app_write(a, "ok", 2);
+    h2_produce(&s);
+    take_out(&s);
+    ok(find_f(HEADERS, 1) >= 0 && count_f(DATA, 1) == 1 && count_f(DATA, 3) == 0 &&
+       count_f(DATA, 5) == 0 && count_f(HEADERS, 3) == 0 && count_f(HEADERS, 5) == 0,
+       "a body whole by its length ends at once; queued streams send nothing");
+    h2_stream *b = h2_pop_start(&s);
+    if (b) b->app = 1;                  /* started, no head yet */
+    h2_produce(&s);
+    take_out(&s);
+    ok(b && nof == 0, "a started stream without a head sends nothing");
+    h2_free(&s);
+}
+
 int main(void)
 {
     tap_begin();
@@ -1111,5 +1140,6 @@ int main(void)
     t_floods();
     t_431();
     t_misc();
+    t_unanswered();
     return tap_end();
 }
