@@ -845,14 +845,14 @@ static int stream_out(h2_sess *s, h2_stream *st)
     if (st->reset || st->end_sent) return 0;
     size_t left = st->out.len - st->out.off;
     /* the interface may end the response before the last bytes it framed
-     * are written (ASGI queues them): the end waits for them.  A body
-     * whole by its content-length ends with its last DATA frame, unless
-     * trailers are to come: the end of the app's call would cost a frame
-     * and a write of its own */
+     * are written (ASGI queues them): the end waits for them.  A body whole
+     * by its content-length (or with none: HEAD, 204, 304) ends with its
+     * last frame unless trailers are to come: waiting for the app's end
+     * would cost a frame and a write of their own */
     const resp_head *rh = &st->r.res;
     if (!st->hblock && !st->head_sent) return 0;    /* nothing before the head */
-    int ending = (st->out_end || (rh->clen >= 0 && !rh->trailers && !rh->nobody &&
-                                  st->r.sent == rh->clen)) && st->written >= st->r.sent;
+    int ending = (st->out_end || (!rh->trailers && (rh->nobody || (rh->clen >= 0 &&
+                  st->r.sent == rh->clen)))) && st->written >= st->r.sent;
     if (st->hblock) {
         int end = ending && !left && !st->tblock;
         block_out(s, st->id, st->hblock, st->hblen, end);
