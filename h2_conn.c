@@ -555,7 +555,7 @@ static int h2r_take(request *r, size_t n)
     pthread_mutex_lock(&h->s.mu);
     h2_body_take(&h->s, st, n);
     int done = st->in_end && !st->in_bytes;
-    if (h->s.out.len > h->s.out.off || !done) push_locked(h);
+    if (h->s.out.len > h->s.out.off) push_locked(h);      /* a WINDOW_UPDATE */
     pthread_mutex_unlock(&h->s.mu);
     return done;
 }
