@@ -97,6 +97,8 @@ $(U)/unit_ws: $(U)/unit_ws.c $(U)/tap.h ws.c $(HDRS)
 	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_ws.c ws.c
 $(U)/unit_hpack: $(U)/unit_hpack.c $(U)/tap.h hpack.c $(HDRS)
 	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_hpack.c hpack.c
+$(U)/unit_h2: $(U)/unit_h2.c $(U)/tap.h h2.c hpack.c http.c $(HDRS)
+	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_h2.c h2.c hpack.c http.c -lpthread
 # reload.c twice: inotify, and the portable stat() scan forced on Linux.
 $(U)/unit_reload: $(U)/unit_reload.c $(U)/tap.h reload.c log.c http.c $(HDRS)
 	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_reload.c reload.c log.c http.c
@@ -106,7 +108,7 @@ $(U)/unit_reload_poll: $(U)/unit_reload.c $(U)/tap.h reload.c log.c http.c $(HDR
 $(U)/unit_tls: $(U)/unit_tls.c $(U)/tap.h tls.c tls_load.c $(HDRS)
 	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ $(U)/unit_tls.c tls.c tls_load.c -lbearssl
 
-UNITS = $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_hpack $(U)/unit_reload $(U)/unit_reload_poll
+UNITS = $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_hpack $(U)/unit_h2 $(U)/unit_reload $(U)/unit_reload_poll
 ifeq ($(TLS),1)
 UNITS += $(U)/unit_tls
 endif
@@ -194,7 +196,7 @@ valgrind: tests/granc-test
 # pattern (0xAA...) so that reading one goes visibly wrong.
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
              -ftrivial-auto-var-init=pattern $(WARN) -I.
-FUZZERS = http ws hpack opts
+FUZZERS = http ws hpack h2 opts
 ifeq ($(TLS),1)
 FUZZERS += pem
 endif
@@ -206,6 +208,8 @@ $(F)/fuzz_ws: $(F)/fuzz_ws.c ws.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(F)/fuzz_ws.c ws.c
 $(F)/fuzz_hpack: $(F)/fuzz_hpack.c hpack.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(F)/fuzz_hpack.c hpack.c
+$(F)/fuzz_h2: $(F)/fuzz_h2.c h2.c hpack.c http.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(F)/fuzz_h2.c h2.c hpack.c http.c -lpthread
 # granc.c and tls_load.c with GRANC_FUZZ: see the hooks there.
 $(F)/fuzz_opts: $(F)/fuzz_opts.c granc.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -DGRANC_FUZZ $(if $(filter 1,$(TLS)),-DGRANC_TLS) \

@@ -390,6 +390,7 @@ int tr_out_body(Transport *t, const char *p, size_t n, PyObject *owner, int64_t 
     struct iovec v, pre, post;
     if (t->resp < RESP_HEAD) {
         r->res.code = t->status;
+        r->res.trailers = t->trailers;
         if (py_resp_head(r, NULL, 0, t->start_headers, total, &v) < 0 ||
             tr_push(t, v.iov_base, v.iov_len, NULL, 1) < 0)
             return -1;

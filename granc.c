@@ -57,10 +57,10 @@ enum kind {
  * documented, no effect in granc.  Any other value names a missing feature:
  * a non-default value of such an option is refused at start-up.  When the
  * feature lands, flip its rows to FT_OK. */
-enum feat { FT_OK, FT_NOOP, FT_TLS, FT_HTTP2, FT_STATIC };
+enum feat { FT_OK, FT_NOOP, FT_TLS, FT_STATIC };
 
 static const char *const feat_name[] = {
-    [FT_TLS] = "TLS", [FT_HTTP2] = "HTTP/2", [FT_STATIC] = "serving static files",
+    [FT_TLS] = "TLS", [FT_STATIC] = "serving static files",
 };
 
 #define NOMAX LLONG_MAX             /* no bound but the field's type */
@@ -137,24 +137,24 @@ static const opt opts[] = {
         ws_max_message_size, "granc: max websocket message bytes (over: close 1009)"),
     NUM(K_I64, "http1-max-body-size", "HTTP1_MAX_BODY_SIZE", FT_OK, 0, NOMAX, "0",
         http1_max_body_size, "granc: max body bytes, 0 = no limit (over: 413)"),
-    BOOL("http2-adaptive-window", "HTTP2_ADAPTIVE_WINDOW", FT_HTTP2, "off",
+    BOOL("http2-adaptive-window", "HTTP2_ADAPTIVE_WINDOW", FT_OK, "off",
          http2_adaptive_window, "HTTP/2 adaptive flow control"),
     INT("http2-initial-connection-window-size", "HTTP2_INITIAL_CONNECTION_WINDOW_SIZE",
-        FT_HTTP2, 1024, NOMAX, "1048576", http2_initial_connection_window_size,
+        FT_OK, 1024, NOMAX, "1048576", http2_initial_connection_window_size,
         "HTTP/2 connection window"),
-    INT("http2-initial-stream-window-size", "HTTP2_INITIAL_STREAM_WINDOW_SIZE", FT_HTTP2,
+    INT("http2-initial-stream-window-size", "HTTP2_INITIAL_STREAM_WINDOW_SIZE", FT_OK,
         1024, NOMAX, "1048576", http2_initial_stream_window_size, "HTTP/2 stream window"),
-    INT("http2-keep-alive-interval", "HTTP2_KEEP_ALIVE_INTERVAL", FT_HTTP2, 1, 60000, NULL,
+    INT("http2-keep-alive-interval", "HTTP2_KEEP_ALIVE_INTERVAL", FT_OK, 1, 60000, NULL,
         http2_keep_alive_interval_ms, "HTTP/2 PING interval (ms)"),
-    NUM(K_DUR, "http2-keep-alive-timeout", "HTTP2_KEEP_ALIVE_TIMEOUT", FT_HTTP2, 1, NOMAX,
+    NUM(K_DUR, "http2-keep-alive-timeout", "HTTP2_KEEP_ALIVE_TIMEOUT", FT_OK, 1, NOMAX,
         "20", http2_keep_alive_timeout_s, "HTTP/2 PING ack timeout"),
-    INT("http2-max-concurrent-streams", "HTTP2_MAX_CONCURRENT_STREAMS", FT_HTTP2, 10, NOMAX,
+    INT("http2-max-concurrent-streams", "HTTP2_MAX_CONCURRENT_STREAMS", FT_OK, 10, NOMAX,
         "200", http2_max_concurrent_streams, "HTTP/2 concurrent streams"),
-    INT("http2-max-frame-size", "HTTP2_MAX_FRAME_SIZE", FT_HTTP2, 16384, 16777215, "16384",
+    INT("http2-max-frame-size", "HTTP2_MAX_FRAME_SIZE", FT_OK, 16384, 16777215, "16384",
         http2_max_frame_size, "HTTP/2 max frame size"),
-    INT("http2-max-headers-size", "HTTP2_MAX_HEADERS_SIZE", FT_HTTP2, 1, NOMAX, "16777216",
+    INT("http2-max-headers-size", "HTTP2_MAX_HEADERS_SIZE", FT_OK, 1, NOMAX, "16777216",
         http2_max_headers_size, "HTTP/2 max header list size"),
-    INT("http2-max-send-buffer-size", "HTTP2_MAX_SEND_BUFFER_SIZE", FT_HTTP2, 1024, NOMAX,
+    INT("http2-max-send-buffer-size", "HTTP2_MAX_SEND_BUFFER_SIZE", FT_OK, 1024, NOMAX,
         "409600", http2_max_send_buffer_size, "HTTP/2 write buffer per stream"),
     BOOL("log", "LOG_ENABLED", FT_OK, "on", log, "Server log"),
     ONE(K_LEVEL, "log-level", "LOG_LEVEL", FT_OK,
@@ -560,7 +560,7 @@ static void usage(void)
                o->def ? "; default " : "", o->def ? o->def : "",
                o->feat == FT_NOOP ? " (no effect in granc)"
                : o->feat == FT_TLS ? (TLS_BUILT ? "" : " (needs a TLS build)")
-               : o->feat != FT_OK ? " (not supported yet)" : "");
+               : o->feat > FT_TLS ? " (not supported yet)" : "");
     }
     printf("  %-38s Print the version and exit\n  %-38s Print this help and exit\n",
            "--version", "--help");
@@ -681,9 +681,7 @@ static void resolve(void)
         if (opts[i].feat == FT_TLS && src[i] != SRC_DEFAULT && !same_value(i, &cfg, &dflt))
             die("%s: TLS needs BearSSL: install libbearssl-dev and rebuild granc",
                   label(i, src[i]));
-        if (opts[i].feat == FT_HTTP2 && cfg.http == HTTPM_1)
-            continue;           /* Granian ignores HTTP/2 settings with --http 1 */
-        if (opts[i].feat > FT_HTTP2 && src[i] != SRC_DEFAULT && !same_value(i, &cfg, &dflt))
+        if (opts[i].feat > FT_TLS && src[i] != SRC_DEFAULT && !same_value(i, &cfg, &dflt))
             die("%s: %s is not supported yet", label(i, src[i]), feat_name[opts[i].feat]);
     }
     /* BearSSL stops at TLS 1.2 (granc's default, where Granian's is 1.3):

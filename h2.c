@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "ev.h"
 #include "h2.h"
 #include "http.h"
 
@@ -114,7 +115,7 @@ static ssize_t conn_error(h2_sess *s, int code)
 static int was_closed(h2_sess *s, uint32_t id)
 {
     for (unsigned i = 0; i < 16 && i < s->nclosed; i++)
-        if (s->closed[i] == id) return 1;
+        if ((s->closed[i] & WIN_MAX) == id) return s->closed[i] >> 31 ? 2 : 1;
     return 0;
 }
 
@@ -123,7 +124,8 @@ static void close_stream(h2_sess *s, h2_stream *st)
     if (!st->open) return;
     st->open = 0;
     s->nopen--;
-    s->closed[s->nclosed++ % 16] = st->id;
+    /* the high bit: we reset it, and frames still in flight are ignored */
+    s->closed[s->nclosed++ % 16] = st->id | (st->reset && !st->peer_reset ? 0x80000000u : 0);
     /* a body nobody will take: its bytes go back to the connection window
      * (the chunks stay until the stream goes: an app thread may hold one) */
     s->unacked += st->in_bytes;
@@ -412,6 +414,14 @@ static void answer(h2_sess *s, h2_stream *st, int code)
     else h2_rst(s, st, H2_NO_ERROR);     /* don't send the body (8.1) */
 }
 
+/* The block through the decoder (an empty one has no buffer: no NULL
+ * pointer arithmetic in hpack_decode). */
+static int decode_blk(h2_sess *s, head_in *h)
+{
+    const unsigned char *p = s->blk.p ? (const unsigned char *)s->blk.p : (const unsigned char *)"";
+    return hpack_decode(&s->dec, p, s->blk.len, on_field, h);
+}
+
 /* A complete header block for stream id. */
 static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
 {
@@ -419,12 +429,13 @@ static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
     h2_stream *st = find(s, id);
     int fresh = 0;
     if (st && !st->open) {              /* reset: ignored; ended: too late */
-        if (hpack_decode(&s->dec, (unsigned char *)s->blk.p, s->blk.len, on_field, &h) < 0)
+        if (decode_blk(s, &h) < 0)
             return conn_error(s, H2_COMPRESSION_ERROR);
         return st->reset && !st->peer_reset ? 0 : conn_error(s, H2_STREAM_CLOSED);
     } else if (st) {                    /* trailers */
         if (st->in_end || !end_stream) {
-            hpack_decode(&s->dec, (unsigned char *)s->blk.p, s->blk.len, on_field, &h);
+            if (decode_blk(s, &h) < 0)
+                return conn_error(s, H2_COMPRESSION_ERROR);
             if (st->in_end) return conn_error(s, H2_STREAM_CLOSED);
             h2_rst(s, st, H2_PROTOCOL_ERROR);
             return 0;
@@ -432,9 +443,11 @@ static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
         h.st = st;
         h.trailers = 1;
     } else if (id <= s->max_id) {       /* a stream that has closed */
-        if (hpack_decode(&s->dec, (unsigned char *)s->blk.p, s->blk.len, on_field, &h) < 0)
+        if (decode_blk(s, &h) < 0)
             return conn_error(s, H2_COMPRESSION_ERROR);
-        return conn_error(s, was_closed(s, id) ? H2_STREAM_CLOSED : H2_PROTOCOL_ERROR);
+        int c = was_closed(s, id);
+        if (c == 2) return 0;            /* ours reset it: ignored (5.1, closed) */
+        return conn_error(s, c ? H2_STREAM_CLOSED : H2_PROTOCOL_ERROR);
     } else {
         s->max_id = id;
         st = calloc(1, sizeof(*st));
@@ -447,14 +460,18 @@ static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
         st->id = id;
         st->open = 1;
         st->swin = s->peer_window;
-        st->rwin = st->win = s->my_window;
+        st->r.res.clen = -1;
+        /* before our SETTINGS are acknowledged the client may count on
+         * the default window (RFC 9113 6.5.3, 6.9.2) */
+        st->win = s->my_window;
+        st->rwin = s->settings_acked || s->my_window >= 65535 ? s->my_window : 65535;
         st->next = s->streams;
         s->streams = st;
         s->nopen++;
         h.st = st;
         fresh = 1;
     }
-    if (hpack_decode(&s->dec, (unsigned char *)s->blk.p, s->blk.len, on_field, &h) < 0)
+    if (decode_blk(s, &h) < 0)
         return conn_error(s, H2_COMPRESSION_ERROR);
     if (end_stream) st->in_end = 1;
     if (!fresh) {                       /* trailers: the body's end */
@@ -467,7 +484,8 @@ static ssize_t on_block(h2_sess *s, uint32_t id, int end_stream)
     if (r == -1 || (unsigned)s->nopen > s->my_streams || s->goaway) {
         /* malformed (8.1.1), over the limit (5.1.2), or after our GOAWAY */
         h2_rst(s, st, r == -1 ? H2_PROTOCOL_ERROR : H2_REFUSED_STREAM);
-        if (r != -1 && ++s->resets > (int)s->my_streams * 2 + 100)
+        /* malformed ones count too: each costs a decode and a reset */
+        if (++s->resets > (int)s->my_streams * 2 + 100)
             return conn_error(s, H2_ENHANCE_YOUR_CALM);
         h2_release(s, st);
         return 0;
@@ -505,7 +523,7 @@ static ssize_t on_data(h2_sess *s, uint32_t id, int flags, const unsigned char *
         s->unacked += len;              /* dropped: back to the connection */
         if (st && st->reset && !st->peer_reset) return 0;   /* ours: frames may still fly */
         if (st && st->open) h2_rst(s, st, H2_STREAM_CLOSED);
-        else frame32(s, F_RST_STREAM, id, H2_STREAM_CLOSED);
+        else if (st || was_closed(s, id) != 2) frame32(s, F_RST_STREAM, id, H2_STREAM_CLOSED);
         return 0;
     }
     if ((int64_t)len > st->rwin) {
@@ -585,7 +603,14 @@ static ssize_t on_headers(h2_sess *s, uint32_t id, int type, int flags,
 
 static ssize_t on_settings(h2_sess *s, int flags, const unsigned char *p, size_t n)
 {
-    if (flags & FL_ACK) return n ? conn_error(s, H2_FRAME_SIZE_ERROR) : 0;
+    if (flags & FL_ACK) {
+        if (n) return conn_error(s, H2_FRAME_SIZE_ERROR);
+        if (!s->settings_acked && s->my_window < 65535)   /* our smaller window applies */
+            for (h2_stream *st = s->streams; st; st = st->next)
+                st->rwin -= 65535 - (int64_t)s->my_window;
+        s->settings_acked = 1;
+        return 0;
+    }
     if (n % 6) return conn_error(s, H2_FRAME_SIZE_ERROR);
     for (; n; p += 6, n -= 6) {
         uint32_t v = get32(p + 2);
@@ -598,6 +623,7 @@ static ssize_t on_settings(h2_sess *s, int flags, const unsigned char *p, size_t
             int64_t d = (int64_t)v - s->peer_window;
             s->peer_window = v;
             for (h2_stream *st = s->streams; st; st = st->next) {
+                if (st->reset || st->end_sent) continue;   /* sends nothing more */
                 if (st->swin + d > WIN_MAX) return conn_error(s, H2_FLOW_CONTROL_ERROR);
                 st->swin += d;
             }
@@ -633,8 +659,9 @@ static ssize_t on_frame(h2_sess *s, int type, int flags, uint32_t id,
         return on_headers(s, id, type, flags, p, n);
     case F_PRIORITY:                    /* accepted, ignored (RFC 9113 5.3.2) */
         if (id == 0) return conn_error(s, H2_PROTOCOL_ERROR);
-        if (n != 5) {
-            frame32(s, F_RST_STREAM, id, H2_FRAME_SIZE_ERROR);
+        if (n != 5) {                   /* a stream error (6.3): the stream ends */
+            if ((st = find(s, id))) h2_rst(s, st, H2_FRAME_SIZE_ERROR);
+            else frame32(s, F_RST_STREAM, id, H2_FRAME_SIZE_ERROR);
             return 0;
         }
         if ((get32(p) & WIN_MAX) == id) {
@@ -709,8 +736,10 @@ ssize_t h2_recv(h2_sess *s, const char *in, size_t n)
         if (n - used < 9 + len) break;
         used += 9 + len;
         if (on_frame(s, h[3], h[4], get32(h + 5) & WIN_MAX, h + 9, len) < 0) return -1;
+        /* grant the connection window again, after the frame that filled
+         * it: the answer must not depend on how reads split the input */
+        grant(s, NULL, 0);
     }
-    grant(s, NULL, 0);                  /* bytes of streams gone meanwhile */
     return s->dead ? -1 : (ssize_t)used;
 }
 
@@ -816,13 +845,20 @@ static int stream_out(h2_sess *s, h2_stream *st)
     if (st->reset || st->end_sent) return 0;
     size_t left = st->out.len - st->out.off;
     /* the interface may end the response before the last bytes it framed
-     * are written (ASGI queues them): the end waits for them */
-    int ending = st->out_end && st->written >= st->r.sent;
+     * are written (ASGI queues them): the end waits for them.  A body whole
+     * by its content-length (or with none: HEAD, 204, 304) ends with its
+     * last frame unless trailers are to come: waiting for the app's end
+     * would cost a frame and a write of their own */
+    const resp_head *rh = &st->r.res;
+    if (!st->hblock && !st->head_sent) return 0;    /* nothing before the head */
+    int ending = (st->out_end || (!rh->trailers && (rh->nobody || (rh->clen >= 0 &&
+                  st->r.sent == rh->clen)))) && st->written >= st->r.sent;
     if (st->hblock) {
         int end = ending && !left && !st->tblock;
         block_out(s, st->id, st->hblock, st->hblen, end);
         free(st->hblock);
         st->hblock = NULL;
+        st->head_sent = 1;
         if (end) { ended(s, st); return 1; }
         did = 1;
     }
@@ -838,6 +874,7 @@ static int stream_out(h2_sess *s, h2_stream *st)
         st->swin -= (int64_t)k;
         s->swin -= (int64_t)k;
         st->changed = 1;                /* room for more */
+        s->news |= (st->watch & EV_WRITE) != 0;
         if (end) ended(s, st);
         return 1;
     }
@@ -861,6 +898,13 @@ void h2_produce(h2_sess *s)
         more = 0;
         for (h2_stream *st = s->streams; st; st = st->next)
             more |= stream_out(s, st);
+    }
+    /* streams that closed after the app let go of them (its h2_release
+     * came while they were open: the end still to send, or the client's
+     * body still coming) have no one left to free them */
+    for (h2_stream *st = s->streams, *next; st; st = next) {
+        next = st->next;
+        if (!st->open && !st->app && !st->queued) h2_release(s, st);
     }
 }
 

@@ -64,6 +64,7 @@ struct h2_stream {
     unsigned in_end : 1;         /* the client's END_STREAM came */
     unsigned out_end : 1;        /* the app ended the response: the end goes
                                     once all it framed (r.sent) is written */
+    unsigned head_sent : 1;      /* the response's HEADERS went */
     unsigned end_sent : 1;       /* our END_STREAM (or RST_STREAM) went */
     unsigned reset : 1;          /* RST_STREAM sent or received */
     unsigned peer_reset : 1;     /* received: later frames are errors */
@@ -108,6 +109,8 @@ struct h2_sess {
     unsigned nclosed;
     size_t preface;              /* preface bytes matched */
     unsigned settings_seen : 1;  /* the client's first frame was SETTINGS */
+    unsigned settings_acked : 1; /* the client ACKed ours: until then, its
+                                    streams may use the default windows */
     unsigned goaway : 1;         /* our GOAWAY went: no new streams */
     unsigned dead : 1;           /* a connection error, or the socket failed */
     unsigned peer_gone : 1;      /* the client's GOAWAY came */
@@ -126,6 +129,7 @@ struct h2_sess {
     h2_buf blk;
     /* flood budgets, reset once a second (h2_tick) */
     int calm, resets;
+    int news;                    /* h2_produce made room for a watching stream */
     h2_buf out;                  /* frames for the socket */
     int64_t last_active;         /* ms: a stream was open, or a frame came */
     int64_t stall_since;         /* ms: output waiting on a zero window */

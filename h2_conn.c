@@ -83,10 +83,14 @@ static void flush_locked(h2c *h)
         break;
     }
     if (s->out.off == s->out.len) s->out.off = s->out.len = 0;
+    if (s->waiters) pthread_cond_broadcast(&s->cv);    /* room, maybe */
 }
 
 /* Read and feed the engine; 0 when nothing more is there now, -1 when the
- * connection is over (EOF, an error, a connection error). */
+ * connection is over (EOF, an error, a connection error).  It reads until
+ * the socket is empty, even after a short read, before any stream starts:
+ * a client that opens more streams than allowed at once is told so, however
+ * fast the app answers the first (h2spec 5.1.2). */
 static int read_locked(h2c *h)
 {
     h2_sess *s = &h->s;
@@ -157,21 +161,28 @@ static void rearm(h2c *h)
 static void kick(h2c *h)
 {
     pthread_mutex_lock(&kick_mu);
-    if (!h->kicked) {
+    int first = !h->kicked;
+    if (first) {
         h->kicked = 1;
         h->knext = kicks;
         kicks = h;
     }
     pthread_mutex_unlock(&kick_mu);
-    ssize_t w = write(W.wake[1], "h", 1);
-    (void)w;
+    if (first) {
+        ssize_t w = write(W.wake[1], "h", 1);
+        (void)w;
+    }
 }
 
-/* After an operation changed what goes out: write it now. */
+/* After an operation changed what goes out: write it now.  The loop
+ * takes over what the socket did not take, and the news for streams that
+ * wait (ASGI's send(): room in their buffers) when no pass of it is
+ * running to tell them. */
 static void push_locked(h2c *h)
 {
     flush_locked(h);
-    if (h->s.out.len > h->s.out.off && !on_loop(h)) kick(h);
+    int loop = on_loop(h);
+    if ((h->s.out.len > h->s.out.off && !loop) || (h->s.news && loop && !h->busy)) kick(h);
 }
 
 /* Wait for the stream to change (with s->mu held): an application thread
@@ -282,12 +293,18 @@ static void work(h2c *h, int readable)
     pthread_mutex_lock(&s->mu);
     if (readable) read_locked(h);
     start_all(h);
-    flush_locked(h);
-    h2_stream *list = news_locked(h);
-    pthread_mutex_unlock(&s->mu);
-    tell(list);
-    pthread_mutex_lock(&s->mu);
-    flush_locked(h);
+    /* what the interface does when told may make news for others (its
+     * output framed makes room, or ends a stream): tell them too */
+    for (int round = 0; round < 16; round++) {
+        flush_locked(h);
+        s->news = 0;
+        h2_stream *list = news_locked(h);
+        if (!list) break;
+        pthread_mutex_unlock(&s->mu);
+        tell(list);
+        pthread_mutex_lock(&s->mu);
+        if (round == 15) kick(h);       /* more next time round the loop */
+    }
     int idle = !s->nopen && !h->napp && !s->startq && !h->held;
     int over = s->dead || (s->goaway && idle);
     if (!over) rearm(h);
@@ -350,14 +367,21 @@ static void close_now(h2c *h)
 {
     if (h->busy) { h->closing = 1; return; }
     pthread_mutex_lock(&h->s.mu);
-    if (h->napp) {                      /* app threads still hold streams */
+    if (h->napp) {                      /* the interface still holds streams */
         h->s.dead = 1;
         h->closing = 1;
-        flush_locked(h);
-        shutdown(h->c->fd, SHUT_RD);
+        flush_locked(h);                /* the GOAWAY, if it can go */
+        shutdown(h->c->fd, SHUT_RDWR);
         ev_del(W.loop, h->c->fd, EV_READ | EV_WRITE);
+        /* every stream hears of it: threads wake, tasks are told, and the
+         * last done() closes the connection */
+        for (h2_stream *st = h->s.streams; st; st = st->next) st->changed = 1;
+        h2_stream *list = news_locked(h);
         pthread_cond_broadcast(&h->s.cv);
         pthread_mutex_unlock(&h->s.mu);
+        h->busy++;
+        tell(list);
+        h->busy--;
         return;
     }
     flush_locked(h);
@@ -469,11 +493,18 @@ void h2_sweep(conn *c, int64_t now)
 void h2_stop(conn *c)
 {
     h2c *h = c->h2;
+    h2_stream *list = NULL;
+    h->busy++;
     pthread_mutex_lock(&h->s.mu);
     h2_goaway(&h->s, H2_NO_ERROR);
+    for (h2_stream *st = h->s.streams; st && W.ifc->stop; st = st->next)
+        if (st->app && st->r.app) { st->qnext = list; list = st; }
     pthread_mutex_unlock(&h->s.mu);
-    for (h2_stream *st = h->s.streams; st; st = st->next)
-        if (st->app && st->r.app && W.ifc->stop) W.ifc->stop(&st->r);
+    for (h2_stream *st = list, *next; st; st = next) {   /* websockets: none here */
+        next = st->qnext;
+        W.ifc->stop(&st->r);
+    }
+    h->busy--;
     work(h, 0);
 }
 
@@ -524,7 +555,7 @@ static int h2r_take(request *r, size_t n)
     pthread_mutex_lock(&h->s.mu);
     h2_body_take(&h->s, st, n);
     int done = st->in_end && !st->in_bytes;
-    if (h->s.out.len > h->s.out.off || !done) push_locked(h);
+    if (h->s.out.len > h->s.out.off) push_locked(h);      /* a WINDOW_UPDATE */
     pthread_mutex_unlock(&h->s.mu);
     return done;
 }
@@ -567,7 +598,9 @@ static int h2r_end(request *r, const http_header *f, size_t nf, struct iovec *ou
     int rc = h2_trailers(st, f, nf);
     if (rc == 0) {
         st->out_end = 1;
-        push_locked(h);
+        /* bytes framed and not written yet (ASGI queues them): the write
+         * that brings them sends the end too, in one go */
+        if (st->written >= r->sent) push_locked(h);
     }
     pthread_mutex_unlock(&h->s.mu);
     return rc;

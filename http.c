@@ -458,7 +458,7 @@ int http_parse_request(const char *buf, size_t len, size_t last_len,
     req->nheaders = 0;
     req->authority = (slice){NULL, 0};
     req->content_length = -1;
-    req->chunked = req->keep_alive = req->expect_continue = req->upgrade = 0;
+    req->chunked = req->keep_alive = req->expect_continue = req->upgrade = req->h2 = 0;
 
     while (start < len && buf[start] == '\r') {
         if (empty == HTTP_MAX_EMPTY_LINES)

@@ -90,6 +90,8 @@ typedef struct resp_head {
     unsigned chunked : 1;            /* the body goes out chunked */
     unsigned nobody : 1;             /* HEAD, 1xx, 204, 304: no body bytes */
     unsigned keep : 1;               /* the head promised keep-alive */
+    unsigned trailers : 1;           /* set by the caller: trailers will follow
+                                        (HTTP/2 ends a body at its length else) */
 } resp_head;
 
 /* Write the HTTP/1.1 response head for h->code into out[0,cap): the

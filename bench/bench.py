@@ -32,6 +32,12 @@ Measured runs last 5 s (3 s with --all), 3 rounds, after a warm-up.
   startup               exec to first successful response, median of 5
   conns                 granc and nginx, wrk -c64, -c256, -c1024: no fall-off
   spread                granc --workers 2: requests per worker (metrics)
+  h2                    hello world, h2load: HTTP/1.1 (--h1 -c64 -m1) beside HTTP/2
+                        h2c (-c64 -m1 and -c16 -m10), granc ASGI, WSGI pool and
+                        WSGI --blocking-threads 1; hypercorn's HTTP/2 the peer
+  h2-idle               2,000 idle HTTP/2 connections (preface and SETTINGS
+                        exchanged) beside 2,000 idle HTTP/1.1 ones: RSS per connection
+  h2-tls                ASGI hello world over TLS, HTTP/1.1 beside HTTP/2 by ALPN
 """
 import argparse
 import atexit
@@ -275,7 +281,8 @@ HTTP = {
                              headers=["-H", "Connection: close"], servers=https_servers),
 }
 
-CASES = list(HTTP) + ["ws", "upload", "idle", "startup", "conns", "spread"]
+CASES = list(HTTP) + ["ws", "upload", "idle", "startup", "conns", "spread", "h2", "h2-idle",
+                      "h2-tls"]
 
 
 # ---------------------------------------------------------------- /proc
@@ -880,11 +887,14 @@ def response_done(buf):
     return buf[9:12] == b"200"
 
 
-def open_idle(port, n, batch=25, batch_timeout=10, budget=60):
+def open_idle(port, n, batch=25, batch_timeout=10, budget=60, hello=REQ, done=response_done,
+              last=b""):
     """Open n connections, one GET each, answered and kept open; returns
     (the sockets, failures, why it stopped early or "").  Batches stay
     under the smallest listen backlog (Twisted's 50, daphne): more SYNs
-    than that wait a second for a retransmission."""
+    than that wait a second for a retransmission.  hello is what a
+    connection sends first, done(bytes read) says when it is open (None:
+    not yet, True: held, False: refused), and last is sent once it is."""
     held, failed = [], 0
     sel = selectors.DefaultSelector()
     stop = time.monotonic() + budget
@@ -906,18 +916,20 @@ def open_idle(port, n, batch=25, batch_timeout=10, budget=60):
                     if ev & selectors.EVENT_WRITE:
                         if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
                             raise OSError("connect failed")
-                        s.send(REQ)
+                        s.send(hello)
                         sel.modify(s, selectors.EVENT_READ)
                         continue
                     data = s.recv(65536)
                     if not data:
                         raise OSError("closed")
                     bufs[s] += data
-                    ok = response_done(bufs[s])
+                    ok = done(bufs[s])
                     if ok is None:
                         continue
                     if not ok:
                         raise OSError("not 200")
+                    if last:
+                        s.send(last)
                     sel.unregister(s)
                     del bufs[s]
                     held.append(s)
@@ -944,7 +956,7 @@ def still_open(socks):
 
 
 def case_idle(name, a):
-    n = a.idle
+    n = a.idle or 10000
     servers = pick(idle_servers(), a.servers)
     print(f"\n### idle: {n} idle keep-alive connections\n\nEach connection sends one GET /, "
           f"reads the answer and stays open (keep-alive timeouts raised: granc's to its "
@@ -984,6 +996,241 @@ def case_idle(name, a):
             for s in held:
                 s.close()
             srv.stop()
+    if notes:
+        print()
+        print("\n".join(notes))
+
+
+# ---------------------------------------------------------------- h2, h2-idle, h2-tls
+#
+# h2load (nghttp2-client) is the client: HTTP/1.1 keep-alive with --h1,
+# else HTTP/2 (h2c with prior knowledge over http://, ALPN h2 over https://).
+
+H2_CLIENTS = {
+    "h1 -c64 -m1": ["--h1", "-c", "64", "-m", "1"],
+    "h2 -c64 -m1": ["-c", "64", "-m", "1"],
+    "h2 -c16 -m10": ["-c", "16", "-m", "10"],
+}
+
+H2_PEER_NOTE = ("hypercorn: HTTP/2 rows only (its HTTP/1.1 row is in the asgi case: it closes "
+                "a keep-alive connection whose request the app did not receive())")
+
+
+def h2_servers():
+    return {
+        "granc-asgi": (ASGI["granc"], "hello_asgi:app"),
+        "granc-wsgi-pool": (WSGI["granc-pool"], "hello_wsgi:app"),
+        "granc-wsgi": (WSGI["granc"], "hello_wsgi:app"),
+        "hypercorn": (hypercorn, "hello_asgi:app"),
+    }
+
+
+def h2_tls_servers():
+    s = https_servers()
+    return {"granc-asgi": s["granc"], "hypercorn": s["hypercorn"]}
+
+
+H2 = {
+    "h2": dict(title="hello world (13 B) over HTTP/1.1 and HTTP/2 cleartext (h2c, prior "
+                     "knowledge)", servers=h2_servers),
+    "h2-tls": dict(title="ASGI hello world over TLS: HTTP/1.1 and HTTP/2 by ALPN (EC P-256)",
+                   servers=h2_tls_servers, scheme="https"),
+}
+
+
+def h2load(port, seconds, args, scheme="http"):
+    """One h2load run of `seconds` (duration mode, -D): (requests
+    succeeded, req/s, mean and max ms per request, failed + errored +
+    timed out + non-2xx)."""
+    out = subprocess.run(["taskset", "-c", CLIENT_CPU, "h2load", *args, "-D", str(seconds),
+                          f"{scheme}://127.0.0.1:{port}/"], capture_output=True, text=True)
+    text = out.stdout
+    m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", text)
+    f = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", text)
+    if not m or not f:
+        raise RuntimeError("h2load: " + ((text + out.stderr).strip().splitlines()
+                                         or ["no output"])[-1])
+    if "--h1" not in args and "Application protocol: h2" not in text:
+        raise RuntimeError("h2load did not negotiate h2: "
+                           + (re.findall(r"Application protocol: \S+", text) or ["none"])[0])
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    non2xx = sum(int(x) for x in codes.groups()[1:]) if codes else 0
+
+    def ms(v):
+        n, u = re.match(r"([\d.]+)(\w+)", v).groups()
+        return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[u]
+    lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", text)
+    mean, top = (ms(lat.group(3)), ms(lat.group(2))) if lat else (0, 0)
+    reqs = int(m.group(1))
+    bad = int(m.group(2)) + int(m.group(3)) + int(m.group(4)) + non2xx
+    return reqs, float(f.group(3)), mean, top, bad
+
+
+def measure_h2(srv, seconds, args):
+    """A 1 s warm-up run, then the measured one: req/s, req/CPU-s, mean
+    ms, max ms, failures, the worker's RSS KiB."""
+    h2load(srv.port, 1, args, srv.scheme)
+    pids = srv.pids()
+    c0 = cpu_seconds(pids)
+    reqs, rps, mean, top, bad = h2load(srv.port, seconds, args, srv.scheme)
+    cpu = cpu_seconds(pids) - c0
+    return [rps, reqs / cpu if cpu else 0, mean, top, bad, top_rss_kib(srv.pids())]
+
+
+def case_h2(name, a):
+    c = H2[name]
+    servers = pick(c["servers"](), a.servers)
+    scheme = c.get("scheme", "http")
+    rounds = a.rounds or 3
+    rows = [(n, k) for n in servers for k in H2_CLIENTS
+            if not (n == "hypercorn" and k.startswith("h1"))]
+    results, failed = {r: [] for r in rows}, {}
+    for rnd in range(rounds):
+        for n, spec in servers.items():
+            try:
+                srv = started(n, spec, scheme=scheme)
+            except RuntimeError as e:
+                failed[n] = f"did not start: {e}"
+                continue
+            try:
+                for k in H2_CLIENTS:
+                    if (n, k) not in results or (n, k) in failed:
+                        continue
+                    try:
+                        r = measure_h2(srv, a.seconds, H2_CLIENTS[k])
+                    except RuntimeError as e:
+                        failed[(n, k)] = str(e)
+                        continue
+                    results[(n, k)].append(r)
+                    log(f"{name} round {rnd + 1} {n} {k}: {r[0]:.0f} req/s, "
+                        f"{r[1]:.0f} req/CPU-s, {r[4]} failed")
+            finally:
+                srv.stop()
+    med = {r: [statistics.median(x[i] for x in v) for i in range(6)]
+           for r, v in results.items() if v}
+    print(f"\n### {name}: {c['title']}\n\nh2load -D {a.seconds} (after a 1 s warm-up run) on "
+          f"CPU {CLIENT_CPU}, 1 worker on CPU {SERVER_CPU}, median of {rounds} interleaved "
+          f"rounds, min–max beside; `h1`: `h2load --h1` (HTTP/1.1 keep-alive), `h2`: HTTP/2; "
+          f"-c connections, -m requests in flight per connection\n")
+    print("| server | client | req/s | min–max | req/CPU-s | min–max | mean ms | max ms | "
+          "failed | worker RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (n, k), (rps, rpc, mean, top, bad, rss) in med.items():
+        print(f"| {n} | {k} | {rps:.0f} | {spread(results[(n, k)], 0)} | {rpc:.0f} | "
+              f"{spread(results[(n, k)], 1)} | {mean:.2f} | {top:.2f} | "
+              f"{sum(x[4] for x in results[(n, k)])} | {mib(rss)} |")
+    print("\nfailed: failed + errored + timed out + non-2xx, summed over the rounds")
+    lines = []
+
+    def ratio(label, num, den, target, ok):
+        if num in med and den in med and med[den][0] and med[den][1]:
+            q = [med[num][i] / med[den][i] for i in (0, 1)]
+            lines.append(f"| {label} | {q[0]:.2f} | {q[1]:.2f} | {target} | "
+                         f"{'yes' if ok(q[1]) else 'no'} |")
+    for n in servers:
+        if n.startswith("granc"):
+            ratio(f"{n}: h2 -m1 / h1", (n, "h2 -c64 -m1"), (n, "h1 -c64 -m1"), "≥ 0.8",
+                  lambda q: q >= 0.8)
+            ratio(f"{n}: h2 -m10 / h1", (n, "h2 -c16 -m10"), (n, "h1 -c64 -m1"), "> 1",
+                  lambda q: q > 1)
+    for n in servers:
+        if n.startswith("granc-asgi") or (n.startswith("granc") and name == "h2"):
+            for k in ("h2 -c64 -m1", "h2 -c16 -m10"):
+                ratio(f"{n} / hypercorn, {k}", (n, k), ("hypercorn", k), "≥ 3",
+                      lambda q: q >= 3)
+    if lines:
+        print("\n| ratio | req/s | req/CPU-s | target | met (req/CPU-s)? |")
+        print("|---|---|---|---|---|")
+        print("\n".join(lines))
+    if "hypercorn" in servers:
+        print(f"\n{H2_PEER_NOTE}")
+    stalls({f"{n} {k}": v for (n, k), v in results.items()})
+    failed_lines({(f"{x[0]} {x[1]}" if isinstance(x, tuple) else x): v
+                  for x, v in failed.items()})
+
+
+# HTTP/2 connection preface, an empty SETTINGS frame, and a SETTINGS ACK
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+H2_SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
+
+
+def h2_settled(buf):
+    """None until the server sent its SETTINGS and acknowledged ours; False
+    on a GOAWAY or what is not HTTP/2."""
+    settings = ack = False
+    i = 0
+    while len(buf) - i >= 9:
+        length = int.from_bytes(buf[i:i + 3], "big")
+        ftype, flags = buf[i + 3], buf[i + 4]
+        if i == 0 and ftype != 4:
+            return False
+        if ftype == 7:
+            return False
+        if ftype == 4:
+            if flags & 1:
+                ack = True
+            else:
+                settings = True
+        i += 9 + length
+    return True if settings and ack else None
+
+
+def h2_idle_servers():
+    t = "600"
+    return {
+        "granc-asgi": (opts(ASGI["granc"], "--http1-header-read-timeout", "60000"),
+                       "idle_asgi:app"),
+        "granc-wsgi": (opts(WSGI["granc"], "--http1-header-read-timeout", "60000"),
+                       "hello_wsgi:app"),
+        "hypercorn": (opts(hypercorn, "--keep-alive", t), "idle_asgi:app"),
+    }
+
+
+def case_h2_idle(name, a):
+    n = a.idle or 2000
+    servers = pick(h2_idle_servers(), a.servers)
+    print(f"\n### h2-idle: {n} idle HTTP/2 connections beside {n} idle HTTP/1.1 keep-alive "
+          f"ones\n\nHTTP/2 (h2c, prior knowledge): each connection sends the preface and an "
+          f"empty SETTINGS, reads the server's SETTINGS and its ACK, acknowledges the "
+          f"server's SETTINGS and stays open, no request. HTTP/1.1: one GET / answered, then "
+          f"open (as the idle case). A fresh server for each, 1 worker on CPU {SERVER_CPU}; "
+          f"RSS of the server before and with all of them held, 1 s after the last\n")
+    print("| server | protocol | held | open s | RSS before MiB | RSS held MiB | KiB/conn |")
+    print("|---|---|---|---|---|---|---|")
+    notes = []
+    for srv_name, spec in servers.items():
+        for proto, kw in (("HTTP/1.1", {}),
+                          ("HTTP/2", dict(hello=H2_PREFACE, done=h2_settled,
+                                          last=H2_SETTINGS_ACK))):
+            try:
+                srv = started(srv_name, spec)
+            except RuntimeError as e:
+                notes.append(f"- {srv_name}: did not start: {e}")
+                break
+            held = []
+            try:
+                time.sleep(0.5)
+                before = rss_kib(srv.pids())
+                t0 = time.monotonic()
+                held, failed, why = open_idle(srv.port, n, **kw)
+                secs = time.monotonic() - t0
+                time.sleep(1)
+                alive = still_open(held)
+                rss = rss_kib(srv.pids())
+                per = (rss - before) / alive if alive else 0
+                print(f"| {srv_name} | {proto} | {alive} | {secs:.1f} | {mib(before)} | "
+                      f"{mib(rss)} | {per:.1f} |")
+                log(f"h2-idle {srv_name} {proto}: {alive} held, RSS {mib(before)} -> "
+                    f"{mib(rss)} MiB")
+                if alive < n:
+                    notes.append(f"- {srv_name} {proto}: held {alive} of {n} ({failed} failed"
+                                 f"{'; ' + why if why else ''}; {len(held) - alive} closed "
+                                 f"by the server)")
+            finally:
+                for s in held:
+                    s.close()
+                srv.stop()
     if notes:
         print()
         print("\n".join(notes))
@@ -1074,7 +1321,7 @@ def log(msg):
 
 RUN = {**{n: case_http for n in HTTP}, "ws": case_ws, "upload": case_upload,
        "idle": case_idle, "startup": case_startup, "conns": case_conns,
-       "spread": case_spread}
+       "spread": case_spread, "h2": case_h2, "h2-tls": case_h2, "h2-idle": case_h2_idle}
 
 
 def raise_nofile(want=65536):
@@ -1102,7 +1349,7 @@ def main(argv=None):
                     help="connections (default 64; ws 16; conns 64,256,1024; spread 64,1024)")
     ap.add_argument("--upload-mib", type=int, default=1024, help="upload size (MiB)")
     ap.add_argument("--upload-timeout", type=int, default=300, help="seconds per upload")
-    ap.add_argument("--idle", type=int, default=10000, help="idle connections")
+    ap.add_argument("--idle", type=int, help="idle connections (default 10000; h2-idle 2000)")
     ap.add_argument("--granc", help="granc binary (default $GRANC_BIN, else tests/granc-test)")
     ap.add_argument("--list", action="store_true", help="list the cases and their servers")
     ap.add_argument("servers", nargs="*", help="only these servers (names as in the tables; "
@@ -1115,7 +1362,8 @@ def main(argv=None):
         others = {"ws": family(WS, ""), "upload": upload_servers(), "idle": idle_servers(),
                   "startup": startup_servers(), "conns": ["granc-wsgi", "granc-asgi",
                                                           "(uvicorn-httptools)"],
-                  "spread": ["granc-asgi", "granc-wsgi"]}
+                  "spread": ["granc-asgi", "granc-wsgi"], "h2": h2_servers(),
+                  "h2-tls": h2_tls_servers(), "h2-idle": h2_idle_servers()}
         for c in CASES:
             names = HTTP[c]["servers"]() if c in HTTP else others[c]
             print(f"{c}{' (main)' if c in MAIN else ''}: {' '.join(names)}")
@@ -1129,7 +1377,7 @@ def main(argv=None):
     if len(os.sched_getaffinity(0)) >= 2:
         os.sched_setaffinity(0, {int(CLIENT_CPU)})
     nofile = raise_nofile()
-    if nofile < a.idle + 1000 and "idle" in cases:
+    if nofile < (a.idle or 10000) + 1000 and "idle" in cases:
         log(f"RLIMIT_NOFILE is {nofile}: fewer idle connections than asked")
     print(f"granc bench, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
           f"Python {sys.version.split()[0]}, cases: {', '.join(cases)}")

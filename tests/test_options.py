@@ -323,16 +323,16 @@ SPEC = {
     "reload-tick": dict(lo=50, hi=5000, ok="100", same=RELOAD_TMP, check=_check_reload),
     "reload-ignore-worker-failure": dict(ok="on", same=RELOAD_TMP, check=_check_reload),
     "process-name": dict(ok="myapp", check=_check_process_name),
-    # -- not supported yet
     "http2-adaptive-window": dict(ok="on"),
     "http2-initial-connection-window-size": dict(lo=1024, ok="2097152"),
     "http2-initial-stream-window-size": dict(lo=1024, ok="2097152"),
     "http2-keep-alive-interval": dict(lo=1, hi=60000, ok="1000"),
     "http2-keep-alive-timeout": dict(lo=1, ok="30s"),
     "http2-max-concurrent-streams": dict(lo=10, ok="100"),
-    "http2-max-frame-size": dict(lo=1024, ok="32768"),
+    "http2-max-frame-size": dict(lo=16384, hi=16777215, ok="32768"),
     "http2-max-headers-size": dict(lo=1, ok="8192"),
     "http2-max-send-buffer-size": dict(lo=1024, ok="8192"),
+    # -- not supported yet
     "ssl-certificate": dict(tls=True, ok="/etc/ssl/cert.pem"),
     "ssl-keyfile": dict(tls=True, ok="/etc/ssl/key.pem"),
     "ssl-keyfile-password": dict(tls=True, ok="secret"),
@@ -354,7 +354,7 @@ SPEC = {
 
 # Values of implemented options that granc refuses as features it lacks.
 # (Every other choice is covered by test_every_choice_same_outcome.)
-UNSUPPORTED_VALUES = [("http", "2")]
+UNSUPPORTED_VALUES = []
 
 # ---------------------------------------------------------------------------
 # --help, parsed once at import: the parametrization depends on it.
@@ -793,9 +793,9 @@ def test_unsupported_option_refused(o, src, ctx):
 
 @pytest.mark.parametrize("src", ["argv", "env"])
 def test_http2_options_ignored_with_http_1(src, ctx):
-    """With --http 1, Granian ignores the --http2-* settings; so does granc
-    (they are refused as 'not supported yet' only where HTTP/2 could run)."""
-    h2 = [o for o in TODO if o.name.startswith("http2-")]
+    """With --http 1, Granian ignores the --http2-* settings; so does granc:
+    the server starts with every one of them set."""
+    h2 = [o for o in OPTS if o.name.startswith("http2-")]
     assert len(h2) == 9
     argv, env = base_argv() + ["--http", "1"], {}
     for o in h2:
@@ -819,7 +819,7 @@ def test_unsupported_options_accepted_at_their_default(src, ctx):
             argv += argv_for(o, o.default)
         else:
             env[o.env] = o.default
-    assert len(argv) + len(env) > 6
+    assert len(argv) + len(env) > 5        # the static-path options with defaults
     serve_once(argv, env)
 
 

@@ -361,7 +361,6 @@ def test_reload_on_changes(tmp_path):
 # -- serve(): return and exit codes ------------------------------------------
 
 FAILURES = {      # what granc cannot do yet reaches it, and it says so
-    "http2": ("interface='wsgi', http=HTTPModes.http2", "HTTP/2 is not supported yet"),
     "static files": ("interface='wsgi', static_path_mount=[Path('.')], static_path_expires=60",
                      "--static-path-mount: serving static files is not supported yet"),
     "broken app": ("interface='wsgi', target='broken_app:app'", "no_such_module_here"),

@@ -378,8 +378,8 @@ class AbstractServer:
                 _int("header_read_timeout", h1.header_read_timeout), 1, 60000)
             o["http1-keep-alive"] = bool(h1.keep_alive)
             o["http1-pipeline-flush"] = bool(h1.pipeline_flush)
-        # HTTP/2 settings mean nothing when only HTTP/1 is served; granc
-        # refuses any non-default one until it speaks HTTP/2.
+        # HTTP/2 settings mean nothing when only HTTP/1 is served (granc
+        # ignores them then, as Granian does).
         if h2 is not None and self.http != "1":
             interval = getattr(h2, "keep_alive_interval", None)
             o.update({
@@ -396,7 +396,9 @@ class AbstractServer:
                                                         h2.keep_alive_timeout), 1),
                 "http2-max-concurrent-streams": _clamp(_int("max_concurrent_streams",
                                                             h2.max_concurrent_streams), 10),
-                "http2-max-frame-size": _clamp(_int("max_frame_size", h2.max_frame_size), 1024),
+                # RFC 9113 6.5.2's range (Granian's h2 crate panics below it)
+                "http2-max-frame-size": _clamp(_int("max_frame_size", h2.max_frame_size),
+                                               16384, 16777215),
                 "http2-max-headers-size": _clamp(_int("max_headers_size",
                                                       h2.max_headers_size), 1),
                 "http2-max-send-buffer-size": _clamp(_int("max_send_buffer_size",
