@@ -141,6 +141,11 @@ def serve(request):
             s.stop()
         except subprocess.TimeoutExpired:
             print(f"--- {s.cmd()} did not stop in 30 s after SIGTERM; its log:\n{s.log()[-4000:]}")
+            for pid in s.worker_pids():        # the master was killed: no orphans
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
             raise
         finally:
             try:
