@@ -308,15 +308,6 @@ static void work(h2c *h, int readable)
     int idle = !s->nopen && !h->napp && !s->startq && !h->held;
     int over = s->dead || (s->goaway && idle);
     if (!over) rearm(h);
-    if (idle && !h->ilen && h->icap) {  /* an idle connection keeps no buffers */
-        free(h->in);
-        h->in = NULL;
-        h->icap = 0;
-    }
-    if (idle && s->out.off == s->out.len && s->out.cap > 16384) {
-        free(s->out.p);
-        s->out = (h2_buf){ 0 };
-    }
     pthread_mutex_unlock(&s->mu);
     h->busy--;
     if (over || h->closing) close_now(h);
@@ -471,6 +462,17 @@ void h2_sweep(conn *c, int64_t now)
     if (!pending) h->wrote_at = now;
     if (s->nopen || h->napp) s->last_active = now;
     else if (now - s->last_active >= IO_TIMEOUT_MS) kill = 1;
+    /* a connection idle since the last sweep keeps no buffers (freeing
+     * them after every request made the heap shrink and grow: page faults) */
+    if (!s->nopen && !h->napp && !h->ilen && now - s->last_active >= 1000) {
+        free(h->in);
+        h->in = NULL;
+        h->icap = 0;
+        if (s->out.off == s->out.len) {
+            free(s->out.p);
+            s->out = (h2_buf){ 0 };
+        }
+    }
     if (kill) {
         h2_goaway(s, pending ? H2_ENHANCE_YOUR_CALM : H2_NO_ERROR);
         s->dead = 1;
