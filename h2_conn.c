@@ -93,25 +93,51 @@ static void flush_locked(h2c *h)
  * fast the app answers the first (h2spec 5.1.2). */
 static int read_locked(h2c *h)
 {
+    /* Whole frames are read in the loop thread's scratch buffer and no
+     * connection keeps one: only a frame cut by the read stays, in h->in
+     * (the engine copies what it keeps: bodies, header blocks) */
+    static char *scratch;
+    static size_t scap;
     h2_sess *s = &h->s;
+    size_t room = h2_frame_room(s) + 16384;
+    if (scap < room) {
+        free(scratch);
+        scap = 0;
+        if (!(scratch = malloc(room))) { s->dead = 1; return -1; }
+        scap = room;
+    }
     for (int i = 0; i < READS_PER_EVENT; i++) {
         if (s->dead) return -1;
         if (s->out.len - s->out.off >= H2_OUT_HIGH) return 0;  /* it reads nothing */
-        if (h->icap - h->ilen < h2_frame_room(s)) {
-            size_t cap = h->ilen + h2_frame_room(s) + 16384;
-            char *p = realloc(h->in, cap);
-            if (!p) { s->dead = 1; return -1; }
-            h->in = p;
-            h->icap = cap;
+        char *buf = scratch;
+        size_t len = h->ilen;
+        if (len) {                      /* a cut frame first */
+            if (h->icap < len + room) {
+                char *p = realloc(h->in, len + room);
+                if (!p) { s->dead = 1; return -1; }
+                h->in = p;
+                h->icap = len + room;
+            }
+            buf = h->in;
         }
-        ssize_t n = conn_read(h->c, h->in + h->ilen, h->icap - h->ilen);
+        ssize_t n = conn_read(h->c, buf + len, room);
         if (n < 0 && errno == EAGAIN) return 0;
         if (n <= 0) { s->dead = 1; return -1; }
-        h->ilen += (size_t)n;
-        ssize_t k = h2_recv(s, h->in, h->ilen);
+        len += (size_t)n;
+        ssize_t k = h2_recv(s, buf, len);
         if (k < 0) return -1;
-        memmove(h->in, h->in + k, h->ilen - (size_t)k);
-        h->ilen -= (size_t)k;
+        h->ilen = len - (size_t)k;
+        if (h->ilen && buf == scratch) {
+            if (h->icap < h->ilen + room) {
+                char *p = realloc(h->in, h->ilen + room);
+                if (!p) { s->dead = 1; return -1; }
+                h->in = p;
+                h->icap = h->ilen + room;
+            }
+            memcpy(h->in, buf + k, h->ilen);
+        } else if (h->ilen) {
+            memmove(h->in, h->in + k, h->ilen);
+        }
         s->last_active = clock_ms();
     }
     return 0;
@@ -331,15 +357,12 @@ int h2_start(conn *c)
     c->h2 = h;
     c->state = CS_H2;
     if (c->len) {                       /* what conn.c read: the preface */
-        h->in = malloc(c->len + h2_frame_room(&h->s));
-        if (!h->in) { close_now(h); return -1; }
-        memcpy(h->in, c->buf, c->len);
-        h->ilen = c->len;
-        h->icap = c->len + h2_frame_room(&h->s);
-        ssize_t k = h2_recv(&h->s, h->in, h->ilen);
-        if (k > 0) {
-            memmove(h->in, h->in + k, h->ilen - (size_t)k);
-            h->ilen -= (size_t)k;
+        ssize_t k = h2_recv(&h->s, c->buf, c->len);
+        if (k >= 0 && (size_t)k < c->len) {     /* a frame cut short */
+            h->ilen = c->len - (size_t)k;
+            h->icap = h->ilen + h2_frame_room(&h->s) + 16384;
+            if (!(h->in = malloc(h->icap))) { close_now(h); return -1; }
+            memcpy(h->in, c->buf + k, h->ilen);
         }
     }
     conn_buf_put(c);
