@@ -37,9 +37,10 @@ typedef struct h2c {
     size_t ilen, icap;
     int busy;                    /* loop handlers running: closing waits */
     int napp;                    /* streams the interface holds */
-    unsigned closing : 1;        /* close once busy and napp are 0 */
-    unsigned kicked : 1;         /* in the kick list */
-    unsigned waitq : 1;          /* in the --backpressure list */
+    int closing;                 /* close once busy and napp are 0 */
+    int kicked, waitq;           /* in the kick list, the --backpressure
+                                    list (kick_mu; not bit-fields: other
+                                    threads write them) */
     int64_t wrote_at;            /* ms: output last moved */
     struct h2c *knext, *wnext;
     h2_stream *held, *held_tail; /* heads held back by --backpressure */
