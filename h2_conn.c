@@ -607,11 +607,14 @@ static int h2r_head(request *r, const char *reason, size_t rn, const http_header
 
 static size_t h2r_frame(request *r, size_t n, struct iovec *pre, struct iovec *post)
 {
+    h2c *h = H(ST(r));
     *pre = *post = (struct iovec){ NULL, 0 };
     if (r->res.nobody) return 0;
+    pthread_mutex_lock(&h->s.mu);      /* the engine reads r->sent (h2_produce) */
     if (r->res.clen >= 0 && (int64_t)n > r->res.clen - r->sent)
         n = (size_t)(r->res.clen - r->sent);
     r->sent += (int64_t)n;
+    pthread_mutex_unlock(&h->s.mu);
     return n;
 }
 
