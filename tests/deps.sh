@@ -5,7 +5,7 @@ PKGS="build-essential python3-dev python3-pytest python3-httpx python3-django
       curl libbearssl-dev mandoc
       python3-starlette python3-fastapi python3-multipart python3-uvloop nginx-light
       python3-websockets python3-sniffio python3-click openssl wrk haproxy slowhttptest valgrind clang
-      systemd"
+      systemd python3-h2 nghttp2-client python3-hypercorn"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
