@@ -37,9 +37,10 @@ typedef struct h2c {
     size_t ilen, icap;
     int busy;                    /* loop handlers running: closing waits */
     int napp;                    /* streams the interface holds */
-    unsigned closing : 1;        /* close once busy and napp are 0 */
-    unsigned kicked : 1;         /* in the kick list */
-    unsigned waitq : 1;          /* in the --backpressure list */
+    int closing;                 /* close once busy and napp are 0 */
+    int kicked, waitq;           /* in the kick list, the --backpressure
+                                    list (kick_mu; not bit-fields: other
+                                    threads write them) */
     int64_t wrote_at;            /* ms: output last moved */
     struct h2c *knext, *wnext;
     h2_stream *held, *held_tail; /* heads held back by --backpressure */
@@ -93,25 +94,51 @@ static void flush_locked(h2c *h)
  * fast the app answers the first (h2spec 5.1.2). */
 static int read_locked(h2c *h)
 {
+    /* Whole frames are read in the loop thread's scratch buffer and no
+     * connection keeps one: only a frame cut by the read stays, in h->in
+     * (the engine copies what it keeps: bodies, header blocks) */
+    static char *scratch;
+    static size_t scap;
     h2_sess *s = &h->s;
+    size_t room = h2_frame_room(s) + 16384;
+    if (scap < room) {
+        free(scratch);
+        scap = 0;
+        if (!(scratch = malloc(room))) { s->dead = 1; return -1; }
+        scap = room;
+    }
     for (int i = 0; i < READS_PER_EVENT; i++) {
         if (s->dead) return -1;
         if (s->out.len - s->out.off >= H2_OUT_HIGH) return 0;  /* it reads nothing */
-        if (h->icap - h->ilen < h2_frame_room(s)) {
-            size_t cap = h->ilen + h2_frame_room(s) + 16384;
-            char *p = realloc(h->in, cap);
-            if (!p) { s->dead = 1; return -1; }
-            h->in = p;
-            h->icap = cap;
+        char *buf = scratch;
+        size_t len = h->ilen;
+        if (len) {                      /* a cut frame first */
+            if (h->icap < len + room) {
+                char *p = realloc(h->in, len + room);
+                if (!p) { s->dead = 1; return -1; }
+                h->in = p;
+                h->icap = len + room;
+            }
+            buf = h->in;
         }
-        ssize_t n = conn_read(h->c, h->in + h->ilen, h->icap - h->ilen);
+        ssize_t n = conn_read(h->c, buf + len, room);
         if (n < 0 && errno == EAGAIN) return 0;
         if (n <= 0) { s->dead = 1; return -1; }
-        h->ilen += (size_t)n;
-        ssize_t k = h2_recv(s, h->in, h->ilen);
+        len += (size_t)n;
+        ssize_t k = h2_recv(s, buf, len);
         if (k < 0) return -1;
-        memmove(h->in, h->in + k, h->ilen - (size_t)k);
-        h->ilen -= (size_t)k;
+        h->ilen = len - (size_t)k;
+        if (h->ilen && buf == scratch) {
+            if (h->icap < h->ilen + room) {
+                char *p = realloc(h->in, h->ilen + room);
+                if (!p) { s->dead = 1; return -1; }
+                h->in = p;
+                h->icap = h->ilen + room;
+            }
+            memcpy(h->in, buf + k, h->ilen);
+        } else if (h->ilen) {
+            memmove(h->in, h->in + k, h->ilen);
+        }
         s->last_active = clock_ms();
     }
     return 0;
@@ -308,15 +335,6 @@ static void work(h2c *h, int readable)
     int idle = !s->nopen && !h->napp && !s->startq && !h->held;
     int over = s->dead || (s->goaway && idle);
     if (!over) rearm(h);
-    if (idle && !h->ilen && h->icap) {  /* an idle connection keeps no buffers */
-        free(h->in);
-        h->in = NULL;
-        h->icap = 0;
-    }
-    if (idle && s->out.off == s->out.len && s->out.cap > 16384) {
-        free(s->out.p);
-        s->out = (h2_buf){ 0 };
-    }
     pthread_mutex_unlock(&s->mu);
     h->busy--;
     if (over || h->closing) close_now(h);
@@ -340,15 +358,12 @@ int h2_start(conn *c)
     c->h2 = h;
     c->state = CS_H2;
     if (c->len) {                       /* what conn.c read: the preface */
-        h->in = malloc(c->len + h2_frame_room(&h->s));
-        if (!h->in) { close_now(h); return -1; }
-        memcpy(h->in, c->buf, c->len);
-        h->ilen = c->len;
-        h->icap = c->len + h2_frame_room(&h->s);
-        ssize_t k = h2_recv(&h->s, h->in, h->ilen);
-        if (k > 0) {
-            memmove(h->in, h->in + k, h->ilen - (size_t)k);
-            h->ilen -= (size_t)k;
+        ssize_t k = h2_recv(&h->s, c->buf, c->len);
+        if (k >= 0 && (size_t)k < c->len) {     /* a frame cut short */
+            h->ilen = c->len - (size_t)k;
+            h->icap = h->ilen + h2_frame_room(&h->s) + 16384;
+            if (!(h->in = malloc(h->icap))) { close_now(h); return -1; }
+            memcpy(h->in, c->buf + k, h->ilen);
         }
     }
     conn_buf_put(c);
@@ -471,6 +486,17 @@ void h2_sweep(conn *c, int64_t now)
     if (!pending) h->wrote_at = now;
     if (s->nopen || h->napp) s->last_active = now;
     else if (now - s->last_active >= IO_TIMEOUT_MS) kill = 1;
+    /* a connection idle since the last sweep keeps no buffers (freeing
+     * them after every request made the heap shrink and grow: page faults) */
+    if (!s->nopen && !h->napp && !h->ilen && now - s->last_active >= 1000) {
+        free(h->in);
+        h->in = NULL;
+        h->icap = 0;
+        if (s->out.off == s->out.len) {
+            free(s->out.p);
+            s->out = (h2_buf){ 0 };
+        }
+    }
     if (kill) {
         h2_goaway(s, pending ? H2_ENHANCE_YOUR_CALM : H2_NO_ERROR);
         s->dead = 1;
@@ -581,11 +607,14 @@ static int h2r_head(request *r, const char *reason, size_t rn, const http_header
 
 static size_t h2r_frame(request *r, size_t n, struct iovec *pre, struct iovec *post)
 {
+    h2c *h = H(ST(r));
     *pre = *post = (struct iovec){ NULL, 0 };
     if (r->res.nobody) return 0;
+    pthread_mutex_lock(&h->s.mu);      /* the engine reads r->sent (h2_produce) */
     if (r->res.clen >= 0 && (int64_t)n > r->res.clen - r->sent)
         n = (size_t)(r->res.clen - r->sent);
     r->sent += (int64_t)n;
+    pthread_mutex_unlock(&h->s.mu);
     return n;
 }
 
