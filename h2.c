@@ -38,7 +38,7 @@ static uint32_t get32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static int buf_room(h2_buf *b, size_t n)
+int h2_buf_room(h2_buf *b, size_t n)
 {
     if (b->off && b->off == b->len) b->off = b->len = 0;
     if (b->len + n <= b->cap) return 0;
@@ -66,7 +66,7 @@ static void buf_free(h2_buf *b)
 /* One frame into s->out (the payload may be NULL: reserved, not copied). */
 static char *frame(h2_sess *s, int type, int flags, uint32_t id, const void *p, size_t n)
 {
-    if (buf_room(&s->out, 9 + n) < 0) {
+    if (h2_buf_room(&s->out, 9 + n) < 0) {
         s->dead = 1;
         return NULL;
     }
@@ -258,10 +258,19 @@ typedef struct head_in {
     int cookies;                 /* cookie fields: crumbs to join */
 } head_in;
 
+/* Connection-specific fields: malformed in a request, dropped from a
+ * response (RFC 9113 8.2.2). */
+static int conn_specific(slice k)
+{
+    return http_name_is(k, "connection") || http_name_is(k, "keep-alive") ||
+           http_name_is(k, "transfer-encoding") || http_name_is(k, "upgrade") ||
+           http_name_is(k, "proxy-connection");
+}
+
 /* Keep n bytes in m; returns their offset + 1 (0 stays "none"). */
 static size_t keep(h2_buf *m, const char *p, size_t n, int *fail)
 {
-    if (buf_room(m, n + !m->cap) < 0) { *fail = 1; return 0; }
+    if (h2_buf_room(m, n + !m->cap) < 0) { *fail = 1; return 0; }
     memcpy(m->p + m->len, p, n);
     m->len += n;
     return m->len - n + 1;
@@ -313,10 +322,8 @@ static void on_field(void *ctx, const char *name, size_t nn, const char *value, 
         *ps = (slice){ OFF(keep(&st->hmem, value, vn, &fail)), vn };
     } else {
         h->regular = 1;
-        /* connection-specific fields are malformed in HTTP/2 (8.2.2) */
-        if (is(name, nn, "connection") || is(name, nn, "keep-alive") ||
-            is(name, nn, "proxy-connection") || is(name, nn, "transfer-encoding") ||
-            is(name, nn, "upgrade") || (is(name, nn, "te") && !is(value, vn, "trailers"))) {
+        if (conn_specific((slice){ name, nn }) ||
+            (is(name, nn, "te") && !is(value, vn, "trailers"))) {
             h->bad = 1;
             return;
         }
@@ -591,7 +598,7 @@ static ssize_t on_headers(h2_sess *s, uint32_t id, int type, int flags,
         return conn_error(s, H2_ENHANCE_YOUR_CALM);
     }
     if (s->blk.len + n > BLOCK_MAX) return conn_error(s, H2_ENHANCE_YOUR_CALM);
-    if (n && buf_room(&s->blk, n) < 0) return conn_error(s, H2_INTERNAL_ERROR);
+    if (n && h2_buf_room(&s->blk, n) < 0) return conn_error(s, H2_INTERNAL_ERROR);
     if (n) memcpy(s->blk.p + s->blk.len, p, n);
     s->blk.len += n;
     if (!(flags & FL_END_HEADERS)) return 0;
@@ -912,12 +919,6 @@ void h2_produce(h2_sess *s)
  * Response heads
  * ------------------------------------------------------------------- */
 
-static int conn_specific(slice k)
-{
-    return http_name_is(k, "connection") || http_name_is(k, "keep-alive") ||
-           http_name_is(k, "transfer-encoding") || http_name_is(k, "upgrade") ||
-           http_name_is(k, "proxy-connection");
-}
 
 static unsigned char *encode(const http_header *f, size_t nf, int code, size_t extra,
                              size_t *len, const char *tail, size_t tn)

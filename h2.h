@@ -137,6 +137,10 @@ struct h2_sess {
     void *conn;                  /* h2_conn.c's */
 };
 
+/* Room for n more bytes at b's end (live bytes slide down first): -1 when
+ * out of memory. */
+int h2_buf_room(h2_buf *b, size_t n);
+
 /* h2.c, the engine.  Every call with s->mu held. */
 int h2_init(h2_sess *s, const config *cfg);   /* queues our SETTINGS */
 void h2_free(h2_sess *s);

@@ -651,26 +651,6 @@ static ssize_t room_locked(h2c *h, h2_stream *st, int wait)
     }
 }
 
-static int out_room(h2_stream *st, size_t n)
-{
-    h2_buf *b = &st->out;
-    if (b->off == b->len) b->off = b->len = 0;
-    if (b->len + n <= b->cap) return 0;
-    if (b->off) {
-        memmove(b->p, b->p + b->off, b->len - b->off);
-        b->len -= b->off;
-        b->off = 0;
-        if (b->len + n <= b->cap) return 0;
-    }
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) return -1;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
 static ssize_t h2r_write(request *r, const struct iovec *v, int n, int wait)
 {
     h2_stream *st = ST(r);
@@ -686,7 +666,7 @@ static ssize_t h2r_write(request *r, const struct iovec *v, int n, int wait)
                 return room < 0 ? -1 : total;
             }
             size_t k = v[i].iov_len - done < (size_t)room ? v[i].iov_len - done : (size_t)room;
-            if (out_room(st, k) < 0) { r->broken = 1; break; }
+            if (h2_buf_room(&st->out, k) < 0) { r->broken = 1; break; }
             memcpy(st->out.p + st->out.len, (char *)v[i].iov_base + done, k);
             st->out.len += k;
             st->written += (int64_t)k;
@@ -713,7 +693,7 @@ static ssize_t h2r_file(request *r, int fd, off_t *off, size_t n, int wait)
         if (room == 0) break;
         size_t k = n < (size_t)room ? n : (size_t)room;
         if (k > 65536) k = 65536;
-        if (out_room(st, k) < 0) { r->broken = 1; total = -1; break; }
+        if (h2_buf_room(&st->out, k) < 0) { r->broken = 1; total = -1; break; }
         ssize_t got = pread(fd, st->out.p + st->out.len, k, *off);
         if (got <= 0) { r->broken = 1; total = -1; break; }   /* the file shrank */
         st->out.len += (size_t)got;
