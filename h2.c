@@ -873,7 +873,6 @@ static int stream_out(h2_sess *s, h2_stream *st)
         int64_t w = st->swin < s->swin ? st->swin : s->swin;
         size_t k = left < s->peer_frame ? left : s->peer_frame;
         if ((int64_t)k > w) k = w > 0 ? (size_t)w : 0;
-        st->stalled = k < left && w <= (int64_t)k;
         if (!k) return did;
         int end = ending && k == left && !st->tblock;
         frame(s, F_DATA, end ? FL_END_STREAM : 0, st->id, st->out.p + st->out.off, k);

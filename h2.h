@@ -71,7 +71,6 @@ struct h2_stream {
     unsigned app : 1;            /* the interface holds r */
     unsigned queued : 1;         /* in the start queue */
     unsigned changed : 1;        /* news for the app: body, end, reset, room */
-    unsigned stalled : 1;        /* output waits on a window */
     unsigned drop_in : 1;        /* the app is done: body bytes are discarded */
     int watch;                   /* EV_READ|EV_WRITE a loop-thread app waits on */
     int64_t swin, rwin;          /* send window; receive window left */
@@ -113,7 +112,7 @@ struct h2_sess {
                                     streams may use the default windows */
     unsigned goaway : 1;         /* our GOAWAY went: no new streams */
     unsigned dead : 1;           /* a connection error, or the socket failed */
-    unsigned peer_gone : 1;      /* the client's GOAWAY came */
+    unsigned peer_gone : 1;      /* the client's GOAWAY came: close once idle */
     unsigned ping_out : 1;       /* our keep-alive PING awaits its ACK */
     /* what we said (SETTINGS) and what the client did */
     uint32_t my_window, my_conn_window, my_frame, my_hlist, my_streams;
@@ -132,7 +131,6 @@ struct h2_sess {
     int news;                    /* h2_produce made room for a watching stream */
     h2_buf out;                  /* frames for the socket */
     int64_t last_active;         /* ms: a stream was open, or a frame came */
-    int64_t stall_since;         /* ms: output waiting on a zero window */
     int64_t ping_at;             /* ms: when our PING went */
     void *conn;                  /* h2_conn.c's */
 };

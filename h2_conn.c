@@ -333,7 +333,7 @@ static void work(h2c *h, int readable)
         if (round == 15) kick(h);       /* more next time round the loop */
     }
     int idle = !s->nopen && !h->napp && !s->startq && !h->held;
-    int over = s->dead || (s->goaway && idle);
+    int over = s->dead || ((s->goaway || s->peer_gone) && idle);
     if (!over) rearm(h);
     pthread_mutex_unlock(&s->mu);
     h->busy--;
