@@ -636,11 +636,12 @@ def test_s_client_alpn(shared):
     rc, out = s_client(shared["rsa"].port, "-alpn", "http/1.1")
     assert rc == 0, out
     assert "ALPN protocol: http/1.1" in out
-    rc, out = s_client(shared["rsa"].port, "-alpn", "h2,http/1.1")
+    rc, out = s_client(shared["rsa"].port, "-alpn", "h2,http/1.1")   # --http auto
     assert rc == 0, out
-    assert "ALPN protocol: http/1.1" in out
-    rc, out = s_client(shared["rsa"].port, "-alpn", "h2")   # nothing in common: no ALPN
-    assert "ALPN protocol" not in out
+    assert "ALPN protocol: h2" in out
+    rc, out = s_client(shared["rsa"].port, "-alpn", "spdy/3")   # nothing in common: no ALPN
+    assert rc == 0, out
+    assert "ALPN protocol" not in out and "No ALPN negotiated" in out
 
 
 def test_s_client_session_reuse(shared, tmp_path):
