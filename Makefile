@@ -33,11 +33,11 @@ SOAK_SHORT    ?= 45
 
 SRCS = granc.c master.c net.c reload.c metrics.c ev.c http.c log.c worker.c conn.c pool.c py.c \
        wsgi.c asgi.c asgi_ws.c rsgi.c rsgi_scope.c rsgi_ws.c aio.c ws.c \
-       h2.c h2_conn.c hpack.c
+       h2.c h2_conn.c hpack.c static.c
 # The Python the worker runs (the asyncio runner, the app loader, the
 # --log-config bridge) is kept in py/*.py and embedded as C strings.
 PYSRC = py/runner.py.h py/loader.py.h py/logconf.py.h
-HDRS = granc.h aio.h asgi_int.h conn.h ev.h h2.h hpack.h http.h log.h master.h metrics.h net.h pool.h py.h reload.h req.h rsgi.h \
+HDRS = granc.h aio.h asgi_int.h conn.h ev.h h2.h hpack.h http.h log.h master.h metrics.h net.h pool.h py.h reload.h req.h rsgi.h static.h \
        tls.h tls_int.h worker.h worker_int.h ws.h wsgi.h ev_epoll.c ev_kqueue.c $(PYSRC)
 
 WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)
