@@ -360,8 +360,8 @@ answer:
     size_t bn = body && !r->res.nobody ? strlen(body) : 0;
     if (out.iov_len + bn) {
         if (!(s->out = malloc(out.iov_len + bn))) return -1;
-        memcpy(s->out, out.iov_base, out.iov_len);
-        memcpy(s->out + out.iov_len, body ? body : "", bn);
+        if (out.iov_len) memcpy(s->out, out.iov_base, out.iov_len);
+        if (bn) memcpy(s->out + out.iov_len, body, bn);
         s->on = out.iov_len + bn;
     }
     int64_t framed = (int64_t)r->ops->frame(r, total > 0 ? (size_t)total : 0, &pre, &post);
