@@ -107,8 +107,11 @@ $(U)/unit_reload_poll: $(U)/unit_reload.c $(U)/tap.h reload.c log.c http.c $(HDR
 # tls.c and tls_load.c, TLS builds only; openssl(1) makes its certificates at run time.
 $(U)/unit_tls: $(U)/unit_tls.c $(U)/tap.h tls.c tls_load.c $(HDRS)
 	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ $(U)/unit_tls.c tls.c tls_load.c -lbearssl
+$(U)/unit_static: $(U)/unit_static.c $(U)/tap.h static.c log.c http.c $(HDRS)
+	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_static.c static.c log.c http.c
 
-UNITS = $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_hpack $(U)/unit_h2 $(U)/unit_reload $(U)/unit_reload_poll
+UNITS = $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_hpack $(U)/unit_h2 $(U)/unit_reload $(U)/unit_reload_poll \
+        $(U)/unit_static
 ifeq ($(TLS),1)
 UNITS += $(U)/unit_tls
 endif
