@@ -488,3 +488,30 @@ def test_env_variables(tree):
         assert (st, body, h["cache-control"]) == (200, b"hello world\n", "max-age=3600")
     finally:
         s.stop()
+
+
+def test_metrics_count_static(tree):
+    import re
+    import urllib.request
+    s = serve(tree, "--metrics", "--metrics-port", "0")
+    try:
+        m = re.search(r"Metrics exporter listening at: http://[^ ]*:(\d+)", s.log())
+        assert m, s.log()
+        get(s, "/static/a.txt")
+        get(s, "/static/missing")
+
+        def count(text, name):
+            return sum(int(float(l.split()[-1])) for l in text.splitlines()
+                       if l.startswith(f"granian_{name}{{") or l.startswith(f"granian_{name} "))
+        deadline = time.monotonic() + 10
+        while True:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/metrics",
+                                          timeout=5).read().decode()
+            got = (count(text, "static_requests_handled"), count(text, "static_requests_err"))
+            if got == (2, 1) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert got == (2, 1), text
+        assert count(text, "requests_handled") >= 2
+    finally:
+        s.stop()
