@@ -33,11 +33,11 @@ SOAK_SHORT    ?= 45
 
 SRCS = granc.c master.c net.c reload.c metrics.c ev.c http.c log.c worker.c conn.c pool.c py.c \
        wsgi.c asgi.c asgi_ws.c rsgi.c rsgi_scope.c rsgi_ws.c aio.c ws.c \
-       h2.c h2_conn.c hpack.c
+       h2.c h2_conn.c hpack.c static.c
 # The Python the worker runs (the asyncio runner, the app loader, the
 # --log-config bridge) is kept in py/*.py and embedded as C strings.
 PYSRC = py/runner.py.h py/loader.py.h py/logconf.py.h
-HDRS = granc.h aio.h asgi_int.h conn.h ev.h h2.h hpack.h http.h log.h master.h metrics.h net.h pool.h py.h reload.h req.h rsgi.h \
+HDRS = granc.h aio.h asgi_int.h conn.h ev.h h2.h hpack.h http.h log.h master.h metrics.h net.h pool.h py.h reload.h req.h rsgi.h static.h \
        tls.h tls_int.h worker.h worker_int.h ws.h wsgi.h ev_epoll.c ev_kqueue.c $(PYSRC)
 
 WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)
@@ -107,8 +107,11 @@ $(U)/unit_reload_poll: $(U)/unit_reload.c $(U)/tap.h reload.c log.c http.c $(HDR
 # tls.c and tls_load.c, TLS builds only; openssl(1) makes its certificates at run time.
 $(U)/unit_tls: $(U)/unit_tls.c $(U)/tap.h tls.c tls_load.c $(HDRS)
 	$(CC) $(SAN) $(WARN) -DGRANC_TLS -I. -o $@ $(U)/unit_tls.c tls.c tls_load.c -lbearssl
+$(U)/unit_static: $(U)/unit_static.c $(U)/tap.h static.c log.c http.c $(HDRS)
+	$(CC) $(SAN) $(WARN) -I. -o $@ $(U)/unit_static.c static.c log.c http.c
 
-UNITS = $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_hpack $(U)/unit_h2 $(U)/unit_reload $(U)/unit_reload_poll
+UNITS = $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_hpack $(U)/unit_h2 $(U)/unit_reload $(U)/unit_reload_poll \
+        $(U)/unit_static
 ifeq ($(TLS),1)
 UNITS += $(U)/unit_tls
 endif

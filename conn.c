@@ -30,6 +30,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "static.h"
 #include "worker.h"
 
 #define BUF_INIT        16384    /* first read buffer; grows up to --http1-buffer-size */
@@ -370,6 +371,7 @@ void conn_serve(conn *c)
 static int start_request(conn *c)
 {
     c->state = CS_APP;
+    c->r.ifc = static_match(c->req) ? &static_iface : W.ifc;
     if (W.inflight >= W.cfg->backpressure) {
         ev_del(W.loop, c->fd, EV_READ | EV_WRITE);
         c->qnext = NULL;
@@ -379,7 +381,7 @@ static int start_request(conn *c)
         return 0;
     }
     W.inflight++;
-    return W.ifc->start(&c->r) && conn_finish(c);
+    return c->r.ifc->start(&c->r) && conn_finish(c);
 }
 
 /* Requests held back by --backpressure, now that a slot is free. */
@@ -391,7 +393,7 @@ void conn_drain_waitq(void)
         W.waitq = c->qnext;
         if (!W.waitq) W.waitq_tail = NULL;
         W.inflight++;
-        if (W.ifc->start(&c->r) && conn_finish(c))
+        if (c->r.ifc->start(&c->r) && conn_finish(c))
             conn_serve(c);          /* inline: c is back in CS_HEAD */
     }
     if (!W.waitq && !W.accept_resume) wk_accept_resume();
@@ -406,7 +408,7 @@ void conn_on_event(ev_loop *l, int fd, void *udata, int mask)
         return;
     }
     if (c->state == CS_APP) {           /* ASGI: body, disconnect, output */
-        if (W.ifc->event) W.ifc->event(&c->r, mask);
+        if (c->r.ifc->event) c->r.ifc->event(&c->r, mask);
         return;
     }
     if (c->state == CS_LINGER) {

@@ -57,10 +57,10 @@ enum kind {
  * documented, no effect in granc.  Any other value names a missing feature:
  * a non-default value of such an option is refused at start-up.  When the
  * feature lands, flip its rows to FT_OK. */
-enum feat { FT_OK, FT_NOOP, FT_TLS, FT_STATIC };
+enum feat { FT_OK, FT_NOOP, FT_TLS, FT_NEXT /* the next missing one */ };
 
 static const char *const feat_name[] = {
-    [FT_TLS] = "TLS", [FT_STATIC] = "serving static files",
+    [FT_TLS] = "TLS", [FT_NEXT] = "(none yet)",
 };
 
 #define NOMAX LLONG_MAX             /* no bound but the field's type */
@@ -201,14 +201,16 @@ static const opt opts[] = {
     STR("working-dir", "WORKING_DIR", FT_OK, NULL, working_dir, "Put first on sys.path"),
     LIST(K_PATHS, "env-files", "ENV_FILES", FT_OK, NULL, env_files,
          "dotenv files (never override the environment)"),
-    LIST(K_LIST, "static-path-route", "STATIC_PATH_ROUTE", FT_STATIC, "/static",
+    LIST(K_LIST, "static-path-route", "STATIC_PATH_ROUTE", FT_OK, "/static",
          static_path_route, "URL prefixes of static files"),
-    LIST(K_PATHS, "static-path-mount", "STATIC_PATH_MOUNT", FT_STATIC, NULL,
+    LIST(K_PATHS, "static-path-mount", "STATIC_PATH_MOUNT", FT_OK, NULL,
          static_path_mount, "Directories of static files"),
-    STR("static-path-dir-to-file", "STATIC_PATH_DIR_TO_FILE", FT_STATIC, NULL,
+    STR("static-path-dir-to-file", "STATIC_PATH_DIR_TO_FILE", FT_OK, NULL,
         static_path_dir_to_file, "Index file of directories"),
-    NUM(K_DUR, "static-path-expires", "STATIC_PATH_EXPIRES", FT_STATIC, 0, NOMAX, "86400",
+    NUM(K_DUR, "static-path-expires", "STATIC_PATH_EXPIRES", FT_OK, 0, NOMAX, "86400",
         static_path_expires_s, "Static files max-age"),
+    BOOL("static-path-follow-symlinks", "STATIC_PATH_FOLLOW_SYMLINKS", FT_OK, "off",
+         static_path_follow_symlinks, "granc: serve symlinks that leave the mount"),
     BOOL("metrics", "METRICS_ENABLED", FT_OK, "off", metrics, "Metrics exporter"),
     NUM(K_DUR, "metrics-scrape-interval", "METRICS_SCRAPE_INTERVAL", FT_OK, 1, 60,
         "15", metrics_scrape_interval_s, "Metrics collection period"),
@@ -707,6 +709,24 @@ static void resolve(void)
         die("%s: \"%s\" is not an IP address, a CIDR, unix or *", NAME("forwarded-allow-ips"), bad);
     if (cfg.working_dir && (stat(cfg.working_dir, &st) || !S_ISDIR(st.st_mode)))
         die("%s: %s is not a directory", NAME("working-dir"), cfg.working_dir);
+    /* Granian: routes and mounts pair by position; one mount alone is
+     * /static (the default route); routes without mounts serve nothing */
+    if (cfg.static_path_mount.n && cfg.static_path_route.n != cfg.static_path_mount.n)
+        die("%s and %s: %d route(s) for %d mount(s); give one route per mount",
+            NAME("static-path-route"), NAME("static-path-mount"), cfg.static_path_route.n,
+            cfg.static_path_mount.n);
+    for (int i = 0; i < cfg.static_path_mount.n; i++) {
+        const char *m = cfg.static_path_mount.v[i];
+        if (stat(m, &st) || !S_ISDIR(st.st_mode))
+            die("%s: %s is not a directory", NAME("static-path-mount"), m);
+    }
+    for (int i = 0; i < cfg.static_path_route.n; i++)
+        if (cfg.static_path_route.v[i][0] != '/')
+            die("%s: %s must start with /", NAME("static-path-route"), cfg.static_path_route.v[i]);
+    if (cfg.static_path_dir_to_file && (!*cfg.static_path_dir_to_file
+                                        || strchr(cfg.static_path_dir_to_file, '/')))
+        die("%s: must be a file name (got \"%s\")", NAME("static-path-dir-to-file"),
+            cfg.static_path_dir_to_file);
 }
 
 /* ===================================================================

@@ -145,6 +145,7 @@ typedef struct config {
     strlist static_path_route, static_path_mount;
     const char *static_path_dir_to_file;
     int static_path_expires_s;
+    int static_path_follow_symlinks;     /* granc: links may leave the mount */
     /* metrics */
     int metrics;
     int metrics_scrape_interval_s;

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
+#include "static.h"
 #include "worker.h"
 #include "worker_int.h"
 
@@ -154,7 +155,7 @@ static h2_stream *news_locked(h2c *h)
         if (!st->changed) continue;
         st->changed = 0;
         wake = 1;
-        if (st->app && st->watch && W.ifc->event) {
+        if (st->app && st->watch && st->r.ifc->event) {
             st->qnext = list;
             list = st;
         }
@@ -168,7 +169,7 @@ static void tell(h2_stream *list)
     while (list) {
         h2_stream *st = list;
         list = st->qnext;
-        W.ifc->event(&st->r, st->watch);
+        st->r.ifc->event(&st->r, st->watch);
     }
 }
 
@@ -269,7 +270,8 @@ static void start(h2c *h, h2_stream *st)
     h->napp++;
     W.inflight++;
     pthread_mutex_unlock(&h->s.mu);
-    int inline_done = W.ifc->start(r);
+    r->ifc = static_match(st->head) ? &static_iface : W.ifc;
+    int inline_done = r->ifc->start(r);
     pthread_mutex_lock(&h->s.mu);
     if (inline_done) finished(h, st);
 }
@@ -505,12 +507,12 @@ void h2_sweep(conn *c, int64_t now)
     /* the interface's own timeouts (an ASGI body read): listed first, as
      * a sweep may finish its request */
     h2_stream *list = NULL;
-    for (h2_stream *st = s->streams; st && W.ifc->sweep; st = st->next)
-        if (st->app) { st->qnext = list; list = st; }
+    for (h2_stream *st = s->streams; st; st = st->next)
+        if (st->app && st->r.ifc->sweep) { st->qnext = list; list = st; }
     pthread_mutex_unlock(&s->mu);
     for (h2_stream *st = list, *next; st; st = next) {
         next = st->qnext;
-        W.ifc->sweep(&st->r, now, IO_TIMEOUT_MS);
+        st->r.ifc->sweep(&st->r, now, IO_TIMEOUT_MS);
     }
     h->busy--;
     work(h, 0);
@@ -523,12 +525,12 @@ void h2_stop(conn *c)
     h->busy++;
     pthread_mutex_lock(&h->s.mu);
     h2_goaway(&h->s, H2_NO_ERROR);
-    for (h2_stream *st = h->s.streams; st && W.ifc->stop; st = st->next)
-        if (st->app && st->r.app) { st->qnext = list; list = st; }
+    for (h2_stream *st = h->s.streams; st; st = st->next)
+        if (st->app && st->r.app && st->r.ifc->stop) { st->qnext = list; list = st; }
     pthread_mutex_unlock(&h->s.mu);
     for (h2_stream *st = list, *next; st; st = next) {   /* websockets: none here */
         next = st->qnext;
-        W.ifc->stop(&st->r);
+        st->r.ifc->stop(&st->r);
     }
     h->busy--;
     work(h, 0);

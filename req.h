@@ -75,6 +75,8 @@ typedef struct req_ops {
 
 struct request {
     const req_ops *ops;
+    const struct app_iface *ifc;     /* whose it is: the app's (W.ifc) or
+                                        static files' (set at start) */
     const http_request *head;        /* method, target, headers, version */
     const listener *ls;              /* the server side */
     const char *client;              /* as the app sees it: the peer's, or

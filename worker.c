@@ -24,6 +24,7 @@
 #include "h2.h"
 #include "pool.h"
 #include "py.h"
+#include "static.h"
 #include "worker_int.h"
 #include "ev.h"
 #include "log.h"
@@ -162,8 +163,8 @@ static void begin_stop(void)
      * request; websockets are told */
     for (conn *c = W.conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == CS_APP && W.ifc->stop && c->r.app)
-            W.ifc->stop(&c->r);
+        if (c->state == CS_APP && c->r.ifc->stop && c->r.app)
+            c->r.ifc->stop(&c->r);
         else if (c->state == CS_H2)
             h2_stop(c);         /* GOAWAY: the streams in flight finish */
     }
@@ -257,8 +258,8 @@ static void sweep(int64_t now)
             }
         } else if (c->state == CS_H2) {
             h2_sweep(c, now);
-        } else if (c->state == CS_APP && W.ifc->sweep) {
-            W.ifc->sweep(&c->r, now, IO_TIMEOUT_MS);
+        } else if (c->state == CS_APP && c->r.ifc->sweep) {
+            c->r.ifc->sweep(&c->r, now, IO_TIMEOUT_MS);
         }
     }
 #ifdef __GLIBC__
@@ -316,6 +317,7 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
     W.id = id;
     W.inline_mode = cfg->blocking_threads == 1;
     W.ifc = iface_for(cfg);
+    if (static_init(cfg) < 0) exit(WK_EXIT_ERROR);
     if (cfg->max_requests) {         /* jitter spreads the workers' recycling */
         srand((unsigned)getpid() ^ (unsigned)clock_us());
         W.recycle_at = (uint64_t)cfg->max_requests

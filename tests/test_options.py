@@ -112,6 +112,7 @@ EXPECTED = [
     ("graceful-timeout", "GRANIAN_GRACEFUL_TIMEOUT", None),
     ("max-requests", "GRANIAN_MAX_REQUESTS", "0"),
     ("max-requests-jitter", "GRANIAN_MAX_REQUESTS_JITTER", "0"),
+    ("static-path-follow-symlinks", "GRANIAN_STATIC_PATH_FOLLOW_SYMLINKS", "off"),
 ]
 
 # The variables that do not follow the flag name (click names them after the
@@ -323,6 +324,11 @@ SPEC = {
     "reload-tick": dict(lo=50, hi=5000, ok="100", same=RELOAD_TMP, check=_check_reload),
     "reload-ignore-worker-failure": dict(ok="on", same=RELOAD_TMP, check=_check_reload),
     "process-name": dict(ok="myapp", check=_check_process_name),
+    "static-path-route": dict(ok="/assets", bad=["assets"]),
+    "static-path-mount": dict(ok="{tmp}", bad=["/nonexistent-granc-dir", "{apps}/wsgi_app.py"]),
+    "static-path-dir-to-file": dict(ok="index.html", bad=["a/b"]),
+    "static-path-expires": dict(lo=0, ok="1h"),
+    "static-path-follow-symlinks": dict(ok="on"),
     "http2-adaptive-window": dict(ok="on"),
     "http2-initial-connection-window-size": dict(lo=1024, ok="2097152"),
     "http2-initial-stream-window-size": dict(lo=1024, ok="2097152"),
@@ -346,10 +352,6 @@ SPEC = {
     "workers-lifetime": dict(lo=60, ok="2h"),
     "workers-max-rss": dict(ok="512"),
     "env-files": dict(ok="{apps}/test.env", bad=["{tmp}/missing.env"]),
-    "static-path-route": dict(ok="/assets"),
-    "static-path-mount": dict(ok="/srv/static"),
-    "static-path-dir-to-file": dict(ok="index.html"),
-    "static-path-expires": dict(lo=0, ok="1h"),
 }
 
 # Values of implemented options that granc refuses as features it lacks.
@@ -811,6 +813,8 @@ def test_http2_options_ignored_with_http_1(src, ctx):
 def test_unsupported_options_accepted_at_their_default(src, ctx):
     """Given explicitly with the default --help shows, they are accepted:
     the server starts.  This also proves --help's defaults are the real ones."""
+    if not TODO:
+        pytest.skip("every option is supported")
     argv, env = base_argv(), {}
     for o in TODO:
         if o.default is None:
@@ -819,7 +823,7 @@ def test_unsupported_options_accepted_at_their_default(src, ctx):
             argv += argv_for(o, o.default)
         else:
             env[o.env] = o.default
-    assert len(argv) + len(env) > 5        # the static-path options with defaults
+    assert len(argv) + len(env) > 0
     serve_once(argv, env)
 
 

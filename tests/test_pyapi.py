@@ -361,8 +361,8 @@ def test_reload_on_changes(tmp_path):
 # -- serve(): return and exit codes ------------------------------------------
 
 FAILURES = {      # what granc cannot do yet reaches it, and it says so
-    "static files": ("interface='wsgi', static_path_mount=[Path('.')], static_path_expires=60",
-                     "--static-path-mount: serving static files is not supported yet"),
+    "static mount missing": ("interface='wsgi', static_path_mount=[Path('/nonexistent-granc-dir')]",
+                             "--static-path-mount: /nonexistent-granc-dir is not a directory"),
     "broken app": ("interface='wsgi', target='broken_app:app'", "no_such_module_here"),
 }
 
