@@ -152,6 +152,7 @@ typedef struct sfile {
     char *out;                   /* head bytes (HTTP/1.1) and a short body */
     size_t on, ooff;
     int64_t since;               /* ms: output last moved */
+    int watching;                /* EV_WRITE asked for: stop asking at the end */
 } sfile;
 
 static const struct { const char *ext, *type; } types[] = {
@@ -401,11 +402,12 @@ static int pump(request *r, sfile *s, int inline_call)
         if (w < 0) { r->broken = 1; break; }
         if (w == 0) {
             r->ops->watch(r, EV_WRITE);
+            s->watching = 1;
             if (!r->broken) return 0;
         }
         s->since = clock_ms();
     }
-    r->ops->watch(r, 0);
+    if (s->watching) r->ops->watch(r, 0);   /* (not watched: two epoll_ctl saved) */
     finish(r, s, inline_call);
     return 1;
 }

@@ -23,6 +23,7 @@ Measured runs last 5 s (3 s with --all), 3 rounds, after a warm-up.
   wsgi-echo, asgi-echo  10 KiB POST echoed back (wrk + bench/post10k.lua)
   rsgi, rsgi-echo       hello world and 10 KiB echo as RSGI apps, beside granc's ASGI
   wsgi-64k, asgi-64k    64 KiB response (nginx: a 64 KiB static file)
+  static-64k, static-1m a static file (--static-path-*) beside nginx's sendfile
   django-wsgi, -asgi    a small Django view answering JSON (apps/django_app.py)
   https                 ASGI hello world over TLS, keep-alive
   https-handshakes      the same with `Connection: close`: a handshake each
@@ -150,7 +151,12 @@ def nginx(tls=False):
         os.makedirs(d, exist_ok=True)
         with open(f"{d}/64k", "wb") as f:
             f.write(b"x" * 65536)
-        if app == "64k":
+        files = ""
+        if app == "files":                  # the static-file cases: nginx as it
+            static_files(f"{d}/static")     # serves files, with sendfile
+            loc = "default_type application/octet-stream; index static/64k;"   # / for readiness
+            files = "sendfile on;"
+        elif app == "64k":
             loc = "default_type application/octet-stream; try_files /64k =404;"
         else:
             loc = 'default_type text/plain; return 200 "Hello, world!";'
@@ -168,6 +174,7 @@ worker_rlimit_nofile 30000;
 events {{ worker_connections 20000; }}
 http {{
     access_log off;
+    {files}
     keepalive_timeout 600s;
     keepalive_requests 100000000;
     client_max_body_size 0;
@@ -188,6 +195,24 @@ http {{
             f.write(conf)
         return ["nginx", "-p", d, "-e", f"{d}/error.log", "-c", f"{d}/nginx.conf"]
     return cmd
+
+
+def static_files(d):
+    """The files of the static-file cases, 64 KiB and 1 MiB, in d."""
+    os.makedirs(d, exist_ok=True)
+    for name, size in (("64k", 65536), ("1m", MIB)):
+        if not os.path.exists(f"{d}/{name}") or os.path.getsize(f"{d}/{name}") != size:
+            with open(f"{d}/{name}", "wb") as f:
+                f.write(bytes(range(256)) * (size // 256))
+
+
+def granc_files(p, app):
+    """granc with its defaults serving the static-file cases' files under
+    /static (wrk asks for /static/NAME; the app is never called)."""
+    d = f"{TMP}-static"
+    static_files(d)
+    return [GRANC, "--interface", "wsgi", "--log-level", "warning", "--port", str(p),
+            "--static-path-mount", d, app]
 
 
 WSGI = {
@@ -274,6 +299,16 @@ HTTP = {
                       servers=lambda: {"granc-rsgi": (granc("rsgi", "--loop", "uvloop"),
                                                       "echo_rsgi:app"),
                                        "granc-asgi": (ASGI["granc"], "echo_asgi:app")}),
+    "static-64k": dict(title="a 64 KiB static file (GET /static/64k), before any Python",
+                       path="/static/64k",
+                       servers=lambda: {"granc": (granc_files, "hello_wsgi:app"),
+                                        "nginx": (nginx(), "files")},
+                       note="nginx: the same file under its root, `sendfile on`"),
+    "static-1m": dict(title="a 1 MiB static file (GET /static/1m), before any Python",
+                      path="/static/1m",
+                      servers=lambda: {"granc": (granc_files, "hello_wsgi:app"),
+                                       "nginx": (nginx(), "files")},
+                      note="nginx: the same file under its root, `sendfile on`"),
     "https": dict(title="HTTPS ASGI hello world, keep-alive (EC P-256)", scheme="https",
                   servers=https_servers, note=HYPERCORN_NOTE),
     "https-handshakes": dict(title="HTTPS ASGI hello world, `Connection: close` "
@@ -429,10 +464,10 @@ def started(name, spec, **kw):
 
 # ---------------------------------------------------------------- wrk
 
-def wrk(port, seconds, conns, scheme="http", extra=()):
+def wrk(port, seconds, conns, scheme="http", extra=(), path="/"):
     out = subprocess.run(cwd=ROOT, args=["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{conns}",
                           f"-d{seconds}s", "--latency", *extra,
-                          f"{scheme}://127.0.0.1:{port}/"],
+                          f"{scheme}://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True).stdout
 
     def unit(v, u):
@@ -454,13 +489,13 @@ def warmup(seconds):
     return 1 if seconds <= 3 else 2
 
 
-def measure(srv, seconds, conns, extra=()):
+def measure(srv, seconds, conns, extra=(), path="/"):
     """One wrk run against a started server: req/s, req/CPU-s, p50, p99,
     errors, RSS KiB, PSS KiB, largest process's RSS KiB."""
-    wrk(srv.port, warmup(seconds), conns, srv.scheme, extra)
+    wrk(srv.port, warmup(seconds), conns, srv.scheme, extra, path)
     pids = srv.pids()
     c0 = cpu_seconds(pids)
-    reqs, p50, p99, errs = wrk(srv.port, seconds, conns, srv.scheme, extra)
+    reqs, p50, p99, errs = wrk(srv.port, seconds, conns, srv.scheme, extra, path)
     cpu = cpu_seconds(pids) - c0
     pids = srv.pids()
     return [reqs / seconds, reqs / cpu if cpu else 0, p50, p99, errs,
@@ -537,7 +572,7 @@ def case_http(name, a):
                 failed[n] = f"did not start: {e}"
                 continue
             try:
-                r = measure(srv, a.seconds, conns, extra)
+                r = measure(srv, a.seconds, conns, extra, c.get("path", "/"))
             except RuntimeError as e:
                 failed[n] = str(e)
                 continue
@@ -558,9 +593,10 @@ def case_http(name, a):
               f"{spread(results[n], 1)} | {p50:.2f} | {p99:.2f} | {errs:.0f} | "
               f"{mib(rss)} | {mib(pss)} | {mib(top)} |")
     ratios(med)
-    if "nginx" in med:
+    files = name.startswith("static")        # nginx serves the same file there
+    if "nginx" in med and not files:
         print(f"\n{NGINX_NOTE}")
-    if c.get("note") and any(n.startswith("hypercorn") for n in med):
+    if c.get("note") and (files or any(n.startswith("hypercorn") for n in med)):
         print(f"\n{c['note']}")
     stalls(results)
     failed_lines(failed)
