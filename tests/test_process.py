@@ -80,7 +80,7 @@ def test_version_and_help():
     (["--blocking-threads-idle-timeout", "1h"], "--blocking-threads-idle-timeout"),
     (["--interface", "nope"], "--interface"),
     (["--bogus"], "--bogus"),
-    (["--http", "2"], "HTTP/2"),
+    (["--http2-max-frame-size", "1024"], "--http2-max-frame-size"),
     (["--ssl-certificate", "/x"], "--ssl-certificate"),
     (["--loop", "rloop"], "--loop"),
 ])
