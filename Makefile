@@ -1,7 +1,12 @@
 # granc -- a Granian-compatible Python application server in C.
 #
-#   make            build ./granc against $(PYTHON) (python3 on PATH)
-#   make STATIC_PYTHON=1   the same, with libpython linked in (py_static)
+#   make            build ./granc against $(PYTHON) (python3 on PATH), with
+#                   libpython linked the way $(PYTHON) links it: linked in
+#                   (static, not PIE) for Debian's /usr/bin/python3, the
+#                   shared library for pyenv and other --enable-shared builds
+#                   (tools/pylink.py); make prints which and why
+#   make STATIC_PYTHON=1   force libpython linked in (py_static)
+#   make STATIC_PYTHON=0   force the shared libpython (py_flags)
 #   make check      unit tests and the request-path pytest files (fast)
 #   make test       install test packages if missing, then C unit tests,
 #                   a short fuzz run, the pytest suite, and the suite again
@@ -52,37 +57,72 @@ py_cflags = $(shell $(1)-config --includes) \
             -DGRANC_PYTHON='"$(shell $(1) -c 'import sys; print(sys.executable)')"'
 py_flags = $(call py_cflags,$(1)) $(shell $(1)-config --ldflags --embed) -lpthread
 
-# $(call py_static,python): the same with the interpreter's static library,
-# linked as Debian links its own python3.X executable: not position-
-# independent, its symbols exported for extension modules.  Python code runs
-# about 13 % faster than with the shared libpython (a Django view under
-# ASGI: docs/performance.md); the price is a 7 MiB binary whose own code has
-# no address randomisation.  make STATIC_PYTHON=1 builds ./granc this way.
-py_static = $(call py_cflags,$(1)) -no-pie $(shell $(1) -c 'import sysconfig as s; v = s.get_config_var; \
+# $(call py_static,python,pie): the same with the interpreter's static
+# library, linked as Debian links its own python3.X executable: its symbols
+# exported for extension modules, and not position-independent unless the
+# second argument is "pie".  Python code runs about 13 % faster than with the
+# shared libpython (a Django view under ASGI: docs/performance.md); the price
+# is a 7 MiB binary, whose own code has no address randomisation when
+# python3's has none either.
+py_static = $(call py_cflags,$(1)) $(if $(filter pie,$(2)),,-no-pie) \
+            $(shell $(1) -c 'import sysconfig as s; v = s.get_config_var; \
               print(v("LINKFORSHARED"), v("LIBPL") + "/" + v("LIBRARY"), v("LIBS"), \
                     v("MODLIBS"), v("SYSLIBS"))') -lpthread
-PY_LINK = $(if $(filter 1,$(STATIC_PYTHON)),py_static,py_flags)
+
+# $(call py_choice,python): "static no-pie WHY", "static pie WHY" or
+# "shared pie WHY": link libpython the way that interpreter is linked, so that
+# granc runs Python at python3's speed and with its hardening; STATIC_PYTHON=1
+# or 0 forces one (tools/pylink.py says how it tells).
+ifneq ($(filter-out 0 1,$(STATIC_PYTHON)),)
+$(error STATIC_PYTHON is 1 (libpython linked in), 0 (shared) or unset (as $(PYTHON) is linked))
+endif
+py_choice = $(shell $(1) tools/pylink.py $(STATIC_PYTHON))
+# $(call py_link,python): the flags py_choice chose; $(call py_why,python):
+# the line make prints
+py_link = $(call py_link2,$(1),$(call py_choice,$(1)))
+py_link2 = $(if $(filter static,$(word 1,$(2))),$(call py_static,$(1),$(word 2,$(2))),$(call py_flags,$(1)))
+py_why = $(wordlist 3,100,$(call py_choice,$(1)))
+# $(call link_stamp,file,python): FILE records that python and the link it
+# gets, rewritten only when they change, so that a binary depending on it is
+# relinked after make PYTHON=... or STATIC_PYTHON=...
+link_stamp = s='$(2) $(wordlist 1,2,$(call py_choice,$(2)))'; \
+             [ "$$(cat $(1) 2>/dev/null)" = "$$s" ] || echo "$$s" > $(1)
 
 SAN = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all check test asan unit fuzz fuzz-short bench install install-python clean deps kqueue-check pytest \
+.PHONY: FORCE all check test asan unit fuzz fuzz-short bench install install-python clean deps kqueue-check pytest \
         pytest-asan \
         soak soak-short valgrind
 
 all: granc
 
-granc: $(SRCS) $(HDRS) Makefile
-	$(CC) $(CFLAGS) $(WARN) -o $@ $(SRCS) $(call $(PY_LINK),$(PYTHON)) $(TLS_FLAGS)
+granc: $(SRCS) $(HDRS) Makefile .granc.link
+	@echo "$@: $(call py_why,$(PYTHON))"
+	$(CC) $(CFLAGS) $(WARN) -o $@ $(SRCS) $(call py_link,$(PYTHON)) $(TLS_FLAGS)
 
+# ASan builds link the shared libpython whatever the interpreter.  A static,
+# non-PIE link runs under ASan too, but checks nothing more: libpython is not
+# instrumented either way, and only granc's own code is.  The suite runs the
+# static link through tests/granc-test.
 asan: granc-asan
 granc-asan: $(SRCS) $(HDRS) Makefile
 	$(CC) $(SAN) $(WARN) -o $@ $(SRCS) $(call py_flags,$(PYTHON)) $(TLS_FLAGS)
 
 # The binaries the test suite runs, built for Debian's interpreter.
-tests/granc-test: $(SRCS) $(HDRS) Makefile
+# tests/granc-test is linked as make links ./granc for it (libpython linked
+# in, not PIE, unless STATIC_PYTHON=0): the build Debian users get.
+# tests/granc-shared is the other link, for the bench's granc-shared rows and
+# for the footprint of granc's own code.
+tests/granc-test: $(SRCS) $(HDRS) Makefile tests/.granc-test.link
+	@echo "$@: $(call py_why,$(TEST_PYTHON))"
+	$(CC) $(CFLAGS) $(WARN) -o $@ $(SRCS) $(call py_link,$(TEST_PYTHON)) $(TLS_FLAGS)
+tests/granc-shared: $(SRCS) $(HDRS) Makefile
 	$(CC) $(CFLAGS) $(WARN) -o $@ $(SRCS) $(call py_flags,$(TEST_PYTHON)) $(TLS_FLAGS)
-tests/granc-static: $(SRCS) $(HDRS) Makefile
-	$(CC) $(CFLAGS) $(WARN) -o $@ $(SRCS) $(call py_static,$(TEST_PYTHON)) $(TLS_FLAGS)
+.granc.link: tools/pylink.py FORCE
+	@$(call link_stamp,$@,$(PYTHON))
+tests/.granc-test.link: tools/pylink.py FORCE
+	@$(call link_stamp,$@,$(TEST_PYTHON))
+FORCE:
 tests/granc-asan: $(SRCS) $(HDRS) Makefile
 	$(CC) $(SAN) $(WARN) -o $@ $(SRCS) $(call py_flags,$(TEST_PYTHON)) $(TLS_FLAGS)
 
@@ -255,14 +295,16 @@ install-python:
 	$(PYTHON) python/install.py --bindir $(PREFIX)/bin $(if $(DESTDIR),--destdir $(DESTDIR))
 
 # Everything the Makefile builds; clean removes exactly these.
-BINS = granc granc-asan tests/granc-test tests/granc-asan tests/granc-static \
+BINS = granc granc-asan tests/granc-test tests/granc-asan tests/granc-shared \
        $(U)/unit_http $(U)/unit_ev $(U)/unit_ws $(U)/unit_hpack $(U)/unit_reload \
        $(U)/unit_reload_poll $(U)/unit_tls $(F)/fuzz_http $(F)/fuzz_ws $(F)/fuzz_hpack \
        $(F)/fuzz_opts $(F)/fuzz_pem
+
+LINK_STAMPS = .granc.link tests/.granc-test.link
 
 py/%.py.h: py/%.py
 	{ printf 'static const char %s_src[] =\n' $*; \
 	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
 
 clean:
-	rm -f $(BINS) $(PYSRC)
+	rm -f $(BINS) $(PYSRC) $(LINK_STAMPS)

@@ -12,8 +12,9 @@ requests served by the CPU time the server's processes used during the run
 (from /proc), which still separates servers when the client on one core is
 the bottleneck.  RSS and PSS (/proc/PID/smaps_rollup) are the whole server:
 master and workers; "worker RSS" is its largest process.  Every run first
-prints a footprint line: granc's stripped size, what it links, and its
-start-up to a first response.
+prints a footprint line: granc's own code stripped (tests/granc-shared),
+the binary run with the libraries it loads beyond libc, and its start-up
+to a first response.
 
 Cases (--case NAME; no --case runs the main ones: wsgi, asgi, asgi-echo, ws,
 https, startup; --all runs every one in turn, about 20 minutes on 2 cores).
@@ -83,16 +84,17 @@ def granc(iface, *extra):
                            "--port", str(p), app]
 
 
-# make STATIC_PYTHON=1's link (bench/run builds it): libpython inside, as
-# Debian's own python3 executable that runs the Python peers
-GRANC_STATIC = os.path.join(ROOT, "tests", "granc-static")
+# The other link (bench/run builds it): the shared libpython, as `make
+# STATIC_PYTHON=0` links it.  GRANC, the default build for Debian's python3,
+# has libpython linked in, as Debian's own python3 that runs the Python peers.
+GRANC_SHARED = os.path.join(ROOT, "tests", "granc-shared")
 
 
-def static_row(server, app):
-    """granc's row (server) again, run by the static binary."""
-    if not os.path.exists(GRANC_STATIC):
+def shared_row(server, app):
+    """granc's row (server) again, run by the shared-libpython binary."""
+    if not os.path.exists(GRANC_SHARED):
         return {}
-    return {"granc-static": (lambda p, a: [GRANC_STATIC] + server(p, a)[1:], app)}
+    return {"granc-shared": (lambda p, a: [GRANC_SHARED] + server(p, a)[1:], app)}
 
 
 def opts(server, *extra):
@@ -263,9 +265,10 @@ NGINX_NOTE = "nginx: `return 200` in C, no application: the ceiling for any serv
 HYPERCORN_NOTE = ("hypercorn 0.13 closes a keep-alive connection when the app answers without "
                   "calling receive(), as this app does: wrk reconnects, and counts read errors")
 
-STATIC_NOTE = ("granc-static: the same granc linked with `make STATIC_PYTHON=1` (libpython "
-               "inside, not position-independent, as Debian's python3 that runs the Python "
-               "peers); granc links the shared libpython by default")
+SHARED_NOTE = ("granc-shared: the same granc linked with the shared libpython (`make "
+               "STATIC_PYTHON=0`); granc is the default build for Debian's python3: "
+               "libpython linked in, not position-independent, as in that python3, which "
+               "runs the Python peers")
 
 # The "http" cases: wrk against each server.
 HTTP = {
@@ -286,12 +289,12 @@ HTTP = {
                      note=HYPERCORN_NOTE),
     "django-wsgi": dict(title="Django JSON view, WSGI (apps/django_app.py)",
                         servers=lambda: {**family(WSGI, "django_app:wsgi"),
-                                         **static_row(WSGI["granc"], "django_app:wsgi")},
-                        note=STATIC_NOTE),
+                                         **shared_row(WSGI["granc"], "django_app:wsgi")},
+                        note=SHARED_NOTE),
     "django-asgi": dict(title="Django JSON view, ASGI (apps/django_app.py; sync view)",
                         servers=lambda: {**family(ASGI, "django_app:asgi", skip={"granc-asyncio"}),
-                                         **static_row(ASGI["granc"], "django_app:asgi")},
-                        note=STATIC_NOTE),
+                                         **shared_row(ASGI["granc"], "django_app:asgi")},
+                        note=SHARED_NOTE),
     "rsgi": dict(title="RSGI hello world (13 B), beside granc's ASGI",
                  servers=lambda: {"granc-rsgi": (granc("rsgi", "--loop", "uvloop"), "hello_rsgi:app"),
                                   "granc-asgi": (ASGI["granc"], "hello_asgi:app")}),
@@ -1325,17 +1328,35 @@ def case_startup(name, a):
     failed_lines(failed)
 
 
-def footprint():
-    """granc's stripped size, its direct libraries and its start-up time."""
+BASE_LIBS = ("linux-vdso", "libc.so", "libm.so", "libdl.so", "libpthread.so", "ld-linux")
+
+
+def link_size(path):
+    """(stripped size, size as built, direct libraries, bytes of the
+    libraries it loads beyond libc) of a granc binary."""
     out = f"{TMP}-granc-stripped"
-    subprocess.run(["strip", "-o", out, GRANC], check=True)
-    stripped, full = os.path.getsize(out), os.path.getsize(GRANC)
+    subprocess.run(["strip", "-o", out, path], check=True)
+    stripped, full = os.path.getsize(out), os.path.getsize(path)
     os.unlink(out)
     needed = re.findall(r"\(NEEDED\).*\[(.+)\]",
-                        subprocess.run(["readelf", "-d", GRANC], capture_output=True,
+                        subprocess.run(["readelf", "-d", path], capture_output=True,
                                        text=True).stdout)
-    ldd = subprocess.run(["ldd", GRANC], capture_output=True, text=True).stdout
-    total = len([x for x in ldd.splitlines() if "=>" in x])
+    ldd = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
+    libs = sorted({os.path.realpath(m) for m in re.findall(r"=> (/\S+)", ldd)
+                   if not any(b in m for b in BASE_LIBS)})
+    return stripped, full, needed, sum(os.path.getsize(x) for x in libs)
+
+
+def footprint():
+    """granc's own code (the shared build, stripped), what the binary run
+    here and its libraries beyond libc come to, and its start-up time."""
+    kib = lambda n: f"{n / 1024:.0f} KiB"
+    own = ""
+    if os.path.exists(GRANC_SHARED):
+        stripped, _, _, libs = link_size(GRANC_SHARED)
+        own = (f"granc's own code {kib(stripped)} stripped (tests/granc-shared; "
+               f"{kib(stripped + libs)} with its libraries beyond libc); ")
+    stripped, full, needed, libs = link_size(GRANC)
     try:
         ts = sorted(startup_once("granc", (WSGI["granc"], "hello_wsgi:app"))[0]
                     for _ in range(3))
@@ -1343,9 +1364,9 @@ def footprint():
     except RuntimeError as e:
         start = f"failed ({e})"
     shown = os.path.relpath(GRANC, ROOT) if GRANC.startswith(ROOT + "/") else GRANC
-    print(f"footprint: granc ({shown}) {stripped / 1024:.0f} KiB "
-          f"stripped ({full / 1024:.0f} KiB as built); needs {', '.join(needed)} "
-          f"({total} shared libraries in all, dynamic); start-up to first response "
+    print(f"footprint: {own}granc ({shown}) {kib(stripped)} stripped ({kib(full)} as built), "
+          f"{kib(stripped + libs)} with its libraries beyond libc (the Python stdlib aside); "
+          f"needs {', '.join(needed)}; start-up to first response "
           f"(WSGI hello, median of 3): {start}")
 
 

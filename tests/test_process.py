@@ -421,16 +421,45 @@ def test_env_files_missing_exits_1(tmp_path):
     assert r.returncode == 1 and "--env-files" in r.stderr and "Listening" not in r.stdout
 
 
-def test_static_python_build(monkeypatch):
-    # make STATIC_PYTHON=1 links libpython into the binary (Makefile,
-    # py_static): no libpython3.*.so among its libraries, and extension
-    # modules (uvloop, _asyncio, _json) resolve their symbols against it
+def test_libpython_linked_as_python3_is(monkeypatch):
+    # make links libpython the way the interpreter links it (Makefile,
+    # tools/pylink.py) and says so in one line; STATIC_PYTHON forces either
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    # not the STATIC_PYTHON of a make that runs this suite
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "STATIC_PYTHON")}
+
+    def dry(*args):
+        return subprocess.run(["make", "-n", "-B", *args, "tests/granc-test"], cwd=root, env=env,
+                              capture_output=True, text=True, check=True, timeout=120).stdout
+    out = dry()
+    cc = [x for x in out.splitlines() if "-o tests/granc-test" in x]
+    # Debian's python3 has libpython linked in, not PIE: so has the test build
+    assert "echo \"tests/granc-test: libpython linked in (libpython3.11.a, not PIE) as " \
+           "/usr/bin/python3 has it; STATIC_PYTHON=0 links the shared" in out, out
+    assert "-no-pie" in cc[-1] and "libpython3.11.a" in cc[-1] and "-lpython" not in cc[-1]
+    shared = [x for x in dry("STATIC_PYTHON=0").splitlines() if "-o tests/granc-test" in x]
+    assert "-lpython3.11" in shared[-1] and "-no-pie" not in shared[-1], shared
+    forced = dry("STATIC_PYTHON=1")
+    assert "libpython linked in (libpython3.11.a, not PIE): STATIC_PYTHON=1" in forced
+    r = subprocess.run(["make", "-n", "STATIC_PYTHON=yes"], cwd=root, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "STATIC_PYTHON is 1" in r.stderr
+
+
+def test_static_libpython_build(monkeypatch):
+    # tests/granc-test, as make builds granc for Debian's python3: no
+    # libpython3.*.so among its libraries, and extension modules (uvloop,
+    # _asyncio, _json) resolve their symbols against the libpython inside
     import conftest
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    subprocess.run(["make", "-s", "tests/granc-static"], cwd=root, check=True, timeout=300)
-    static = os.path.join(root, "tests", "granc-static")
+    subprocess.run(["make", "-s", "tests/granc-test"], cwd=root, check=True, timeout=300)
+    static = os.path.join(root, "tests", "granc-test")
     libs = subprocess.run(["ldd", static], capture_output=True, text=True).stdout
-    assert "libc.so" in libs and "libpython" not in libs, libs
+    if "libpython" in libs:
+        pytest.skip("tests/granc-test was linked with STATIC_PYTHON=0")
+    assert "libc.so" in libs, libs
     monkeypatch.setattr(conftest, "BIN", static)
     for loop in ("uvloop", "asyncio"):
         with Server("asgi_app:app", "--loop", loop, interface="asgi") as s:
