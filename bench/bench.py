@@ -26,6 +26,8 @@ Measured runs last 5 s (3 s with --all), 3 rounds, after a warm-up.
   wsgi-64k, asgi-64k    64 KiB response (nginx: a 64 KiB static file)
   static-64k, static-1m a static file (--static-path-*) beside nginx's sendfile
   django-wsgi, -asgi    a small Django view answering JSON (apps/django_app.py)
+  summary               granc's defaults beside uvicorn, uWSGI and nginx (hello, echo,
+                        Django, p99 at -c64 and -c1024): the performance targets' table
   https                 ASGI hello world over TLS, keep-alive
   https-handshakes      the same with `Connection: close`: a handshake each
   ws                    WebSocket echo message rate (64 B text messages)
@@ -319,7 +321,7 @@ HTTP = {
                              headers=["-H", "Connection: close"], servers=https_servers),
 }
 
-CASES = list(HTTP) + ["ws", "upload", "idle", "startup", "conns", "spread", "h2", "h2-idle",
+CASES = list(HTTP) + ["summary", "ws", "upload", "idle", "startup", "conns", "spread", "h2", "h2-idle",
                       "h2-tls"]
 
 
@@ -564,27 +566,10 @@ def case_http(name, a):
         extra += ["-s", os.path.join("bench", c["script"])]
     conns = a.conns or 64
     rounds = a.rounds or 3
-    results, failed = {n: [] for n in servers}, {}
-    for rnd in range(rounds):
-        for n, spec in servers.items():
-            if n in failed:
-                continue
-            try:
-                srv = started(n, spec, scheme=scheme)
-            except RuntimeError as e:
-                failed[n] = f"did not start: {e}"
-                continue
-            try:
-                r = measure(srv, a.seconds, conns, extra, c.get("path", "/"))
-            except RuntimeError as e:
-                failed[n] = str(e)
-                continue
-            finally:
-                srv.stop()
-            results[n].append(r)
-            log(f"{name} round {rnd + 1} {n}: {r[0]:.0f} req/s, {r[4]} errors")
+    results, failed = interleave(name, servers, a.seconds, conns, rounds, extra,
+                                 c.get("path", "/"), scheme)
     med = {n: [statistics.median(x[i] for x in r) for i in range(8)]
-           for n, r in results.items() if r}
+           for n, r in results.items()}
     print(f"\n### {name}: {c['title']}\n\nwrk -t1 -c{conns} -d{a.seconds}s"
           f"{' ' + shlex.join(extra) if extra else ''}, 1 worker on CPU {SERVER_CPU}, "
           f"wrk on CPU {CLIENT_CPU}, median of {rounds}\n")
@@ -603,6 +588,130 @@ def case_http(name, a):
         print(f"\n{c['note']}")
     stalls(results)
     failed_lines(failed)
+
+
+# ---------------------------------------------------------------- summary
+
+def interleave(label, servers, seconds, conns, rounds, extra=(), path="/", scheme="http"):
+    """Rounds of wrk against each server in turn (a fresh server each
+    round): {name: [measure() per round]}, {name: why it failed}."""
+    results, failed = {n: [] for n in servers}, {}
+    for rnd in range(rounds):
+        for n, spec in servers.items():
+            if n in failed:
+                continue
+            try:
+                srv = started(n, spec, scheme=scheme)
+            except RuntimeError as e:
+                failed[n] = f"did not start: {e}"
+                continue
+            try:
+                r = measure(srv, seconds, conns, extra, path)
+            except RuntimeError as e:
+                failed[n] = str(e)
+                continue
+            finally:
+                srv.stop()
+            results[n].append(r)
+            log(f"{label} round {rnd + 1} {n}: {r[0]:.0f} req/s, {r[4]} errors")
+    return {n: r for n, r in results.items() if r}, failed
+
+
+# What a user gets first: granc as `granc --interface asgi|wsgi APP`, no
+# other flag; the tuned rows after.  Each group is one interleaved run.
+def summary_groups():
+    post = ["-s", os.path.join("bench", "post10k.lua")]
+    hello = {"granc-asgi": (granc("asgi"), "hello_asgi:app"),
+             "granc-wsgi": (granc("wsgi"), "hello_wsgi:app"),
+             "granc-wsgi-bt1": (WSGI["granc"], "hello_wsgi:app"),
+             "granc-asginl-uvloop": (ASGI["granc"], "hello_asgi:app"),
+             "uvicorn": (ASGI["uvicorn-httptools"], "hello_asgi:app"),
+             "uwsgi": (uwsgi, "hello_wsgi:app"),
+             "nginx": (nginx(), "hello")}
+    return [
+        ("hello", 64, [], hello),
+        ("hello-c1024", 1024, [], {n: hello[n] for n in
+                                   ("granc-asgi", "granc-wsgi", "granc-wsgi-bt1", "uvicorn")}),
+        ("echo", 64, post, {"granc-asgi": (granc("asgi"), "echo_asgi:app"),
+                            "uvicorn": (ASGI["uvicorn-httptools"], "echo_asgi:app")}),
+        ("django", 64, [], {"granc-wsgi": (granc("wsgi"), "django_app:wsgi"),
+                            "granc-wsgi-bt1": (WSGI["granc"], "django_app:wsgi"),
+                            "uwsgi": (uwsgi, "django_app:wsgi"),
+                            "granc-asgi": (granc("asgi"), "django_app:asgi"),
+                            "uvicorn": (ASGI["uvicorn-httptools"], "django_app:asgi")}),
+    ]
+
+
+# (label, group, granc row, peer row, column, target ratio or None; for p99
+# (column 3) the target is a ceiling: granc's p99 at most that times the peer's)
+SUMMARY_ROWS = [
+    ("ASGI hello, defaults", "hello", "granc-asgi", "nginx", 1, 0.9),
+    ("ASGI hello, defaults", "hello", "granc-asgi", "uvicorn", 1, None),
+    ("ASGI 10 KiB echo, defaults", "echo", "granc-asgi", "uvicorn", 1, 2.0),
+    ("WSGI hello, defaults", "hello", "granc-wsgi", "nginx", 1, 0.9),
+    ("WSGI hello, defaults", "hello", "granc-wsgi", "granc-wsgi-bt1", 1, 0.9),
+    ("WSGI hello, defaults", "hello", "granc-wsgi", "uwsgi", 1, None),
+    ("Django view, WSGI defaults", "django", "granc-wsgi", "uwsgi", 1, 1.5),
+    ("Django view, WSGI defaults", "django", "granc-wsgi", "granc-wsgi-bt1", 1, 0.9),
+    ("Django view, ASGI defaults", "django", "granc-asgi", "uvicorn", 1, 1.2),
+    ("p99, ASGI hello -c64", "hello", "granc-asgi", "uvicorn", 3, 2.0),
+    ("p99, WSGI hello -c64", "hello", "granc-wsgi", "uvicorn", 3, 2.0),
+    ("p99, ASGI hello -c1024", "hello-c1024", "granc-asgi", "uvicorn", 3, 2.0),
+    ("p99, WSGI hello -c1024", "hello-c1024", "granc-wsgi", "uvicorn", 3, 2.0),
+    ("tuned: WSGI hello, --blocking-threads 1", "hello", "granc-wsgi-bt1", "nginx", 1, 0.95),
+    ("tuned: ASGI hello, asginl + uvloop", "hello", "granc-asginl-uvloop", "nginx", 1, 0.9),
+    ("tuned: p99, WSGI hello -c64, --blocking-threads 1", "hello", "granc-wsgi-bt1",
+     "uvicorn", 3, 2.0),
+    ("tuned: p99, WSGI hello -c1024, --blocking-threads 1", "hello-c1024", "granc-wsgi-bt1",
+     "uvicorn", 3, 2.0),
+]
+
+
+def case_summary(name, a):
+    """Issue 23's table: granc's defaults against the peers and nginx, per
+    server CPU-second, each ratio taken round by round (round i of granc
+    against round i of the peer, run next to it) and given as the median
+    with the min–max across rounds."""
+    rounds = a.rounds or 3
+    data = {}
+    for label, conns, extra, servers in summary_groups():
+        servers = pick(servers, a.servers)
+        data[label] = interleave(f"summary {label}", servers, a.seconds, conns, rounds, extra)
+    print(f"\n### summary: granc's defaults beside the peers\n\n"
+          f"wrk -t1 -c64 (p99 also -c1024) -d{a.seconds}s, 1 worker on CPU {SERVER_CPU}, "
+          f"wrk on CPU {CLIENT_CPU}, {rounds} interleaved rounds; req/CPU-s medians "
+          f"(min–max); ratios round by round, median (min–max)\n")
+    print("| case | granc | peer | ratio | target | met |")
+    print("|---|---|---|---|---|---|")
+    for label, group, g, p, col, target in SUMMARY_ROWS:
+        res = data[group][0]
+        if g not in res or p not in res:
+            continue
+        gr, pr = res[g], res[p]
+        per = [x[col] / y[col] for x, y in zip(gr, pr) if y[col]]
+        if not per:
+            continue
+        unit = " ms" if col == 3 else ""
+        fmt = "{:.2f}" if col == 3 else "{:.0f}"
+
+        def cell(rows, n):
+            return (f"{n} {fmt.format(statistics.median(r[col] for r in rows))}{unit} "
+                    f"({spread(rows, col, fmt)})")
+        ratio = f"{statistics.median(per):.2f}× ({min(per):.2f}–{max(per):.2f})"
+        if target is None:
+            goal, met = "", ""
+        elif col == 3:          # a ceiling, in every round
+            goal, met = f"≤ {target:g}× in every round", "yes" if max(per) <= target else "**no**"
+        else:
+            goal = f"≥ {target:g}×"
+            met = "yes" if statistics.median(per) >= target else "**no**"
+        print(f"| {label} | {cell(gr, g)} | {cell(pr, p)} | {ratio} | {goal} | {met} |")
+    print(f"\n{NGINX_NOTE}. granc-asgi and granc-wsgi run with no flag but "
+          "--interface (ASGI: --loop auto, uvloop when installed; WSGI: the default "
+          "--blocking-threads); -bt1 is --blocking-threads 1; asginl-uvloop skips lifespan.")
+    for label, (res, failed) in data.items():
+        stalls(res)
+        failed_lines(failed)
 
 
 # ---------------------------------------------------------------- conns, spread
@@ -1376,7 +1485,7 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-RUN = {**{n: case_http for n in HTTP}, "ws": case_ws, "upload": case_upload,
+RUN = {**{n: case_http for n in HTTP}, "summary": case_summary, "ws": case_ws, "upload": case_upload,
        "idle": case_idle, "startup": case_startup, "conns": case_conns,
        "spread": case_spread, "h2": case_h2, "h2-tls": case_h2, "h2-idle": case_h2_idle}
 
@@ -1416,7 +1525,8 @@ def main(argv=None):
     if a.granc:
         GRANC = os.path.abspath(a.granc)
     if a.list:
-        others = {"ws": family(WS, ""), "upload": upload_servers(), "idle": idle_servers(),
+        others = {"summary": sorted({n for g in summary_groups() for n in g[3]}),
+                  "ws": family(WS, ""), "upload": upload_servers(), "idle": idle_servers(),
                   "startup": startup_servers(), "conns": ["granc-wsgi", "granc-asgi",
                                                           "(uvicorn-httptools)"],
                   "spread": ["granc-asgi", "granc-wsgi"], "h2": h2_servers(),
