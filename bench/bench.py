@@ -667,6 +667,30 @@ SUMMARY_ROWS = [
 ]
 
 
+def interpreter_floor_kib():
+    """The RSS of Debian's python3 once asyncio and uvloop are imported: the
+    floor under any ASGI worker (issue 23 bounds granc's at 4 MiB above it)."""
+    code = ("import asyncio, re\ntry:\n    import uvloop\nexcept ImportError:\n    pass\n"
+            "print(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read())[1])")
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True).stdout
+    return int(out) if out.strip().isdigit() else 0
+
+
+def memory_rows(res):
+    """The worker's RSS under the hello-world load (largest process, median
+    of the rounds): ASGI against the interpreter's floor, WSGI against 12 MiB."""
+    floor = interpreter_floor_kib()
+    for n, bound, what in (("granc-asgi", floor + 4096, "≤ floor + 4 MiB"),
+                           ("granc-wsgi", 12 * 1024, "≤ 12 MiB"),
+                           ("granc-wsgi-bt1", 12 * 1024, "≤ 12 MiB")):
+        if n not in res or (n == "granc-asgi" and not floor):
+            continue
+        top = statistics.median(r[7] for r in res[n])
+        peer = f"python3 + asyncio, uvloop {mib(floor)} MiB" if n == "granc-asgi" else ""
+        print(f"| worker RSS under load, {n} | {mib(top)} MiB ({spread(res[n], 7, '{:.0f}')} KiB) "
+              f"| {peer} | | {what} | {'yes' if top <= bound else '**no**'} |")
+
+
 def case_summary(name, a):
     """Issue 23's table: granc's defaults against the peers and nginx, per
     server CPU-second, each ratio taken round by round (round i of granc
@@ -706,6 +730,7 @@ def case_summary(name, a):
             goal = f"≥ {target:g}×"
             met = "yes" if statistics.median(per) >= target else "**no**"
         print(f"| {label} | {cell(gr, g)} | {cell(pr, p)} | {ratio} | {goal} | {met} |")
+    memory_rows(data["hello"][0])
     print(f"\n{NGINX_NOTE}. granc-asgi and granc-wsgi run with no flag but "
           "--interface (ASGI: --loop auto, uvloop when installed; WSGI: the default "
           "--blocking-threads); -bt1 is --blocking-threads 1; asginl-uvloop skips lifespan.")
