@@ -857,9 +857,10 @@ def case_summary(name, a):
         servers = pick(servers, a.servers)
         data[label] = interleave(f"summary {label}", servers, a.seconds, conns, rounds, extra)
     print(f"\n### summary: granc's defaults beside the peers\n\n"
-          f"wrk -t1 -c64 (p99 also -c1024) -d{a.seconds}s, 1 worker on CPU {SERVER_CPU}, "
+          f"wrk -t1 -c64 -d{a.seconds}s, 1 worker on CPU {SERVER_CPU}, "
           f"wrk on CPU {CLIENT_CPU}, {rounds} interleaved rounds; req/CPU-s medians "
-          f"(min–max); ratios round by round, median (min–max)\n")
+          f"(min–max); p99 from h2load --h1 (-c64, and -c1024) after wrk, every request; "
+          f"ratios round by round, median (min–max)\n")
     print("| case | granc | peer | ratio | target | met |")
     print("|---|---|---|---|---|---|")
     for label, group, g, p, col, target in SUMMARY_ROWS:
@@ -867,7 +868,8 @@ def case_summary(name, a):
         if g not in res or p not in res:
             continue
         gr, pr = res[g], res[p]
-        per = [x[col] / y[col] for x, y in zip(gr, pr) if y[col]]
+        per = [x[col] / y[col] for x, y in zip(gr, pr)
+               if y[col] and y[col] == y[col] and x[col] == x[col]]     # NaN: not measured
         if not per:
             continue
         unit = " ms" if col == 3 else ""
@@ -890,6 +892,7 @@ def case_summary(name, a):
           "--interface (ASGI: --loop auto, uvloop when installed; WSGI: the default "
           "--blocking-threads); -bt1 is --blocking-threads 1; asginl-uvloop skips lifespan.")
     for label, (res, failed) in data.items():
+        stall_lines(res)
         stalls(res)
         failed_lines(failed)
 
