@@ -108,6 +108,14 @@ def test_exception_gives_500(asgi1):
     assert "RuntimeError: boom from the asgi app" in log
 
 
+def test_cancelled_task_gives_500(asgi1):
+    # the task's end is read with one Task.exception() call, which raises
+    # CancelledError for a cancelled task
+    assert httpx.get(asgi1.url + "/cancel_self").status_code == 500
+    assert "the application task was cancelled" in asgi1.log()
+    assert httpx.get(asgi1.url + "/info").status_code == 200
+
+
 def test_exception_mid_stream_aborts(asgi1):
     s = asgi1.connect()
     s.sendall(b"GET /err_mid HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -325,6 +325,12 @@ def test_exception_gives_500(rsgi):
     assert "RuntimeError: boom from the rsgi app" in log
 
 
+def test_cancelled_task_gives_500(rsgi):
+    assert get(rsgi, "/cancel_self").status_code == 500
+    assert "the application task was cancelled" in rsgi.log()
+    assert get(rsgi, "/info").status_code == 200
+
+
 def test_no_response_is_500(rsgi):
     assert get(rsgi, "/noresp").status_code == 500
     assert "RSGI callable returned without a response" in rsgi.log()

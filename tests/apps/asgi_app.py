@@ -159,6 +159,11 @@ async def noresp(scope, receive, send):
     return
 
 
+async def cancel_self(scope, receive, send):
+    asyncio.current_task().cancel()
+    await asyncio.sleep(0)
+
+
 async def ws_echo(scope, receive, send):
     assert (await receive())["type"] == "websocket.connect"
     await send({"type": "websocket.accept"})
@@ -230,7 +235,7 @@ ROUTES = {
     "/err_app": err_app, "/err_mid": err_mid, "/err_proto/type": err_proto_type,
     "/err_proto/flow": err_proto_flow, "/pathsend": pathsend, "/trailers": trailers,
     "/wait_for": wait_for, "/disconnect": disconnect, "/sse": sse, "/noresp": noresp,
-    "/ws_echo": ws_echo, "/ws_info": ws_info, "/ws_reject": ws_reject,
+    "/cancel_self": cancel_self, "/ws_echo": ws_echo, "/ws_info": ws_info, "/ws_reject": ws_reject,
     "/ws_noaccept": ws_noaccept, "/ws_raise_before": ws_raise_before,
     "/ws_raise_after": ws_raise_after, "/ws_deny_custom": ws_deny_custom,
     "/ws_close_reason": ws_close_reason, "/ws_push": ws_push,

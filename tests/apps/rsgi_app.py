@@ -170,6 +170,11 @@ async def backpressure(scope, proto):
         f.write(str(done))
 
 
+async def cancel_self(scope, proto):
+    asyncio.current_task().cancel()
+    await asyncio.sleep(0)
+
+
 async def err_app(scope, proto):
     raise RuntimeError("boom from the rsgi app")
 
@@ -295,7 +300,7 @@ async def ws_raise(scope, proto):
 ROUTES = {
     "/info": info, "/echo": echo, "/digest": digest, "/echos": echo_stream, "/stream": stream,
     "/resp": responses, "/body_twice": body_twice, "/file": file, "/disconnect": disconnect,
-    "/backpressure": backpressure, "/err_app": err_app, "/err_mid": err_mid,
+    "/backpressure": backpressure, "/err_app": err_app, "/cancel_self": cancel_self, "/err_mid": err_mid,
     "/noresp": noresp, "/slow": slow, "/hold": hold,
     "/ws_echo": ws_echo, "/ws_info": ws_info, "/ws_report": ws_report, "/ws_reject": ws_reject,
     "/ws_noaccept": ws_noaccept, "/ws_close_code": ws_close_code,
