@@ -1,10 +1,11 @@
 /* worker.c -- one worker process.
  *
  * The worker starts Python, loads the application, and then runs one
- * event loop in its main thread: it accepts connections (conn.c serves
- * them), wakes up for signals and for requests the thread pool finished
- * (pool.c), sweeps timeouts once a second over all connections, and stops
- * gracefully.  Under ASGI and RSGI, asyncio runs the loop instead and polls this
+ * event loop in its main thread (under the default WSGI pool, on whichever
+ * of the pool's threads leads: pool.c, wk_owner): it accepts connections
+ * (conn.c serves them), wakes up for signals and for requests the thread
+ * pool finished, sweeps timeouts once a second over all connections, and
+ * stops gracefully.  Under ASGI and RSGI, asyncio runs the loop instead and polls this
  * one through wk_poll.
  */
 #define PY_SSIZE_T_CLEAN
