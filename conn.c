@@ -384,9 +384,12 @@ static int start_request(conn *c)
     return c->r.ifc->start(&c->r) && conn_finish(c);
 }
 
-/* Requests held back by --backpressure, now that a slot is free. */
+/* Requests held back by --backpressure, now that a slot is free.  A
+ * request run inline may cost this thread the loop (wk_owner): then the
+ * rest is the new owner's. */
 void conn_drain_waitq(void)
 {
+    if (!wk_owner) return;
     h2_drain_waitq();
     while (W.waitq && W.inflight < W.cfg->backpressure) {
         conn *c = W.waitq;
@@ -395,6 +398,7 @@ void conn_drain_waitq(void)
         W.inflight++;
         if (c->r.ifc->start(&c->r) && conn_finish(c))
             conn_serve(c);          /* inline: c is back in CS_HEAD */
+        if (!wk_owner) return;
     }
     if (!W.waitq && !W.accept_resume) wk_accept_resume();
 }
@@ -747,8 +751,10 @@ static void h1_watch(request *r, int mask)
 {
     conn *c = conn_of(r);
     /* once the body is all taken, READ only watches for the client
-     * leaving, which a full buffer cannot see: it would only spin */
-    if (c->len == c->cap && c->body_done && c->dpos == c->dend)
+     * leaving, which a full buffer cannot see: it would only spin.
+     * (With mask 0 only c->fd is read: pool.c unwatches a request whose
+     * app still runs on another thread.) */
+    if ((mask & EV_READ) && c->len == c->cap && c->body_done && c->dpos == c->dend)
         mask &= ~EV_READ;
     if (c->tls && (mask & EV_READ))
         mask |= conn_want(c, EV_READ);

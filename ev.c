@@ -54,6 +54,7 @@ struct ev_loop {
     ev_file *files;             /* [setsize], indexed by fd */
     ev_fired *fired;            /* [setsize], filled by be_poll */
     struct be_state *be;        /* defined by the back end */
+    int (*owned)(void);         /* ev_set_owner; NULL: always */
 };
 
 #if defined(__linux__) && !defined(EV_KQUEUE)
@@ -153,6 +154,11 @@ void ev_set_max_events(ev_loop *loop, int n)
     loop->maxevents = n < 1 ? 1 : n > loop->setsize ? loop->setsize : n;
 }
 
+void ev_set_owner(ev_loop *loop, int (*owned)(void))
+{
+    loop->owned = owned;
+}
+
 int ev_setsize(ev_loop *loop)
 {
     return loop->setsize;
@@ -195,6 +201,8 @@ int ev_poll(ev_loop *loop, int timeout_ms)
             continue;
         f->proc(loop, fd, f->udata, mask);
         handled++;
+        if (loop->owned && !loop->owned())
+            break;              /* not ours any more: touch nothing */
     }
     return handled;
 }

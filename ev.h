@@ -26,6 +26,10 @@ int ev_setsize(ev_loop *loop);
 /* At most n events per ev_poll (1 .. setsize); the rest stay ready for the
  * next call, as the back ends are level-triggered. */
 void ev_set_max_events(ev_loop *loop, int n);
+/* owned() says whether this thread still runs the loop: ev_poll stops
+ * serving its batch once a callback returns on a thread that lost it (the
+ * rest stays ready for the new owner: level-triggered). */
+void ev_set_owner(ev_loop *loop, int (*owned)(void));
 const char *ev_backend(void);
 /* The epoll/kqueue descriptor: readable when events are ready, so that
  * asyncio can wait on granc's loop as one reader (ASGI). */

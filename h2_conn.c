@@ -33,7 +33,6 @@
 typedef struct h2c {
     h2_sess s;
     conn *c;
-    pthread_t loop;              /* the loop thread: it never sleeps on cv */
     char *in;                    /* bytes read, not yet a whole frame */
     size_t ilen, icap;
     int busy;                    /* loop handlers running: closing waits */
@@ -58,7 +57,8 @@ static h2c *kicks, *waiting;
 #define ST(r) ((h2_stream *)(r))     /* r is a stream's first member */
 #define H(st) ((h2c *)(st)->s)       /* and a session its h2c's */
 
-static int on_loop(h2c *h) { return pthread_equal(pthread_self(), h->loop); }
+/* On the thread running the loop now (the WSGI pool moves it, pool.c). */
+static int on_loop(h2c *h) { (void)h; return wk_owner; }
 
 /* ---------------------------------------------------------------------
  * Socket I/O, with s->mu held
@@ -253,6 +253,7 @@ static void start(h2c *h, h2_stream *st)
 {
     request *r = &st->r;
     r->ops = &h2_ops;
+    r->queue = 1;                       /* (pool.c) */
     r->head = st->head;
     r->ls = h->c->ls;
     r->tls = h->c->tls;
@@ -355,7 +356,6 @@ int h2_start(conn *c)
         return -1;
     }
     h->c = c;
-    h->loop = pthread_self();
     h->wrote_at = h->s.last_active = clock_ms();
     c->h2 = h;
     c->state = CS_H2;

@@ -9,5 +9,10 @@
 
 /* The requests finished since the last call, linked by qnext. */
 request *pool_done(void);
+/* Give a list pool_done returned back, for the loop's next owner. */
+void pool_requeue(request *list);
+/* The app is about to wait for the client: if this thread holds the
+ * loop, another takes it now. */
+void pool_blocking(void);
 
 #endif

@@ -86,6 +86,8 @@ struct request {
     unsigned ws : 1;                 /* a websocket request (the log says ws) */
     unsigned keep : 1;               /* finish: the connection lives on */
     unsigned broken : 1;             /* failed or cut: close, never reuse */
+    unsigned queue : 1;              /* HTTP/2: to an application thread,
+                                        never run by the loop's (pool.c) */
     tls_conn *tls;                   /* what the handshake settled (tls.h) */
     resp_head res;                   /* the response's framing, once headed */
     int64_t sent;                    /* body bytes framed */
@@ -110,6 +112,9 @@ typedef struct app_iface {
      * the interface's own (asyncio); returns an exit code.  NULL: the
      * worker runs its loop itself. */
     int (*run)(int loop_fd);
+    /* Run the worker's own loop (wk_turn) on threads of the interface's
+     * (the WSGI pool); returns an exit code.  NULL: on the main thread. */
+    int (*serve)(void);
     /* r is ready.  Returns 1 when it is already done (run inline: r->keep
      * says whether the connection lives on), 0 when the interface hands
      * it back later (r->ops->done). */

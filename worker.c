@@ -1,10 +1,11 @@
 /* worker.c -- one worker process.
  *
  * The worker starts Python, loads the application, and then runs one
- * event loop in its main thread: it accepts connections (conn.c serves
- * them), wakes up for signals and for requests the thread pool finished
- * (pool.c), sweeps timeouts once a second over all connections, and stops
- * gracefully.  Under ASGI and RSGI, asyncio runs the loop instead and polls this
+ * event loop in its main thread (under the default WSGI pool, on whichever
+ * of the pool's threads leads: pool.c, wk_owner): it accepts connections
+ * (conn.c serves them), wakes up for signals and for requests the thread
+ * pool finished, sweeps timeouts once a second over all connections, and
+ * stops gracefully.  Under ASGI and RSGI, asyncio runs the loop instead and polls this
  * one through wk_poll.
  */
 #define PY_SSIZE_T_CLEAN
@@ -45,6 +46,9 @@
 struct worker W;
 static volatile sig_atomic_t stop_flag;
 int wk_tell_fd = -1;
+_Thread_local int wk_owner;
+
+static int owns_loop(void) { return wk_owner; }
 
 int wk_stopping(void) { return atomic_load(&W.stopping); }
 int wk_id(void) { return W.id; }
@@ -201,6 +205,10 @@ static void on_wake(ev_loop *l, int fd, void *udata, int mask)
         request *r = done;
         done = r->qnext;
         r->ops->done(r);
+        if (!wk_owner) {        /* it ran the next request and lost the loop */
+            pool_requeue(done);
+            return;
+        }
     }
     conn_drain_waitq();
 }
@@ -289,23 +297,28 @@ static const app_iface *iface_for(const config *cfg)
     }
 }
 
-/* The worker's own loop, for an interface without one (WSGI): until a
- * stop has drained every connection, or cut them. */
+/* The worker's own loop, for an interface without one (WSGI), a turn at
+ * a time: until a stop has drained every connection, or cut them. */
+int wk_turn(void)
+{
+    if (W.forced || (atomic_load(&W.stopping) && W.nconns == 0 && W.inflight == 0))
+        return 0;
+    int stop = atomic_load(&W.stopping);
+    if (ev_poll(W.loop, stop ? 50 : W.tick) < 0 && errno != EINTR) {
+        log_error("worker-%d: event loop: %s", W.id, strerror(errno));
+        return 0;
+    }
+    if (!wk_owner) return -1;
+    int64_t now = clock_ms();
+    if (now - W.last_sweep >= W.tick) { sweep(now); W.last_sweep = now; }
+    if (stop) stop_sweep(now);
+    return 1;
+}
+
 static int serve(void)
 {
-    int tick = W.cfg->http1_header_read_timeout_ms < 1000 ? W.cfg->http1_header_read_timeout_ms : 1000;
-    int64_t last = clock_ms();
     wk_listen();
-    while (!W.forced && (!atomic_load(&W.stopping) || W.nconns > 0 || W.inflight > 0)) {
-        int stop = atomic_load(&W.stopping);
-        if (ev_poll(W.loop, stop ? 50 : tick) < 0 && errno != EINTR) {
-            log_error("worker-%d: event loop: %s", W.id, strerror(errno));
-            break;
-        }
-        int64_t now = clock_ms();
-        if (now - last >= tick) { sweep(now); last = now; }
-        if (stop) stop_sweep(now);
-    }
+    while (wk_turn() > 0) {}
     return WK_EXIT_OK;
 }
 
@@ -386,7 +399,11 @@ void wk_main(const config *cfg, const listener *ls, int nls, int id)
         exit(WK_EXIT_ERROR);
     }
     ev_set_max_events(W.loop, EV_BATCH);
-    int rc = W.ifc->run ? W.ifc->run(ev_fd(W.loop)) : serve();
+    ev_set_owner(W.loop, owns_loop);
+    wk_owner = 1;
+    W.tick = cfg->http1_header_read_timeout_ms < 1000 ? cfg->http1_header_read_timeout_ms : 1000;
+    W.last_sweep = clock_ms();
+    int rc = W.ifc->run ? W.ifc->run(ev_fd(W.loop)) : W.ifc->serve ? W.ifc->serve() : serve();
     if (W.forced) {             /* requests still hold connections, app threads
                                    may be stuck in Python: no finalizing */
         log_set_sink(NULL);

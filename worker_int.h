@@ -25,6 +25,8 @@ struct worker {
     int inflight;                /* requests dispatched and not finished */
     conn *waitq, *waitq_tail;    /* complete requests over --backpressure */
     int inline_mode;             /* --blocking-threads 1: run the app here */
+    int tick;                    /* ms between sweeps (wk_turn) */
+    int64_t last_sweep;
     uint64_t served, recycle_at; /* requests done; --max-requests (+ jitter) */
     int64_t force_at;            /* --graceful-timeout: when a drain is cut */
     int forced;                  /* it was: exit without waiting */

@@ -23,6 +23,7 @@
 #include "tls.h"
 #include "http.h"
 #include "log.h"
+#include "pool.h"
 #include "wsgi.h"
 
 #define KEY_CACHE_MAX  256       /* cached "HTTP_*" environ keys */
@@ -60,6 +61,7 @@ static Py_ssize_t input_fill(Input *in, const char **p)
     ssize_t n = req->ops->body(req, 1, 0, p);     /* what is there already */
     if (n == HTTP_INCOMPLETE) {
         Py_BEGIN_ALLOW_THREADS
+        pool_blocking();                /* the loop must not wait with us */
         n = req->ops->body(req, 1, 1, p);
         Py_END_ALLOW_THREADS
     }
