@@ -254,6 +254,7 @@ def test_bench_command_lines_documented():
     b = load_bench()
     servers = {"granc (WSGI)": b.WSGI["granc"], "granc-pool": b.WSGI["granc-pool"],
                "granc (ASGI)": b.ASGI["granc"], "granc-asyncio": b.ASGI["granc-asyncio"],
+               "granc-asgi (summary)": b.summary_groups()[0][3]["granc-asgi"][0],
                "uwsgi": b.WSGI["uwsgi"], "gunicorn-sync": b.WSGI["gunicorn-sync"],
                "gunicorn-gthread": b.WSGI["gunicorn-gthread"], "waitress": b.WSGI["waitress"],
                "uvicorn-httptools": b.ASGI["uvicorn-httptools"],
