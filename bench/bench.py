@@ -1290,6 +1290,39 @@ def still_open(socks):
     return len(socks) - len(p.poll(0))
 
 
+def hold_idle(label, srv_name, spec, n, notes, **kw):
+    """A fresh server; n idle connections opened (open_idle's kw) and
+    counted 1 s after the last: (held, seconds, RSS before, RSS held, PSS
+    held) in KiB, or None when it did not start.  What went wrong goes to
+    notes."""
+    try:
+        srv = started(srv_name, spec)
+    except RuntimeError as e:
+        notes.append(f"- {srv_name}: did not start: {e}")
+        return None
+    held = []
+    try:
+        time.sleep(0.5)
+        before = rss_kib(srv.pids())
+        t0 = time.monotonic()
+        held, failed, why = open_idle(srv.port, n, **kw)
+        secs = time.monotonic() - t0
+        time.sleep(1)
+        alive = still_open(held)
+        pids = srv.pids()
+        rss, pss = rss_kib(pids), pss_kib(pids)
+        log(f"{label}: {alive} held, RSS {mib(before)} -> {mib(rss)} MiB")
+        if alive < n:
+            notes.append(f"- {label}: held {alive} of {n} ({failed} failed"
+                         f"{'; ' + why if why else ''}; {len(held) - alive} closed by "
+                         f"the server)")
+        return alive, secs, before, rss, pss
+    finally:
+        for s in held:
+            s.close()
+        srv.stop()
+
+
 def case_idle(name, a):
     n = a.idle or 10000
     servers = pick(idle_servers(), a.servers)
@@ -1303,34 +1336,12 @@ def case_idle(name, a):
     print("|---|---|---|---|---|---|---|")
     notes = [f"- {k}: skipped: {v}" for k, v in pick(IDLE_SKIP, a.servers).items()]
     for srv_name, spec in servers.items():
-        try:
-            srv = started(srv_name, spec)
-        except RuntimeError as e:
-            notes.append(f"- {srv_name}: did not start: {e}")
-            continue
-        held = []
-        try:
-            time.sleep(0.5)
-            before = rss_kib(srv.pids())
-            t0 = time.monotonic()
-            held, failed, why = open_idle(srv.port, n)
-            secs = time.monotonic() - t0
-            time.sleep(1)
-            alive = still_open(held)
-            pids = srv.pids()
-            rss, pss = rss_kib(pids), pss_kib(pids)
+        m = hold_idle(f"idle {srv_name}", srv_name, spec, n, notes)
+        if m:
+            alive, secs, before, rss, pss = m
             per = (rss - before) / alive if alive else 0
             print(f"| {srv_name} | {alive} | {secs:.1f} | {mib(before)} | {mib(rss)} | "
                   f"{per:.1f} | {mib(pss)} |")
-            log(f"idle {srv_name}: {alive} held, RSS {mib(before)} -> {mib(rss)} MiB")
-            if alive < n:
-                notes.append(f"- {srv_name}: held {alive} of {n} ({failed} failed"
-                             f"{'; ' + why if why else ''}; {len(held) - alive} closed by "
-                             f"the server)")
-        finally:
-            for s in held:
-                s.close()
-            srv.stop()
     if notes:
         print()
         print("\n".join(notes))
@@ -1538,34 +1549,13 @@ def case_h2_idle(name, a):
         for proto, kw in (("HTTP/1.1", {}),
                           ("HTTP/2", dict(hello=H2_PREFACE, done=h2_settled,
                                           last=H2_SETTINGS_ACK))):
-            try:
-                srv = started(srv_name, spec)
-            except RuntimeError as e:
-                notes.append(f"- {srv_name}: did not start: {e}")
+            m = hold_idle(f"h2-idle {srv_name} {proto}", srv_name, spec, n, notes, **kw)
+            if not m:
                 break
-            held = []
-            try:
-                time.sleep(0.5)
-                before = rss_kib(srv.pids())
-                t0 = time.monotonic()
-                held, failed, why = open_idle(srv.port, n, **kw)
-                secs = time.monotonic() - t0
-                time.sleep(1)
-                alive = still_open(held)
-                rss = rss_kib(srv.pids())
-                per = (rss - before) / alive if alive else 0
-                print(f"| {srv_name} | {proto} | {alive} | {secs:.1f} | {mib(before)} | "
-                      f"{mib(rss)} | {per:.1f} |")
-                log(f"h2-idle {srv_name} {proto}: {alive} held, RSS {mib(before)} -> "
-                    f"{mib(rss)} MiB")
-                if alive < n:
-                    notes.append(f"- {srv_name} {proto}: held {alive} of {n} ({failed} failed"
-                                 f"{'; ' + why if why else ''}; {len(held) - alive} closed "
-                                 f"by the server)")
-            finally:
-                for s in held:
-                    s.close()
-                srv.stop()
+            alive, secs, before, rss, _ = m
+            per = (rss - before) / alive if alive else 0
+            print(f"| {srv_name} | {proto} | {alive} | {secs:.1f} | {mib(before)} | "
+                  f"{mib(rss)} | {per:.1f} |")
     if notes:
         print()
         print("\n".join(notes))
