@@ -198,6 +198,13 @@ def test_bad_header_from_app_is_500(srv):
     assert "x-injected" not in r.headers
 
 
+@pytest.mark.parametrize("nargs", [1, 4])
+def test_start_response_argument_count_is_500(srv, nargs):
+    assert httpx.get(srv.url + f"/bad_start?{nargs}").status_code == 500
+    assert f"start_response() takes 2 or 3 arguments ({nargs} given)" in srv.log()
+    assert httpx.get(srv.url + "/bad_start?2").status_code == 200
+
+
 def test_short_body_aborts_connection(srv):
     s = srv.connect()
     s.sendall(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n")

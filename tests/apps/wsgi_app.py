@@ -167,6 +167,13 @@ def bigresp(environ, start_response):
     return [b"x" * n]
 
 
+def bad_start(environ, start_response):
+    # start_response takes 2 or 3 positional arguments: 1 or 4 are a TypeError
+    n = int(environ["QUERY_STRING"] or "1")
+    start_response(*(["200 OK", [], None, None][:n]))
+    return [b"started"]
+
+
 def bad_header(environ, start_response):
     start_response("200 OK", [("x-bad", "a\r\nx-injected: 1")])
     return [b"no"]
@@ -187,7 +194,7 @@ ROUTES = {
     "/reason": reason, "/exc_info": exc_info, "/err_app": err_app,
     "/err_iter": err_iter, "/filewrapper": filewrapper, "/slow": slow,
     "/noread": noread, "/headers": headers, "/bigresp": bigresp,
-    "/bad_header": bad_header, "/short": short, "/exit": exit_worker,
+    "/bad_header": bad_header, "/bad_start": bad_start, "/short": short, "/exit": exit_worker,
 }
 
 
