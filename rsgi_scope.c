@@ -88,7 +88,9 @@ PyObject *rsgi_scope(request *r, int ws)
         s->h[i][1] = put(&w, s->mem, v.p, v.n);
     }
     s->ls = r->ls;
-    snprintf(s->client, sizeof(s->client), "%s", r->client);
+    size_t cn = strnlen(r->client, sizeof(s->client) - 1);     /* (no printf per request) */
+    memcpy(s->client, r->client, cn);
+    s->client[cn] = '\0';
     s->client_port = r->client_port;
     s->ws = ws;
     s->minor = rq->h2 ? 2 : rq->minor;      /* 2: HTTP/2 */
