@@ -89,28 +89,20 @@ def _first_answered(a, b):
     return "slow" if a in ready else "fast"
 
 
-def test_sleeping_app_answers_after_a_quick_one(srv, tmp_path):
-    """A request whose app sleeps a second, then a quick one: the quick
-    one is answered first."""
-    mark = tmp_path / "started"
-    slow = _send(srv, "/mark?f=" + str(mark))
-    _wait_for(mark)
-    fast = _send(srv, "/fast")
-    assert _first_answered(slow, fast) == "fast"
-    assert read_response(slow)[2] == b"marked"
-    slow.close()
-    fast.close()
-
-
-def test_one_thread_serializes(wsgi_server, tmp_path):
-    """--blocking-threads 1: the quick request waits for the sleeping one."""
-    s = wsgi_server("threads_app:app", "--blocking-threads", "1")
+@pytest.mark.parametrize("flags, first", [([], "fast"), (["--blocking-threads", "1"], "slow")],
+                         ids=["default", "one-thread"])
+def test_sleeping_app_beside_a_quick_one(wsgi_server, tmp_path, flags, first):
+    """A request whose app sleeps a second, then a quick one: by default
+    the quick one is answered first; with --blocking-threads 1 it waits
+    for the sleeping one."""
+    s = wsgi_server("threads_app:app", *flags)
     mark = tmp_path / "started"
     slow = _send(s, "/mark?f=" + str(mark))
     _wait_for(mark)
     fast = _send(s, "/fast")
-    assert _first_answered(slow, fast) == "slow"
-    assert read_response(fast)[2] == b"fast"
+    assert _first_answered(slow, fast) == first
+    other = slow if first == "fast" else fast
+    assert read_response(other)[2] == (b"marked" if first == "fast" else b"fast")
     slow.close()
     fast.close()
 
