@@ -87,29 +87,23 @@ static _Thread_local PyThreadState *my_ts;     /* a pool thread's */
 static _Thread_local uint64_t my_app;          /* the number of the app this
                                                   thread runs as leader */
 
+/* Run r on this thread, holding the GIL with the thread state *ts. */
+static void run_app(request *r, PyThreadState **ts)
+{
+    int64_t t1 = clock_us();
+    PyEval_RestoreThread(*ts);
+    int64_t t2 = clock_us();
+    wsgi_handle(r);
+    *ts = PyEval_SaveThread();
+    M_ADD(py_wait_cumulative, t2 - t1);
+    M_ADD(blocking_busy_cumulative, clock_us() - t1);
+}
+
 /* --blocking-threads 1: the app runs on the main thread, the loop's. */
 static int pool_run(request *r)
 {
-    int64_t t1 = clock_us();
-    PyEval_RestoreThread(P.main_ts);
-    int64_t t2 = clock_us();
-    wsgi_handle(r);
-    P.main_ts = PyEval_SaveThread();
-    M_ADD(py_wait_cumulative, t2 - t1);
-    M_ADD(blocking_busy_cumulative, clock_us() - t1);
+    run_app(r, &P.main_ts);
     return 1;
-}
-
-/* Run r on this pool thread, holding the GIL. */
-static void run_app(request *r)
-{
-    int64_t t1 = clock_us();
-    PyEval_RestoreThread(my_ts);
-    int64_t t2 = clock_us();
-    wsgi_handle(r);
-    PyEval_SaveThread();
-    M_ADD(py_wait_cumulative, t2 - t1);
-    M_ADD(blocking_busy_cumulative, clock_us() - t1);
 }
 
 /* r is finished, for the loop (P.mu held). */
@@ -179,7 +173,7 @@ static void *pool_thread(void *arg)
             M_SUB(blocking_queue, 1);
             pthread_mutex_unlock(&P.mu);
             M_ADD(blocking_idle_cumulative, clock_us() - t0);
-            run_app(r);
+            run_app(r, &my_ts);
             pthread_mutex_lock(&P.mu);
             P.busy--;
             put_done(r);
@@ -262,7 +256,7 @@ static int lf_start(request *r)
     atomic_store(&P.lead, mine);
     if (atomic_load(&P.deep) && atomic_exchange(&P.deep, 0))
         sem_post(&P.mon);                       /* the monitor watches again */
-    run_app(r);
+    run_app(r, &my_ts);
     my_app = 0;
     int kept = atomic_compare_exchange_strong(&P.lead, &mine, LEAD_LOOP);
     if (kept) P.running = NULL;

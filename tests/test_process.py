@@ -287,8 +287,10 @@ def test_blocking_threads_grow_on_demand_and_are_reaped(wsgi_server):
           for _ in range(6)]
     for t in ts:
         t.start()
-    time.sleep(0.5)
-    busy = _threads(worker)
+    busy = idle                 # the most threads seen while the requests ran
+    while any(t.is_alive() for t in ts):
+        busy = max(busy, _threads(worker))
+        time.sleep(0.05)
     for t in ts:
         t.join()
     assert busy >= idle + 5, (idle, busy)   # one per request (one was waiting already)
