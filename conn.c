@@ -281,13 +281,7 @@ static int begin_request(conn *c, size_t head)
  * pipelined bytes to the front), or close it.  Returns 1 if c lives on. */
 int conn_finish(conn *c)
 {
-    W.inflight--;
-    M_ADD(requests_handled, 1);
-    if (++W.served == W.recycle_at) {
-        log_info("worker-%d: %llu requests served (--max-requests), asking for a replacement",
-                 W.id, (unsigned long long)W.served);
-        wk_tell(WM_RECYCLE);
-    }
+    wk_request_done();
     if (c->r.broken) { conn_close(c); return 0; }
     /* a response that promised keep-alive is kept even when stopping: the
      * client may already be sending its next request (stop_sweep) */

@@ -305,13 +305,7 @@ static void finished(h2c *h, h2_stream *st)
     st->app = 0;
     st->r.app = NULL;
     h->napp--;
-    W.inflight--;
-    M_ADD(requests_handled, 1);
-    if (++W.served == W.recycle_at) {
-        log_info("worker-%d: %llu requests served (--max-requests), asking for a replacement",
-                 W.id, (unsigned long long)W.served);
-        wk_tell(WM_RECYCLE);
-    }
+    wk_request_done();
     h2_release(&h->s, st);
 }
 

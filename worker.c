@@ -62,6 +62,19 @@ void wk_tell(int what)
         log_debug("worker-%d: cannot reach the master: %s", W.id, strerror(errno));
 }
 
+/* A request is done (HTTP/1.1 or an HTTP/2 stream): count it, and after
+ * --max-requests of them ask the master for a replacement. */
+void wk_request_done(void)
+{
+    W.inflight--;
+    M_ADD(requests_handled, 1);
+    if (++W.served == W.recycle_at) {
+        log_info("worker-%d: %llu requests served (--max-requests), asking for a replacement",
+                 W.id, (unsigned long long)W.served);
+        wk_tell(WM_RECYCLE);
+    }
+}
+
 void wk_accept_pause(void)
 {
     if (!W.accepting) return;

@@ -1,5 +1,6 @@
 /* worker_int.h -- the worker process's state, shared by the loop (worker.c)
- * and the connections it serves (conn.c).  Nothing else includes it.
+ * and the connections it serves (conn.c, h2_conn.c).  Nothing else
+ * includes it.
  */
 #ifndef WORKER_INT_H
 #define WORKER_INT_H
@@ -45,5 +46,6 @@ extern struct worker W;
 void wk_accept_pause(void);
 void wk_accept_resume(void);
 void wk_tell(int what);          /* a tell_msg to the master */
+void wk_request_done(void);      /* count it; --max-requests */
 
 #endif
