@@ -4,6 +4,8 @@
 
 #include "granc.h"
 
+#include <string.h>
+
 #define HTTP_MAX_HEADERS     100     /* hyper's default; more -> 431 */
 #define HTTP_MAX_TARGET      8192    /* request-target bytes; more -> 414 */
 #define HTTP_MAX_CHUNK_EXT   1024    /* chunk extension bytes per chunk */
@@ -73,8 +75,14 @@ int http_decimal(slice v, int64_t *out);
 char *http_utoa(char *end, uint64_t v);
 /* The first (or, with last, the last) field named lower, or NULL. */
 const http_header *http_find_header(const http_request *rq, const char *lower, int last);
-/* Header name compare, ASCII case-insensitive. */
-int http_name_is(slice name, const char *lower);
+/* Header name compare, ASCII case-insensitive; lower is lower-case.
+ * Inline so that the length test, strlen of a literal, is folded at
+ * compile time and answers most calls before any byte is compared. */
+int http_lower_eq(const char *p, const char *lower, size_t n);
+static inline int http_name_is(slice name, const char *lower)
+{
+    return name.n == strlen(lower) && http_lower_eq(name.p, lower, name.n);
+}
 const char *http_reason(int status);
 /* The cached "Date: ..." value (29 bytes + NUL), refreshed once a second. */
 const char *http_date(void);
