@@ -85,7 +85,7 @@ static unsigned char ascii_lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
 }
 
-/* http_name_is's loop (http.h): the lengths are equal already. */
+/* http_name_is's loop (http.h), for names not in lower case. */
 int http_lower_eq(const char *p, const char *lower, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -863,7 +863,18 @@ int http_has_token(const char *v, size_t n, const char *lower)
 /* Write v in decimal into the bytes before end; returns its first digit. */
 char *http_utoa(char *end, uint64_t v)
 {
-    do *--end = (char)('0' + v % 10); while ((v /= 10) > 0);
+    /* two digits a division: a port or a length takes half the steps */
+    static const char pairs[201] =
+        "0001020304050607080910111213141516171819202122232425262728293031323334353637383940"
+        "4142434445464748495051525354555657585960616263646566676869707172737475767778798081"
+        "828384858687888990919293949596979899";
+
+    for (; v >= 100; v /= 100)
+        memcpy(end -= 2, pairs + v % 100 * 2, 2);
+    if (v >= 10)
+        memcpy(end -= 2, pairs + v * 2, 2);
+    else
+        *--end = (char)('0' + v);
     return end;
 }
 

@@ -725,6 +725,24 @@ static void test_lists(void)
     d = http_utoa(num + sizeof num, UINT64_MAX);
     ok(!memcmp(d, "18446744073709551615", 20) && d == num + sizeof num - 20,
        "http_utoa: UINT64_MAX");
+    int same = 1;
+    for (uint64_t v = 1; v < UINT64_MAX / 3; v = v * 3 + v % 7) {
+        char want[24];
+        int wn = snprintf(want, sizeof want, "%llu", (unsigned long long)v);
+        d = http_utoa(num + sizeof num, v);
+        same &= d == num + sizeof num - wn && !memcmp(d, want, (size_t)wn);
+    }
+    for (uint64_t v = 0; v < 100000; v++) {
+        char want[24];
+        int wn = snprintf(want, sizeof want, "%llu", (unsigned long long)v);
+        d = http_utoa(num + sizeof num, v);
+        same &= d == num + sizeof num - wn && !memcmp(d, want, (size_t)wn);
+    }
+    ok(same, "http_utoa: as printf says, 0-99999 and a spread up to 2^63");
+    ok(http_name_is((slice){"HOST", 4}, "host") && http_name_is((slice){"hoSt", 4}, "host") &&
+       !http_name_is((slice){"hosT\0", 5}, "host") && !http_name_is((slice){"h0st", 4}, "host") &&
+       !http_name_is((slice){"Hos", 3}, "host") && !http_name_is((slice){"x-a", 3}, "x_a"),
+       "http_name_is: any case, the whole name, a byte only its own letter");
 }
 
 /* Response heads: framing from the status, the app's fields, the known
