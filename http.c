@@ -58,37 +58,40 @@
 
 /* ---- character classes (RFC 9110 5.6.2, 5.5) ---------------------------- */
 
-/* tchar: "!#$%&'*+-.^_`|~", digits and letters, one bit per ASCII code. */
-static const uint32_t tchar_bits[4] = { 0x00000000, 0x03ff6cfa, 0xc7fffffe, 0x57ffffff };
+/* The byte classes, one digit a byte, each class inside the one before:
+ *   1  field-value byte: HTAB, SP, VCHAR, obs-text (never CR, LF, NUL, DEL)
+ *   2  VCHAR: visible ASCII, 0x21-0x7e
+ *   3  tchar: "!#$%&'*+-.^_`|~", digits and letters
+ *   0  anything else: the other controls.
+ * A table lookup is a load per byte where the tests were a chain of
+ * branches; unit_http.c checks all 256 against the RFC's definitions. */
+static const char byte_class[257] =
+    "0000000001000000" "0000000000000000"   /* 0x00-0x1f: HTAB only */
+    "1323333322332332" "3333333333222222"   /*  !"#$%&'()*+,-./ 0-9:;<=>? */
+    "2333333333333333" "3333333333322233"   /* @A-O P-Z[\]^_ */
+    "3333333333333333" "3333333333323230"   /* `a-o p-z{|}~ DEL */
+    "1111111111111111" "1111111111111111"   /* 0x80-0xff: obs-text */
+    "1111111111111111" "1111111111111111"
+    "1111111111111111" "1111111111111111"
+    "1111111111111111" "1111111111111111";
 
-static int is_tchar(unsigned char c)
-{
-    return c < 128 && (tchar_bits[c >> 5] >> (c & 31) & 1);
-}
-
-static int is_vchar(unsigned char c) { return c >= 0x21 && c <= 0x7e; }
+static int is_tchar(unsigned char c) { return byte_class[c] == '3'; }
+static int is_vchar(unsigned char c) { return byte_class[c] >= '2'; }
+static int is_field_byte(unsigned char c) { return byte_class[c] >= '1'; }
 static int is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
-
-/* field-value bytes: HTAB, SP, VCHAR and obs-text; never CR, LF, NUL, DEL. */
-static int is_field_byte(unsigned char c)
-{
-    return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
 
 static unsigned char ascii_lower(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
 }
 
-int http_name_is(slice name, const char *lower)
+/* http_name_is's loop (http.h), for names not in lower case. */
+int http_lower_eq(const char *p, const char *lower, size_t n)
 {
-    size_t i;
-
-    for (i = 0; i < name.n; i++)
-        if (lower[i] == '\0' ||
-            ascii_lower((unsigned char)name.p[i]) != (unsigned char)lower[i])
+    for (size_t i = 0; i < n; i++)
+        if (ascii_lower((unsigned char)p[i]) != (unsigned char)lower[i])
             return 0;
-    return lower[i] == '\0';
+    return 1;
 }
 
 /* Does s begin with lower (case-insensitively)? */
@@ -180,12 +183,19 @@ static ssize_t parse_request_line(const char *p, size_t n, http_request *req,
         return bad(status, 400);
     req->target = (slice){p + t, i - t};
 
-    for (i++, k = 0; version[k] != '\0'; i++, k++) {
-        if (i == n)
-            return HTTP_INCOMPLETE;
-        c = (unsigned char)p[i];
-        if (version[k] == '#' ? !(c >= '0' && c <= '9') : c != version[k])
-            return bad(status, 400);
+    /* "HTTP/1.1\r\n", which nearly every request sends, at once; any
+     * other version, or one cut short, byte by byte. */
+    i++;
+    if (n - i >= 10 && memcmp(p + i, "HTTP/1.1\r\n", 10) == 0) {
+        i += 10;
+    } else {
+        for (k = 0; version[k] != '\0'; i++, k++) {
+            if (i == n)
+                return HTTP_INCOMPLETE;
+            c = (unsigned char)p[i];
+            if (version[k] == '#' ? !(c >= '0' && c <= '9') : c != version[k])
+                return bad(status, 400);
+        }
     }
     /* i is past "HTTP/M.m\r\n": the major digit is at i-5, minor at i-3. */
     if (p[i - 5] != '1')
@@ -247,10 +257,11 @@ int http_list_next(slice *rest, slice *elem)
 /* Whether p[0,n) is a token (RFC 9110 5.6.2). */
 int http_is_token(const char *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)p[i]))
-            return 0;
-    return n > 0;
+    size_t i = 0;
+
+    while (i < n && is_tchar((unsigned char)p[i]))
+        i++;
+    return i == n && n > 0;
 }
 
 /* Read 1*DIGIT (at most HTTP_MAX_CL_DIGITS) at *p, before end, moving *p
@@ -704,67 +715,37 @@ ssize_t http_chunked_decode(http_chunked *d, char *buf, size_t *len)
 const char *http_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 102: return "Processing";
-    case 103: return "Early Hints";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 203: return "Non-Authoritative Information";
-    case 204: return "No Content";
-    case 205: return "Reset Content";
-    case 206: return "Partial Content";
-    case 207: return "Multi-Status";
-    case 208: return "Already Reported";
-    case 226: return "IM Used";
-    case 300: return "Multiple Choices";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 305: return "Use Proxy";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 407: return "Proxy Authentication Required";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 418: return "I'm a teapot";
-    case 421: return "Misdirected Request";
-    case 422: return "Unprocessable Content";
-    case 423: return "Locked";
-    case 424: return "Failed Dependency";
-    case 425: return "Too Early";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
+    case 100: return "Continue";                case 101: return "Switching Protocols";
+    case 102: return "Processing";              case 103: return "Early Hints";
+    case 200: return "OK";                      case 201: return "Created";
+    case 202: return "Accepted";                case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";              case 205: return "Reset Content";
+    case 206: return "Partial Content";         case 207: return "Multi-Status";
+    case 208: return "Already Reported";        case 226: return "IM Used";
+    case 300: return "Multiple Choices";        case 301: return "Moved Permanently";
+    case 302: return "Found";                   case 303: return "See Other";
+    case 304: return "Not Modified";            case 305: return "Use Proxy";
+    case 307: return "Temporary Redirect";      case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";             case 401: return "Unauthorized";
+    case 402: return "Payment Required";        case 403: return "Forbidden";
+    case 404: return "Not Found";               case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";          case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";         case 409: return "Conflict";
+    case 410: return "Gone";                    case 411: return "Length Required";
+    case 412: return "Precondition Failed";     case 413: return "Content Too Large";
+    case 414: return "URI Too Long";            case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";   case 417: return "Expectation Failed";
+    case 418: return "I'm a teapot";            case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";   case 423: return "Locked";
+    case 424: return "Failed Dependency";       case 425: return "Too Early";
+    case 426: return "Upgrade Required";        case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";       case 431: return "Request Header Fields Too Large";
     case 451: return "Unavailable For Legal Reasons";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 506: return "Variant Also Negotiates";
-    case 507: return "Insufficient Storage";
-    case 508: return "Loop Detected";
-    case 510: return "Not Extended";
+    case 500: return "Internal Server Error";   case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";             case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";         case 505: return "HTTP Version Not Supported";
+    case 506: return "Variant Also Negotiates"; case 507: return "Insufficient Storage";
+    case 508: return "Loop Detected";           case 510: return "Not Extended";
     case 511: return "Network Authentication Required";
     }
     return "Unknown";
@@ -831,12 +812,11 @@ const http_header *http_find_header(const http_request *rq, const char *lower, i
  * split the head, a NUL would cut it short in a C string. */
 int http_value_ok(const char *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if ((ch < 32 && ch != '\t') || ch == 127)
-            return 0;
-    }
-    return 1;
+    size_t i = 0;
+
+    while (i < n && is_field_byte((unsigned char)p[i]))
+        i++;
+    return i == n;
 }
 
 /* Whether the comma list v[0,n) has an element equal to lower (any case). */
@@ -853,22 +833,36 @@ int http_has_token(const char *v, size_t n, const char *lower)
 /* Write v in decimal into the bytes before end; returns its first digit. */
 char *http_utoa(char *end, uint64_t v)
 {
-    do *--end = (char)('0' + v % 10); while ((v /= 10) > 0);
+    /* two digits a division: a port or a length takes half the steps */
+    static const char pairs[201] =
+        "0001020304050607080910111213141516171819202122232425262728293031323334353637383940"
+        "4142434445464748495051525354555657585960616263646566676869707172737475767778798081"
+        "828384858687888990919293949596979899";
+
+    for (; v >= 100; v /= 100)
+        memcpy(end -= 2, pairs + v % 100 * 2, 2);
+    if (v >= 10)
+        memcpy(end -= 2, pairs + v * 2, 2);
+    else
+        *--end = (char)('0' + v);
     return end;
 }
 
 /* ---- response heads ------------------------------------------------------ */
 
-/* A bounded writer: counts every byte, stores those that fit. */
+/* A bounded writer: counts every byte, stores each piece that fits.  A
+ * head that does not fit is written again into more room, so the pieces
+ * past cap need not be cut to fit; and a constant piece's memcpy, of a
+ * known size, is then a move or two in place of a call. */
 typedef struct hwriter {
     char *p;
     size_t n, cap;
 } hwriter;
 
-static void put(hwriter *w, const char *s, size_t n)
+static inline void put(hwriter *w, const char *s, size_t n)
 {
-    if (w->n < w->cap)
-        memcpy(w->p + w->n, s, w->n + n <= w->cap ? n : w->cap - w->n);
+    if (w->n + n <= w->cap)
+        memcpy(w->p + w->n, s, n);
     w->n += n;
 }
 #define PUTS(w, s) put(w, s, sizeof(s) - 1)
@@ -895,7 +889,8 @@ ssize_t http_resp_head(resp_head *h, const char *reason, size_t rn, const http_h
                        char *out, size_t cap)
 {
     hwriter w = { out, 0, cap };
-    char num[24];
+    char num[24] = "HTTP/1.1 000 ";
+    unsigned code = (unsigned)h->code % 1000;
     int has_server = 0, has_date = 0, close = 0;
 
     h->clen = -1;
@@ -904,8 +899,9 @@ ssize_t http_resp_head(resp_head *h, const char *reason, size_t rn, const http_h
         reason = http_reason(h->code);
         rn = strlen(reason);
     }
-    memcpy(num, "HTTP/1.1 000 ", 13);
-    http_utoa(num + 12, (unsigned)h->code % 1000);     /* over the 000 */
+    num[9] = (char)('0' + code / 100);
+    num[10] = (char)('0' + code / 10 % 10);
+    num[11] = (char)('0' + code % 10);
     put(&w, num, 13);
     put(&w, reason, rn);
     PUTS(&w, "\r\n");

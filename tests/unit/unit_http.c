@@ -276,6 +276,8 @@ static void test_reject(void)
     REJECT("non-token method", "GE(T / HTTP/1.1\r\nHost: h\r\n\r\n", 400);
     REJECT("SP after version", "GET / HTTP/1.1 \r\nHost: h\r\n\r\n", 400);
     REJECT("lower-case http", "GET / http/1.1\r\nHost: h\r\n\r\n", 400);
+    REJECT("byte after HTTP/1.1", "GET / HTTP/1.1x\r\nHost: h\r\n\r\n", 400);
+    REJECT("HTTP/1.1 CR CR", "GET / HTTP/1.1\r\rHost: h\r\n\r\n", 400);
     REJECT("version without dot", "GET / HTTP/11\r\nHost: h\r\n\r\n", 400);
     REJECT("version without minor", "GET / HTTP/1\r\nHost: h\r\n\r\n", 400);
     REJECT("two-digit major", "GET / HTTP/10.1\r\nHost: h\r\n\r\n", 400);
@@ -723,6 +725,24 @@ static void test_lists(void)
     d = http_utoa(num + sizeof num, UINT64_MAX);
     ok(!memcmp(d, "18446744073709551615", 20) && d == num + sizeof num - 20,
        "http_utoa: UINT64_MAX");
+    int same = 1;
+    for (uint64_t v = 1; v < UINT64_MAX / 3; v = v * 3 + v % 7) {
+        char want[24];
+        int wn = snprintf(want, sizeof want, "%llu", (unsigned long long)v);
+        d = http_utoa(num + sizeof num, v);
+        same &= d == num + sizeof num - wn && !memcmp(d, want, (size_t)wn);
+    }
+    for (uint64_t v = 0; v < 100000; v++) {
+        char want[24];
+        int wn = snprintf(want, sizeof want, "%llu", (unsigned long long)v);
+        d = http_utoa(num + sizeof num, v);
+        same &= d == num + sizeof num - wn && !memcmp(d, want, (size_t)wn);
+    }
+    ok(same, "http_utoa: as printf says, 0-99999 and a spread up to 2^63");
+    ok(http_name_is((slice){"HOST", 4}, "host") && http_name_is((slice){"hoSt", 4}, "host") &&
+       !http_name_is((slice){"hosT\0", 5}, "host") && !http_name_is((slice){"h0st", 4}, "host") &&
+       !http_name_is((slice){"Hos", 3}, "host") && !http_name_is((slice){"x-a", 3}, "x_a"),
+       "http_name_is: any case, the whole name, a byte only its own letter");
 }
 
 /* Response heads: framing from the status, the app's fields, the known
@@ -817,6 +837,42 @@ static void test_resp_head(void)
     }
 }
 
+/* http.c's byte class table, all 256 bytes against the RFC's words:
+ * tchar (RFC 9110 5.6.2) in methods and field names, VCHAR in targets,
+ * field-value bytes (5.5: HTAB, SP, VCHAR, obs-text) in values. */
+static int parses(const char *fmt, int c)
+{
+    char s[128];
+    int st = 0, n = snprintf(s, sizeof s, fmt, 'X');
+    char *x = memchr(s, 'X', (size_t)n);
+
+    *x = (char)c;               /* the byte may be a NUL: not via printf */
+    return http_parse_request(guarded(s, (size_t)n), (size_t)n, 0, &req, &st) == n;
+}
+
+static void test_byte_classes(void)
+{
+    int tok = 1, val = 1, meth = 1, name = 1, target = 1, value = 1;
+
+    for (int c = 0; c < 256; c++) {
+        char b = (char)c;
+        int tchar = (c < 128 && isalnum(c)) || (c && strchr("!#$%&'*+-.^_`|~", c));
+        int vchar = c >= 0x21 && c <= 0x7e;
+        int field = c == '\t' || (c >= 0x20 && c != 0x7f);
+        tok &= http_is_token(&b, 1) == tchar;
+        val &= http_value_ok(&b, 1) == field;
+        meth &= parses("%cET / HTTP/1.1\r\nHost: h\r\n\r\n", c) == tchar;
+        name &= parses("GET / HTTP/1.1\r\nHost: h\r\n%c: v\r\n\r\n", c) == tchar;
+        target &= parses("GET /%c HTTP/1.1\r\nHost: h\r\n\r\n", c) == vchar;
+        value &= parses("GET / HTTP/1.1\r\nHost: h\r\nA: a%cb\r\n\r\n", c) == field;
+    }
+    ok(tok && val, "byte classes: http_is_token and http_value_ok, all 256 bytes");
+    ok(meth && name, "byte classes: tchar in methods and field names, all 256 bytes");
+    ok(target, "byte classes: VCHAR in targets, all 256 bytes");
+    ok(value, "byte classes: field-value bytes in values, all 256 bytes");
+    ok(!http_is_token("", 0) && http_value_ok("", 0), "empty: no token, a fine value");
+}
+
 int main(void)
 {
     tap_begin();
@@ -828,5 +884,6 @@ int main(void)
     test_misc();
     test_lists();
     test_resp_head();
+    test_byte_classes();
     return tap_end();
 }
