@@ -46,6 +46,11 @@ HDRS = granc.h aio.h asgi_int.h conn.h ev.h h2.h hpack.h http.h log.h master.h m
        tls.h tls_int.h worker.h worker_int.h ws.h wsgi.h ev_epoll.c ev_kqueue.c $(PYSRC)
 
 WARN = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS_EXTRA)
+# Release builds drop assert(): granc has none of its own, and those in
+# Python's inline headers (PyTuple_SET_ITEM and the like) are for checking
+# CPython itself; its extension modules are built with -DNDEBUG too
+# (python3-config --cflags).  The ASan builds keep them.
+REL = -DNDEBUG
 TLS := $(shell printf '\043include <bearssl.h>\n' | $(CC) -E - >/dev/null 2>&1 && echo 1)
 ifeq ($(TLS),1)
 TLS_FLAGS = -DGRANC_TLS -lbearssl
@@ -98,7 +103,7 @@ all: granc
 
 granc: $(SRCS) $(HDRS) Makefile .granc.link
 	@echo "$@: $(call py_why,$(PYTHON))"
-	$(CC) $(CFLAGS) $(WARN) -o $@ $(SRCS) $(call py_link,$(PYTHON)) $(TLS_FLAGS)
+	$(CC) $(CFLAGS) $(REL) $(WARN) -o $@ $(SRCS) $(call py_link,$(PYTHON)) $(TLS_FLAGS)
 
 # ASan builds link the shared libpython whatever the interpreter.  A static,
 # non-PIE link runs under ASan too, but checks nothing more: libpython is not
@@ -115,9 +120,9 @@ granc-asan: $(SRCS) $(HDRS) Makefile
 # for the footprint of granc's own code.
 tests/granc-test: $(SRCS) $(HDRS) Makefile tests/.granc-test.link
 	@echo "$@: $(call py_why,$(TEST_PYTHON))"
-	$(CC) $(CFLAGS) $(WARN) -o $@ $(SRCS) $(call py_link,$(TEST_PYTHON)) $(TLS_FLAGS)
+	$(CC) $(CFLAGS) $(REL) $(WARN) -o $@ $(SRCS) $(call py_link,$(TEST_PYTHON)) $(TLS_FLAGS)
 tests/granc-shared: $(SRCS) $(HDRS) Makefile
-	$(CC) $(CFLAGS) $(WARN) -o $@ $(SRCS) $(call py_flags,$(TEST_PYTHON)) $(TLS_FLAGS)
+	$(CC) $(CFLAGS) $(REL) $(WARN) -o $@ $(SRCS) $(call py_flags,$(TEST_PYTHON)) $(TLS_FLAGS)
 .granc.link: tools/pylink.py FORCE
 	@$(call link_stamp,$@,$(PYTHON))
 tests/.granc-test.link: tools/pylink.py FORCE

@@ -85,9 +85,12 @@ static unsigned char ascii_lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
 }
 
-/* http_name_is's loop (http.h), for names not in lower case. */
+/* http_name_is's comparison (http.h), once the lengths match: most names
+ * come in lower case already (one memcmp); the others byte by byte. */
 int http_lower_eq(const char *p, const char *lower, size_t n)
 {
+    if (memcmp(p, lower, n) == 0)
+        return 1;
     for (size_t i = 0; i < n; i++)
         if (ascii_lower((unsigned char)p[i]) != (unsigned char)lower[i])
             return 0;
