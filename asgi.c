@@ -642,8 +642,9 @@ static PyObject *method_strs[NMETHODS];
 
 static PyObject *header_name(slice nm)
 {
-    for (size_t i = 0; i < NCOMMON; i++)
-        if (strlen(common_names[i]) == nm.n && http_name_is(nm, common_names[i]))
+    for (size_t i = 0; i < NCOMMON; i++)          /* the length first: no strlen */
+        if ((size_t)PyBytes_GET_SIZE(common_bytes[i]) == nm.n &&
+            http_lower_eq(nm.p, common_names[i], nm.n))
             return Py_NewRef(common_bytes[i]);
     PyObject *name = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)nm.n);
     if (!name) return NULL;
