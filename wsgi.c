@@ -557,6 +557,25 @@ static PyObject *header_key(slice name)
     return k;
 }
 
+/* SERVER_NAME (port 0) or SERVER_PORT (1), a new reference: the same for
+ * every request on a listener, so made once per listener (under the GIL,
+ * as every environ is built). */
+static PyObject *server_str(const listener *ls, int port)
+{
+    static struct srv { const listener *ls; PyObject *s[2]; } srv[MAX_LISTENERS];
+    int i = 0;
+    while (i < MAX_LISTENERS && srv[i].ls && srv[i].ls != ls) i++;
+    if (i < MAX_LISTENERS && srv[i].ls) return Py_NewRef(srv[i].s[port]);
+    char num[8], *d = http_utoa(num + sizeof(num), (uint64_t)ls->port);
+    PyObject *s[2] = { PyUnicode_FromString(ls->addr),
+                       PyUnicode_FromStringAndSize(d, num + sizeof(num) - d) };
+    if (!s[0] || !s[1]) { Py_XDECREF(s[0]); Py_XDECREF(s[1]); return NULL; }
+    PyObject *r = Py_NewRef(s[port]);
+    if (i < MAX_LISTENERS) srv[i] = (struct srv){ ls, { s[0], s[1] } };
+    else { Py_DECREF(s[0]); Py_DECREF(s[1]); }
+    return r;
+}
+
 static PyObject *build_environ(request *req, PyObject *input)
 {
     const http_request *rq = req->head;
@@ -567,19 +586,18 @@ static PyObject *build_environ(request *req, PyObject *input)
                 : rq->method.n == 4 && !memcmp(rq->method.p, "HEAD", 4) ? s_head : NULL;
     if (m) Py_INCREF(m);
     else m = latin1(rq->method.p, rq->method.n);
-    char rport[8], sport[8];        /* decimal ports without printf: a
+    char rport[8];                  /* the port without printf: a
                                        PyUnicode_FromFormat was 7 % of a
                                        hello world's instructions */
     char *rp = http_utoa(rport + sizeof(rport), (uint64_t)req->client_port);
-    char *sp = http_utoa(sport + sizeof(sport), (uint64_t)req->ls->port);
     PyObject *proto = rq->h2 ? proto2 : rq->minor ? proto11 : proto10;
     Py_INCREF(proto);
     if (set_item(env, k_method, m) ||
         set_item(env, k_path, path_info(rq->path)) ||
         set_item(env, k_query, latin1(rq->query.p, rq->query.n)) ||
         set_item(env, k_proto, proto) ||
-        set_item(env, k_sname, PyUnicode_FromString(req->ls->addr)) ||
-        set_item(env, k_sport, PyUnicode_FromStringAndSize(sp, sport + sizeof(sport) - sp)) ||
+        set_item(env, k_sname, server_str(req->ls, 0)) ||
+        set_item(env, k_sport, server_str(req->ls, 1)) ||
         set_item(env, k_raddr, PyUnicode_FromString(req->client)) ||
         set_item(env, k_rport, PyUnicode_FromStringAndSize(rp, rport + sizeof(rport) - rp)) ||
         PyDict_SetItem(env, k_input, input))
