@@ -557,20 +557,20 @@ static PyObject *header_key(slice name)
     return k;
 }
 
-/* SERVER_NAME (port 0) or SERVER_PORT (1), a new reference: the same for
+/* SERVER_NAME (which 0) or SERVER_PORT (which 1), a new reference: the same for
  * every request on a listener, so made once per listener (under the GIL,
  * as every environ is built). */
-static PyObject *server_str(const listener *ls, int port)
+static PyObject *server_str(const listener *ls, int which)
 {
     static struct srv { const listener *ls; PyObject *s[2]; } srv[MAX_LISTENERS];
     int i = 0;
     while (i < MAX_LISTENERS && srv[i].ls && srv[i].ls != ls) i++;
-    if (i < MAX_LISTENERS && srv[i].ls) return Py_NewRef(srv[i].s[port]);
+    if (i < MAX_LISTENERS && srv[i].ls) return Py_NewRef(srv[i].s[which]);
     char num[8], *d = http_utoa(num + sizeof(num), (uint64_t)ls->port);
     PyObject *s[2] = { PyUnicode_FromString(ls->addr),
                        PyUnicode_FromStringAndSize(d, num + sizeof(num) - d) };
     if (!s[0] || !s[1]) { Py_XDECREF(s[0]); Py_XDECREF(s[1]); return NULL; }
-    PyObject *r = Py_NewRef(s[port]);
+    PyObject *r = Py_NewRef(s[which]);
     if (i < MAX_LISTENERS) srv[i] = (struct srv){ ls, { s[0], s[1] } };
     else { Py_DECREF(s[0]); Py_DECREF(s[1]); }
     return r;
